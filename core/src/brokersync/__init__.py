@@ -1,0 +1,203 @@
+"""brokersync: a normalized, deduplicated copy of every trade a user made at any broker.
+
+This module is the whole public API. Broker plugins implement the hooks in
+:mod:`brokersync.hookspecs` (mark them with :data:`hookimpl`); integrators use the registry
+functions below and, for syncing, the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry, PluginFailure, PluginInfo, get_registry
+from brokersync._version import __version__
+from brokersync._versions import PLUGIN_API_VERSION
+from brokersync.errors import (
+    BrokerApiError,
+    BrokerAuthError,
+    BrokerError,
+    BrokerNetworkError,
+    BrokerRateLimitError,
+    BrokerServerError,
+    BrokerSyncError,
+    BrokerTimeoutError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    ConnectionNotFoundError,
+    ErrorClassification,
+    ErrorType,
+    NeedsReauthError,
+    PluginContractError,
+    PluginError,
+    RecordValidationError,
+    Severity,
+    StoreError,
+    SyncError,
+    SyncInProgressError,
+    VaultError,
+    classify_error,
+)
+from brokersync.hookspecs import hookimpl
+from brokersync.models import (
+    Account,
+    AuthResult,
+    AuthType,
+    BrokerMetadata,
+    Capabilities,
+    CredentialField,
+    Credentials,
+    CursorKind,
+    Direction,
+    RateLimit,
+    RetryPolicy,
+    Trade,
+    TradePage,
+)
+
+if TYPE_CHECKING:
+    from brokersync._broker import Broker, RecordError, TradeBatch
+    from brokersync._context import BrokerContext, HttpClient
+    from brokersync._log import enable_logging
+
+# Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
+# CLI start fast. Name -> module that defines it.
+_LAZY = {
+    "Broker": "brokersync._broker",
+    "RecordError": "brokersync._broker",
+    "TradeBatch": "brokersync._broker",
+    "BrokerContext": "brokersync._context",
+    "HttpClient": "brokersync._context",
+    "enable_logging": "brokersync._log",
+}
+
+if "loguru" in sys.modules:
+    # The application already uses loguru: silence brokersync's records now (a library stays quiet
+    # unless the application asks). Otherwise brokersync._log does it when first imported.
+    importlib.import_module("brokersync._log")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brokersync' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def register_broker(key: str, plugin: Any, *, replace: bool = False) -> BrokerMetadata:
+    """Register ``plugin`` as broker ``key`` in this process (for code not installed as a package).
+
+    Args:
+        key: The broker key; must equal the key in the plugin's metadata.
+        plugin: A module, class or object whose ``@hookimpl`` functions implement the hooks.
+        replace: Replace an existing broker with the same key instead of raising ``ValueError``.
+
+    Returns:
+        The plugin's validated metadata.
+
+    Raises:
+        PluginError: The plugin does not satisfy the broker contract (the message says why).
+    """
+    return get_registry().register(key, plugin, replace=replace)
+
+
+def unregister_broker(key: str) -> None:
+    """Remove broker ``key`` from this process's registry."""
+    get_registry().unregister(key)
+
+
+def get_broker(key: str, *, environment: str | None = None, **options: Any) -> Broker:
+    """A :class:`Broker` facade for broker ``key`` in ``environment`` (default: the broker's default).
+
+    Raises:
+        ConfigurationError: The broker is unknown, failed to load, or has no such environment.
+    """
+    return get_registry().get(key, environment=environment, **options)
+
+
+def is_broker_supported(key: str) -> bool:
+    """Whether broker ``key`` is installed (or registered) and loaded without error."""
+    return get_registry().is_supported(key)
+
+
+def get_broker_metadata(key: str) -> BrokerMetadata:
+    """The metadata of broker ``key``.
+
+    Raises:
+        ConfigurationError: The broker is unknown or failed to load.
+    """
+    return get_registry().metadata(key)
+
+
+def list_brokers() -> list[BrokerMetadata]:
+    """Metadata of every usable broker, sorted by key."""
+    return get_registry().list_brokers()
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every distribution providing brokers, with its brokers, hooks and load failures."""
+    return get_registry().plugins()
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PLUGIN_API_VERSION",
+    "Account",
+    "AuthResult",
+    "AuthType",
+    "Broker",
+    "BrokerApiError",
+    "BrokerAuthError",
+    "BrokerContext",
+    "BrokerError",
+    "BrokerMetadata",
+    "BrokerNetworkError",
+    "BrokerRateLimitError",
+    "BrokerRegistry",
+    "BrokerServerError",
+    "BrokerSyncError",
+    "BrokerTimeoutError",
+    "BrokerUnavailableError",
+    "Capabilities",
+    "ConfigurationError",
+    "ConnectionNotFoundError",
+    "CredentialField",
+    "Credentials",
+    "CursorKind",
+    "Direction",
+    "ErrorClassification",
+    "ErrorType",
+    "HttpClient",
+    "NeedsReauthError",
+    "PluginContractError",
+    "PluginError",
+    "PluginFailure",
+    "PluginInfo",
+    "RateLimit",
+    "RecordError",
+    "RecordValidationError",
+    "RetryPolicy",
+    "Severity",
+    "StoreError",
+    "SyncError",
+    "SyncInProgressError",
+    "Trade",
+    "TradeBatch",
+    "TradePage",
+    "VaultError",
+    "__version__",
+    "classify_error",
+    "enable_logging",
+    "get_broker",
+    "get_broker_metadata",
+    "get_registry",
+    "hookimpl",
+    "is_broker_supported",
+    "list_brokers",
+    "list_plugins",
+    "register_broker",
+    "unregister_broker",
+]

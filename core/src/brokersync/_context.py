@@ -1,0 +1,75 @@
+"""The context object the core hands to every plugin hook."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    import httpx
+    from loguru import Logger
+
+__all__ = ["BrokerContext", "HttpClient"]
+
+
+class HttpClient(Protocol):
+    """The request interface plugins use (``ctx.http``); implemented by the core's client.
+
+    Relative URLs are resolved against the environment's base URL. Every request goes through the
+    broker's rate limiter, circuit breaker and retry policy; failures arrive as
+    :mod:`brokersync.errors` exceptions, never as httpx exceptions.
+    """
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; ``kwargs`` are httpx's (``params``, ``json``, ``headers``, ...)."""
+        ...
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a GET request."""
+        ...
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a POST request."""
+        ...
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.define(kw_only=True)
+class BrokerContext:
+    """What a hook gets from the core besides its own arguments.
+
+    Attributes:
+        broker: The broker key.
+        environment: The environment name (e.g. ``"live"`` or ``"demo"``).
+        base_url: The environment's base URL (from the metadata, or overridden by configuration).
+        options: Plugin options from configuration (non-secret).
+        http: The core's HTTP client: use it for every request.
+        logger: A loguru logger bound to this broker (and connection, in a sync).
+        cache: Scratch space for one sync run, shared between hooks (e.g. ``get_accounts`` can
+            keep a statement that ``get_trades`` reads).
+        connection_id: The connection being synced, when there is one.
+        clock: Returns the current tz-aware UTC time (injected in tests).
+        sleep: Awaitable sleep (injected in tests); use it for polling, never ``asyncio.sleep``.
+    """
+
+    broker: str
+    environment: str
+    base_url: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    http: HttpClient
+    logger: Logger
+    cache: dict[str, Any] = attrs.field(factory=dict)
+    connection_id: str | None = None
+    clock: Callable[[], dt.datetime] = _utcnow
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def now(self) -> dt.datetime:
+        """The current tz-aware UTC time, from the injected clock."""
+        return self.clock()

@@ -1,0 +1,351 @@
+"""Exceptions raised by brokersync, grouped by what happens next.
+
+The tree::
+
+    BrokerSyncError                      root of everything brokersync raises on purpose
+    ├── ConfigurationError               bad configuration or credentials shape (fix it, then retry)
+    ├── PluginError                      a broker plugin is broken (load, validation, contract)
+    │   └── PluginContractError          a hook returned something the contract does not allow
+    ├── RecordValidationError            one broker record cannot be normalized (skipped, reported)
+    ├── VaultError                       a secret cannot be encrypted or decrypted (key missing/wrong)
+    ├── StoreError                       the database refused or lost an operation
+    ├── SyncError                        a sync cannot run
+    │   ├── SyncInProgressError          another process holds this connection's lease
+    │   ├── ConnectionNotFoundError      no such connection for this user
+    │   └── NeedsReauthError             the connection must be reconnected by its user
+    └── BrokerError                      a broker call failed (carries broker=, connection_id=)
+        ├── BrokerAuthError              never retried; the connection needs re-authentication
+        ├── BrokerRateLimitError         retried after ``retry_after`` seconds
+        ├── BrokerApiError               the broker answered with an error (``status_code``)
+        │   └── BrokerServerError        5xx: retried
+        ├── BrokerNetworkError           the broker could not be reached: retried
+        │   └── BrokerTimeoutError       the broker did not answer in time: retried
+        └── BrokerUnavailableError       the circuit breaker is open: fail fast, retry later
+
+Retry decisions use :func:`classify_error`, which works for any exception, including ones a plugin
+raises that brokersync never heard of. Messages never contain a secret: everything that leaves this
+module goes through the redactor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from brokersync._redact import redact
+
+__all__ = [
+    "BrokerApiError",
+    "BrokerAuthError",
+    "BrokerError",
+    "BrokerNetworkError",
+    "BrokerRateLimitError",
+    "BrokerServerError",
+    "BrokerSyncError",
+    "BrokerTimeoutError",
+    "BrokerUnavailableError",
+    "ConfigurationError",
+    "ConnectionNotFoundError",
+    "ErrorClassification",
+    "ErrorType",
+    "NeedsReauthError",
+    "PluginContractError",
+    "PluginError",
+    "RecordValidationError",
+    "Severity",
+    "StoreError",
+    "SyncError",
+    "SyncInProgressError",
+    "VaultError",
+    "classify_error",
+]
+
+
+class BrokerSyncError(Exception):
+    """Root of every error brokersync raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        """The (redacted) message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigurationError(BrokerSyncError):
+    """Configuration, credentials or arguments are invalid; nothing was sent or stored."""
+
+
+class PluginError(BrokerSyncError):
+    """A broker plugin cannot be used: it failed to import, validate or declare its metadata."""
+
+    def __init__(self, message: str, *, broker: str | None = None, distribution: str | None = None) -> None:
+        super().__init__(message)
+        self.broker = broker
+        self.distribution = distribution
+
+
+class PluginContractError(PluginError):
+    """A plugin hook returned or raised something the broker contract does not allow."""
+
+
+class RecordValidationError(BrokerSyncError):
+    """A record from a broker cannot be normalized into a model. The record is skipped, not stored."""
+
+    def __init__(self, message: str, *, broker_trade_id: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.broker_trade_id = broker_trade_id
+        self.path = path
+
+
+class VaultError(BrokerSyncError):
+    """A secret could not be encrypted or decrypted (missing key, wrong key, tampered data)."""
+
+
+class StoreError(BrokerSyncError):
+    """The database failed an operation."""
+
+
+class SyncError(BrokerSyncError):
+    """A sync cannot run."""
+
+
+class SyncInProgressError(SyncError):
+    """Another caller is already syncing this connection."""
+
+
+class ConnectionNotFoundError(SyncError):
+    """The connection does not exist or does not belong to this user."""
+
+
+class NeedsReauthError(SyncError):
+    """The connection's credentials were rejected; the user has to reconnect it."""
+
+
+class BrokerError(BrokerSyncError):
+    """A call to a broker failed.
+
+    Args:
+        message: What failed, in words a user can act on.
+        broker: The broker key, when known.
+        connection_id: The connection, when known.
+        status_code: The HTTP status the broker answered with, when there was one.
+    """
+
+    #: Whether the core retries this error by default.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        broker: str | None = None,
+        connection_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.broker = broker
+        self.connection_id = connection_id
+        self.status_code = status_code
+
+
+class BrokerAuthError(BrokerError):
+    """The broker rejected the credentials or the token. Never retried."""
+
+
+class BrokerRateLimitError(BrokerError):
+    """The broker (or our own limiter) says: wait ``retry_after`` seconds before the next request."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        broker: str | None = None,
+        connection_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, broker=broker, connection_id=connection_id, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class BrokerApiError(BrokerError):
+    """The broker answered with an error that retrying will not fix (4xx other than auth/429)."""
+
+
+class BrokerServerError(BrokerApiError):
+    """The broker failed on its side (5xx). Retried."""
+
+    retryable = True
+
+
+class BrokerNetworkError(BrokerError):
+    """The broker could not be reached (DNS, connection refused or reset). Retried."""
+
+    retryable = True
+
+
+class BrokerTimeoutError(BrokerNetworkError):
+    """The broker did not answer in time. Retried."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The circuit breaker for this broker is open: requests fail fast until ``retry_after``."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        broker: str | None = None,
+        connection_id: str | None = None,
+    ) -> None:
+        super().__init__(message, broker=broker, connection_id=connection_id)
+        self.retry_after = retry_after
+
+
+class ErrorType(enum.StrEnum):
+    """What kind of failure an exception is, as far as the user and the retry logic care."""
+
+    AUTH = "auth"
+    RATE_LIMIT = "rate_limit"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    API = "api"
+    VALIDATION = "validation"
+    UNKNOWN = "unknown"
+
+
+class Severity(enum.StrEnum):
+    """How loudly a failure should be reported."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+@attrs.frozen(kw_only=True)
+class ErrorClassification:
+    """What :func:`classify_error` says about an exception. Holds no secret."""
+
+    type: ErrorType
+    retryable: bool
+    severity: Severity
+    user_message: str
+    technical_details: Mapping[str, Any]
+    retry_after: float | None = None
+
+
+_USER_MESSAGES = {
+    ErrorType.AUTH: "The broker rejected the credentials. Reconnect the account with valid credentials.",
+    ErrorType.RATE_LIMIT: "The broker asked us to slow down. The sync will continue after a pause.",
+    ErrorType.NETWORK: "The broker could not be reached. Check the network; the sync will be retried.",
+    ErrorType.TIMEOUT: "The broker did not answer in time. The sync will be retried.",
+    ErrorType.API: "The broker returned an error.",
+    ErrorType.VALIDATION: "The data or configuration is invalid.",
+    ErrorType.UNKNOWN: "An unexpected error occurred.",
+}
+
+
+def _httpx_type(exc: BaseException) -> ErrorType | None:
+    # httpx is imported lazily by the rest of the core; look at the class path instead of importing it.
+    module = type(exc).__module__
+    if not module.startswith("httpx"):
+        return None
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "TimeoutException" in names:
+        return ErrorType.TIMEOUT
+    if "TransportError" in names:
+        return ErrorType.NETWORK
+    if "HTTPStatusError" in names:
+        return ErrorType.API
+    return ErrorType.UNKNOWN
+
+
+def _classify_type(exc: BaseException) -> tuple[ErrorType, bool]:
+    if isinstance(exc, BrokerAuthError | NeedsReauthError):
+        return ErrorType.AUTH, False
+    if isinstance(exc, BrokerRateLimitError):
+        return ErrorType.RATE_LIMIT, True
+    if isinstance(exc, BrokerTimeoutError):
+        return ErrorType.TIMEOUT, True
+    if isinstance(exc, BrokerNetworkError | BrokerUnavailableError):
+        return ErrorType.NETWORK, True
+    if isinstance(exc, BrokerApiError):
+        return ErrorType.API, exc.retryable
+    if isinstance(exc, ConfigurationError | RecordValidationError | PluginError):
+        return ErrorType.VALIDATION, False
+    if isinstance(exc, BrokerError):
+        return ErrorType.API, exc.retryable
+    if isinstance(exc, SyncInProgressError):
+        return ErrorType.UNKNOWN, True
+    from_httpx = _httpx_type(exc)
+    if from_httpx is not None:
+        return from_httpx, from_httpx in (ErrorType.NETWORK, ErrorType.TIMEOUT)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return ErrorType.TIMEOUT, True
+    if isinstance(exc, ConnectionError):
+        return ErrorType.NETWORK, True
+    if isinstance(exc, ValueError | TypeError | KeyError):
+        return ErrorType.VALIDATION, False
+    return ErrorType.UNKNOWN, False
+
+
+_SEVERITY = {
+    ErrorType.AUTH: Severity.ERROR,
+    ErrorType.RATE_LIMIT: Severity.WARNING,
+    ErrorType.NETWORK: Severity.WARNING,
+    ErrorType.TIMEOUT: Severity.WARNING,
+    ErrorType.API: Severity.ERROR,
+    ErrorType.VALIDATION: Severity.ERROR,
+    ErrorType.UNKNOWN: Severity.CRITICAL,
+}
+
+
+def classify_error(exc: BaseException) -> ErrorClassification:
+    """Say what kind of failure ``exc`` is, whether to retry it, and what to tell the user.
+
+    Works for any exception: brokersync's own, httpx's, builtins, and whatever a plugin raises.
+    Nothing in the result contains a secret known to brokersync.
+
+    Args:
+        exc: The exception to classify.
+
+    Returns:
+        The classification: type, retryable, severity, a user message and technical details.
+    """
+    error_type, retryable = _classify_type(exc)
+    retry_after = getattr(exc, "retry_after", None)
+    user_message = _USER_MESSAGES[error_type]
+    if error_type is ErrorType.RATE_LIMIT and isinstance(retry_after, int | float):
+        user_message = f"The broker asked us to slow down; retry in {retry_after:.0f} s."
+    if isinstance(exc, BrokerSyncError) and error_type in (ErrorType.VALIDATION, ErrorType.API):
+        user_message = f"{user_message} {exc.message}"
+    details: dict[str, Any] = {
+        "exception": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": redact(str(exc)),
+    }
+    for attribute in ("broker", "connection_id", "status_code", "retry_after"):
+        value = getattr(exc, attribute, None)
+        if value is not None:
+            details[attribute] = value
+    if exc.__cause__ is not None:
+        details["cause"] = f"{type(exc.__cause__).__qualname__}: {redact(str(exc.__cause__))}"
+    return ErrorClassification(
+        type=error_type,
+        retryable=retryable,
+        severity=_SEVERITY[error_type],
+        user_message=redact(user_message),
+        technical_details=details,
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+    )

@@ -1,0 +1,483 @@
+"""The normalized data model: what every broker plugin produces and every integrator reads.
+
+All models are frozen attrs classes (change them with :func:`attrs.evolve`). They validate on
+construction: money is :class:`~decimal.Decimal` (a ``float`` is refused, it cannot hold cents
+exactly), times are timezone-aware and stored in UTC (a naive ``datetime`` is refused), and secret
+values never appear in a ``repr``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+from brokersync._redact import MASK, register_secret, register_secrets
+from brokersync.errors import ConfigurationError
+
+__all__ = [
+    "Account",
+    "AuthResult",
+    "AuthType",
+    "BrokerMetadata",
+    "Capabilities",
+    "CredentialField",
+    "Credentials",
+    "CursorKind",
+    "Direction",
+    "RateLimit",
+    "RetryPolicy",
+    "Trade",
+    "TradePage",
+]
+
+
+class Direction(enum.StrEnum):
+    """Which way a round-trip trade was opened."""
+
+    LONG = "long"
+    SHORT = "short"
+
+
+class AuthType(enum.StrEnum):
+    """How a broker authenticates an API client."""
+
+    PASSWORD = "password"  # username/password (+ app key) exchanged for a short-lived token
+    API_KEY = "api_key"  # key/secret pair
+    TOKEN = "token"  # a long-lived token the user generates at the broker
+    OAUTH = "oauth"
+
+
+class CursorKind(enum.StrEnum):
+    """What a broker's incremental sync is keyed on."""
+
+    NONE = "none"  # every sync fetches everything the broker offers
+    TIME = "time"  # the plugin honours ``since`` (a datetime)
+    OPAQUE = "opaque"  # the plugin returns an opaque cursor (e.g. a transaction id) in each TradePage
+
+
+# --- field converters ------------------------------------------------------------------------------
+
+
+def _where(self: object, field: attrs.Attribute[Any]) -> str:
+    return f"{type(self).__name__}.{field.name}"
+
+
+def _to_utc(value: Any, self: object, field: attrs.Attribute[Any]) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{_where(self, field)} must be a datetime, got {type(value).__name__} {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{_where(self, field)} is a naive datetime ({value.isoformat()}); brokersync needs "
+            "timezone-aware times: attach the broker's time zone, e.g. value.replace(tzinfo=UTC)"
+        )
+    return value.astimezone(dt.UTC)
+
+
+def _to_utc_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> dt.datetime | None:
+    return None if value is None else _to_utc(value, self, field)
+
+
+def _to_decimal(value: Any, self: object, field: attrs.Attribute[Any]) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        hint = f"Decimal({str(value)!r})" if isinstance(value, float) else "a Decimal"
+        raise TypeError(
+            f"{_where(self, field)} must be a Decimal, got {type(value).__name__} {value!r}; "
+            f"money and quantities are exact in brokersync: pass {hint}"
+        )
+    result = Decimal(value)
+    if not result.is_finite():
+        raise ValueError(f"{_where(self, field)} must be a finite number, got {value!r}")
+    return result
+
+
+def _to_decimal_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> Decimal | None:
+    return None if value is None else _to_decimal(value, self, field)
+
+
+def _to_text(value: Any, self: object, field: attrs.Attribute[Any]) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{_where(self, field)} must be a string, got {type(value).__name__} {value!r}")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{_where(self, field)} must not be empty")
+    return value
+
+
+def _to_text_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> str | None:
+    return None if value is None else _to_text(value, self, field)
+
+
+_CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
+
+
+def _to_currency(value: Any, self: object, field: attrs.Attribute[Any]) -> str:
+    text = _to_text(value, self, field).upper()
+    if not _CURRENCY.match(text):
+        raise ValueError(f"{_where(self, field)} must be a currency code like 'USD', got {value!r}")
+    return text
+
+
+def _to_currency_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> str | None:
+    return None if value is None else _to_currency(value, self, field)
+
+
+def _to_mapping(value: Any, self: object, field: attrs.Attribute[Any]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{_where(self, field)} must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _conv(fn: Any) -> Any:
+    return attrs.Converter(fn, takes_self=True, takes_field=True)
+
+
+def _money(**kwargs: Any) -> Any:
+    return attrs.field(converter=_conv(_to_decimal), **kwargs)
+
+
+def _money_optional(**kwargs: Any) -> Any:
+    return attrs.field(default=None, converter=_conv(_to_decimal_optional), **kwargs)
+
+
+# --- credentials and auth ---------------------------------------------------------------------------
+
+
+class Credentials(Mapping[str, str]):
+    """A broker connection's credential values, keyed by the broker's credential field names.
+
+    Behaves as a read-only mapping (``credentials["password"]``). Secret fields (as the broker's
+    metadata marks them) are masked in ``repr`` and registered with the redactor, so they cannot
+    leak through logs or error messages. Build one with :meth:`BrokerMetadata.validate_credentials`.
+    """
+
+    __slots__ = ("_secret_fields", "_values")
+
+    def __init__(self, values: Mapping[str, str], *, secret_fields: Sequence[str] = ()) -> None:
+        self._values = dict(values)
+        self._secret_fields = frozenset(secret_fields)
+        register_secrets(v for k, v in self._values.items() if k in self._secret_fields)
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        """Names of the fields whose values are secret."""
+        return self._secret_fields
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def redacted(self) -> dict[str, str]:
+        """The values with every secret replaced by ``***``: safe to show or log."""
+        return {k: (MASK if k in self._secret_fields else v) for k, v in self._values.items()}
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.redacted()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Credentials):
+            return self._values == other._values
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+
+def _secret_repr(value: Any) -> str:
+    return "None" if value is None else repr(MASK)
+
+
+@attrs.frozen(kw_only=True)
+class AuthResult:
+    """What a successful ``authenticate`` or ``refresh_token`` returns.
+
+    Attributes:
+        access_token: The token sent with broker requests. Never shown in a repr.
+        expires_at: When the token stops working (tz-aware UTC), or ``None`` if it does not expire.
+        refresh_token: A token to get a new access token with, for brokers that issue one.
+        state: Extra values the plugin needs on later calls (user id, device id, API hosts).
+            Stored encrypted with the token; never shown in a repr.
+    """
+
+    access_token: str = attrs.field(repr=_secret_repr)
+    expires_at: dt.datetime | None = attrs.field(default=None, converter=_conv(_to_utc_optional))
+    refresh_token: str | None = attrs.field(default=None, repr=_secret_repr)
+    state: Mapping[str, Any] = attrs.field(factory=dict, converter=_conv(_to_mapping), repr=lambda _: "{...}")
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.access_token, str):
+            raise TypeError(f"AuthResult.access_token must be a string, got {type(self.access_token).__name__}")
+        register_secret(self.access_token)
+        register_secret(self.refresh_token)
+
+    def expires_within(self, margin: dt.timedelta, *, now: dt.datetime | None = None) -> bool:
+        """Whether the token expires within ``margin`` from ``now`` (default: the current time)."""
+        if self.expires_at is None:
+            return False
+        return self.expires_at - margin <= (now or dt.datetime.now(dt.UTC))
+
+
+# --- accounts and trades ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Account:
+    """One account at a broker, as the broker identifies it."""
+
+    id: str = attrs.field(converter=_conv(_to_text))
+    name: str | None = attrs.field(default=None, converter=_conv(_to_text_optional))
+    currency: str | None = attrs.field(default=None, converter=_conv(_to_currency_optional))
+    type: str | None = attrs.field(default=None, converter=_conv(_to_text_optional))
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_conv(_to_mapping), repr=False)
+
+
+def _check_trade(instance: Trade, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if instance.quantity <= 0:
+        raise ValueError(f"Trade.quantity must be positive, got {instance.quantity}")
+    if instance.entry_price < 0:
+        raise ValueError(f"Trade.entry_price must not be negative, got {instance.entry_price}")
+    if instance.exit_price is not None and instance.exit_price < 0:
+        raise ValueError(f"Trade.exit_price must not be negative, got {instance.exit_price}")
+    if instance.closed_at is not None and instance.closed_at < instance.opened_at:
+        raise ValueError(
+            f"Trade.closed_at ({instance.closed_at.isoformat()}) is before opened_at ({instance.opened_at.isoformat()})"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Trade:
+    """One round-trip trade: an entry and (once closed) an exit, normalized across brokers.
+
+    ``broker_trade_id`` is unique per broker account and stable across syncs; it is the dedupe key.
+    An open trade has ``closed_at``/``exit_price``/``realized_pnl`` set to ``None`` and is updated
+    when the broker reports it closed. ``raw`` keeps the broker's own record for audit.
+    """
+
+    broker_trade_id: str = attrs.field(converter=_conv(_to_text))
+    account_id: str = attrs.field(converter=_conv(_to_text))
+    symbol: str = attrs.field(converter=_conv(_to_text))
+    direction: Direction = attrs.field(converter=Direction)
+    opened_at: dt.datetime = attrs.field(converter=_conv(_to_utc))
+    closed_at: dt.datetime | None = attrs.field(default=None, converter=_conv(_to_utc_optional))
+    entry_price: Decimal = _money()
+    exit_price: Decimal | None = _money_optional()
+    quantity: Decimal = _money()
+    realized_pnl: Decimal | None = _money_optional()
+    fees: Decimal = _money(default=Decimal(0))
+    currency: str = attrs.field(converter=_conv(_to_currency))
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_conv(_to_mapping), repr=False, eq=False, validator=_check_trade
+    )
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the trade has been closed."""
+        return self.closed_at is not None
+
+
+@attrs.frozen(kw_only=True)
+class TradePage:
+    """One batch of trades from ``get_trades``, with the cursor that resumes after it.
+
+    ``records`` may hold :class:`Trade` objects or plain mappings with the same field names (the
+    core validates each record on its own, so one bad record is reported and skipped, never stored,
+    and does not cost the rest of the page). ``cursor`` is opaque to the core: it is persisted with
+    the page's trades and handed back unchanged on the next sync.
+    """
+
+    records: Sequence[Trade | Mapping[str, Any]] = attrs.field(converter=tuple)
+    cursor: str | None = None
+
+
+# --- metadata ---------------------------------------------------------------------------------------
+
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _check_key(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be lower-case letters, digits and '_' "
+            f"starting with a letter, got {value!r}"
+        )
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a positive number, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CredentialField:
+    """One field of a broker's credential schema."""
+
+    name: str = attrs.field(validator=_check_key)
+    label: str = ""
+    secret: bool = False
+    required: bool = True
+    description: str = ""
+    default: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RateLimit:
+    """A sliding-window request limit: at most ``max_requests`` per ``window_seconds``.
+
+    ``scope`` says whether the window is shared by every connection of the broker (``"broker"``)
+    or kept per broker account (``"account"``). ``name`` tells several limits apart (e.g. an
+    ``"auth"`` class of endpoints with a stricter limit than ``"default"``).
+    """
+
+    max_requests: int = attrs.field(validator=_positive)
+    window_seconds: float = attrs.field(validator=_positive)
+    scope: Literal["broker", "account"] = "broker"
+    name: str = "default"
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How the core retries a broker's transient failures (exponential backoff with jitter).
+
+    ``Retry-After`` from the broker always wins over the computed delay; a ``Retry-After`` longer
+    than ``max_retry_after`` ends the attempt with :class:`~brokersync.BrokerRateLimitError`
+    instead of sleeping inside a sync.
+    """
+
+    max_retries: int = attrs.field(default=3, validator=_non_negative)
+    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    max_delay: float = attrs.field(default=30.0, validator=_positive)
+    multiplier: float = attrs.field(default=2.0, validator=_positive)
+    jitter: float = attrs.field(default=0.2, validator=_non_negative)
+    timeout: float = attrs.field(default=60.0, validator=_positive)
+    request_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=120.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a broker plugin can do (CCXT-style ``has`` flags)."""
+
+    refresh_token: bool = False
+    historical: bool = True
+    max_history_days: int | None = None
+    cursor: CursorKind = attrs.field(default=CursorKind.TIME, converter=CursorKind)
+
+
+def _check_environments(instance: BrokerMetadata, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value:
+        raise ValueError("BrokerMetadata.environments must name at least one environment and its base URL")
+    for name, url in value.items():
+        if not isinstance(name, str) or not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"BrokerMetadata.environments[{name!r}] must be an http(s) base URL, got {url!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BrokerMetadata:
+    """Everything the core and integrators need to know about a broker before calling it.
+
+    Attributes:
+        key: The broker key (the entry point name), e.g. ``"tradovate"``.
+        name: Human name, e.g. ``"Tradovate"``.
+        description: One sentence for listings.
+        auth_type: How the broker authenticates.
+        credential_fields: The credential schema; secret fields are marked.
+        environments: Environment name -> base URL, e.g. ``{"live": ..., "demo": ...}``.
+        default_environment: Used when a connection does not name one (default: the first).
+        capabilities: What the plugin supports.
+        rate_limits: The broker's request limits, applied by the core to every request.
+        retry: How transient failures are retried.
+        docs_url: Where the broker's API is documented.
+        plugin_api: The brokersync plugin API versions the plugin supports, e.g. ``">=1,<2"``.
+    """
+
+    key: str = attrs.field(validator=_check_key)
+    name: str = attrs.field(converter=str)
+    description: str = ""
+    auth_type: AuthType = attrs.field(converter=AuthType)
+    credential_fields: tuple[CredentialField, ...] = attrs.field(converter=tuple)
+    environments: Mapping[str, str] = attrs.field(converter=dict, validator=_check_environments)
+    default_environment: str | None = None
+    capabilities: Capabilities = attrs.field(factory=Capabilities)
+    rate_limits: tuple[RateLimit, ...] = attrs.field(default=(), converter=tuple)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    docs_url: str | None = None
+    plugin_api: str = ">=1,<2"
+
+    def __attrs_post_init__(self) -> None:
+        names = [f.name for f in self.credential_fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"BrokerMetadata.credential_fields repeats {', '.join(duplicates)}")
+        if self.default_environment is not None and self.default_environment not in self.environments:
+            raise ValueError(
+                f"BrokerMetadata.default_environment {self.default_environment!r} is not one of "
+                f"{sorted(self.environments)}"
+            )
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        """Names of the credential fields that hold secrets."""
+        return frozenset(f.name for f in self.credential_fields if f.secret)
+
+    def resolve_environment(self, environment: str | None) -> str:
+        """The environment to use for ``environment`` (``None`` means the default)."""
+        if environment is None:
+            return self.default_environment or next(iter(self.environments))
+        if environment not in self.environments:
+            raise ConfigurationError(
+                f"broker {self.key!r} has no environment {environment!r}; choose one of "
+                f"{', '.join(sorted(self.environments))}"
+            )
+        return environment
+
+    def validate_credentials(self, values: Mapping[str, Any]) -> Credentials:
+        """Check ``values`` against the credential schema, before any network call.
+
+        Raises:
+            ConfigurationError: naming every missing, unknown or non-text field (never a value).
+        """
+        if isinstance(values, Credentials):
+            values = dict(values.items())
+        if not isinstance(values, Mapping):
+            raise ConfigurationError(f"credentials for {self.key!r} must be a mapping of field name to value")
+        known = {f.name: f for f in self.credential_fields}
+        problems: list[str] = []
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            problems.append(f"unknown field(s) {', '.join(map(str, unknown))} (expected: {', '.join(known)})")
+        result: dict[str, str] = {}
+        for name, spec in known.items():
+            value = values.get(name, spec.default)
+            if value is None or value == "":
+                if spec.required:
+                    problems.append(f"missing required field {name!r}")
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                problems.append(f"field {name!r} must be text, got {type(value).__name__}")
+                continue
+            result[name] = value
+        if problems:
+            raise ConfigurationError(f"invalid credentials for broker {self.key!r}: {'; '.join(problems)}")
+        return Credentials(result, secret_fields=sorted(self.secret_fields))

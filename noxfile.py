@@ -1,0 +1,69 @@
+"""Every routine task is a nox session: tests, lint, typing, demo, plugins, template, docs, bench.
+
+    python -m pip install nox uv
+    python -m nox -s tests      # the whole test suite, in a fresh virtualenv
+    python -m nox -s demo       # the main job
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PLUGINS = sorted(str(p) for p in (ROOT / "plugins").glob("brokersync-*") if (p / "pyproject.toml").exists())
+# Small real distributions (good and deliberately broken plugins) the discovery tests need installed.
+TEST_PACKAGES = sorted(str(p) for p in (ROOT / "tests" / "packages").glob("*") if (p / "pyproject.toml").exists())
+
+
+def install_project(session: nox.Session, *, with_test_packages: bool = False) -> None:
+    session.install("-e", "./core[postgres,queue]", *[arg for p in PLUGINS for arg in ("-e", p)])
+    if with_test_packages and TEST_PACKAGES:
+        session.install(*TEST_PACKAGES)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (unit, integration with real Redis/PostgreSQL, end-to-end)."""
+    install_project(session, with_test_packages=True)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", *(session.posargs or []))
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The main job: show what brokersync finds and does on the embedded defaults."""
+    install_project(session)
+    session.run("brokersync", "plugins")
+    session.run("brokersync", "brokers")
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the core and the first-party plugins."""
+    install_project(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "typing"))
+    session.run("mypy", "core/src", *[f"{p}/src" for p in PLUGINS])
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and rewrite benchmarks/RESULTS.md."""
+    install_project(session, with_test_packages=True)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)
