@@ -21,7 +21,7 @@ import cattrs
 from brokersync.errors import RecordValidationError
 from brokersync.models import Trade
 
-__all__ = ["normalize_trade", "strict_converter", "wire_converter"]
+__all__ = ["describe_error", "normalize_trade", "strict_converter", "wire_converter"]
 
 
 def _structure_decimal(value: Any, _: type) -> Decimal:
@@ -70,9 +70,17 @@ def strict_converter() -> cattrs.Converter:
     return _base(forbid_extra_keys=True)
 
 
-def _describe(exc: BaseException) -> str:
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    # Our own model converters and validators already say what is wrong and where; keep their words.
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a structuring error, naming each failing path (``$.price``)."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_exception))
     return str(exc)
 
 
@@ -94,7 +102,7 @@ def normalize_trade(record: Trade | Mapping[str, Any], *, account_id: str) -> Tr
         except Exception as exc:
             trade_id = record.get("broker_trade_id")
             raise RecordValidationError(
-                f"invalid trade record {trade_id!r}: {_describe(exc)}",
+                f"invalid trade record {trade_id!r}: {describe_error(exc)}",
                 broker_trade_id=str(trade_id) if trade_id is not None else None,
             ) from exc
     else:

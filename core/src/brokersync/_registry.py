@@ -76,6 +76,13 @@ def _allow_list() -> frozenset[str] | None:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _allowed(allow: frozenset[str] | None, key: str, dist: str | None) -> bool:
+    """``allow`` holds broker keys, or ``key=distribution`` to pick one of several claimants."""
+    if allow is None:
+        return True
+    return key in allow or f"{key}={dist}" in allow
+
+
 def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -125,7 +132,12 @@ def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMe
         candidates = _candidate_functions(plugin)
         for hook in missing:
             close = difflib.get_close_matches(hook, candidates, n=1)
-            hints.append(f"{hook} (did you mean {close[0]!r}, marked @hookimpl?)" if close else hook)
+            if close and close[0] == hook:
+                hints.append(f"{hook} (defined, but not marked @brokersync.hookimpl)")
+            elif close:
+                hints.append(f"{hook} (did you mean {close[0]!r}? mark it @brokersync.hookimpl)")
+            else:
+                hints.append(hook)
         raise PluginError(f"broker {key!r}: missing required hook(s): {', '.join(hints)}", broker=key)
     try:
         raw_metadata = manager.hook.broker_metadata()
@@ -165,15 +177,12 @@ def _coerce_metadata(key: str, raw: Any) -> BrokerMetadata:
     if isinstance(raw, BrokerMetadata):
         return raw
     if isinstance(raw, Mapping):
-        import cattrs
-
-        from brokersync._converters import strict_converter
+        from brokersync._converters import describe_error, strict_converter
 
         try:
             return strict_converter().structure(raw, BrokerMetadata)
         except Exception as exc:
-            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)
-            raise PluginError(f"broker {key!r}: invalid metadata: {detail}", broker=key) from exc
+            raise PluginError(f"broker {key!r}: invalid metadata: {describe_error(exc)}", broker=key) from exc
     raise PluginError(
         f"broker {key!r}: broker_metadata() returned {type(raw).__name__}, expected BrokerMetadata", broker=key
     )
@@ -185,7 +194,8 @@ class BrokerRegistry:
     Args:
         group: The entry point group to read.
         allow: Broker keys to load from entry points (default: ``BROKERSYNC_PLUGINS``, a comma
-            separated list, when set; otherwise all). Runtime registrations are always allowed.
+            separated list, when set; otherwise all). An entry ``key=distribution`` picks one of
+            several distributions claiming the same key. Runtime registrations are always allowed.
         entry_points: Whether to read entry points at all.
     """
 
@@ -217,9 +227,26 @@ class BrokerRegistry:
                 importlib.metadata.entry_points(group=self._group),
                 key=lambda ep: (ep.name, ep.dist.name if ep.dist else ""),
             )
+            points = [ep for ep in points if _allowed(self._allow, ep.name, ep.dist.name if ep.dist else None)]
+            claimants: dict[str, list[importlib.metadata.EntryPoint]] = {}
             for ep in points:
-                if self._allow is not None and ep.name not in self._allow:
+                claimants.setdefault(ep.name, []).append(ep)
+            for key, eps in claimants.items():
+                if len(eps) > 1:
+                    # Picking one silently would be arbitrary: refuse every claimant and say how to choose.
+                    names = [f"{ep.dist.name if ep.dist else '?'} ({ep.value})" for ep in eps]
+                    for ep in eps:
+                        self._failures.append(
+                            PluginFailure(
+                                key=key,
+                                distribution=ep.dist.name if ep.dist else None,
+                                version=ep.dist.version if ep.dist else None,
+                                error=f"broker key {key!r} is claimed by several distributions: {', '.join(names)}; "
+                                f"none is used. Uninstall one, or choose with {_ALLOW_ENV}={key}=<distribution>",
+                            )
+                        )
                     continue
+                ep = eps[0]
                 dist = ep.dist.name if ep.dist else None
                 version = ep.dist.version if ep.dist else None
                 try:
@@ -229,14 +256,6 @@ class BrokerRegistry:
 
     def _load_entry_point(self, ep: importlib.metadata.EntryPoint, dist: str | None, version: str | None) -> None:
         key = ep.name
-        if key in self._loaded:
-            owner = self._loaded[key]
-            raise PluginError(
-                f"broker key {key!r} is already provided by {owner.distribution} {owner.version}; "
-                f"this entry point ({ep.value}) is ignored",
-                broker=key,
-                distribution=dist,
-            )
         try:
             plugin = ep.load()
         except BaseException as exc:

@@ -35,19 +35,26 @@ def plugins(as_json: bool, check: bool) -> None:
     else:
         print_table(
             "Broker plugins",
-            ["distribution", "version", "brokers", "hooks", "errors"],
+            ["distribution", "version", "brokers", "hooks", "status"],
             (
                 (
                     info.distribution,
                     info.version,
                     ", ".join(info.brokers),
                     ", ".join(info.hooks),
-                    "\n".join(f"{f.key}: {f.error}" for f in info.failures),
+                    f"{len(info.failures)} failed" if info.failures else "ok",
                 )
                 for info in infos
             ),
-            styles={"errors": "red"},
         )
+        failures = [f for info in infos for f in info.failures]
+        if failures:
+            print_table(
+                "Plugins that failed to load (every other plugin still works)",
+                ["broker", "distribution", "error"],
+                ((f.key, f"{f.distribution} {f.version or ''}".strip(), f.error) for f in failures),
+                styles={"error": "red"},
+            )
     if check and any(info.failures for info in infos):
         raise SystemExit(1)
 
