@@ -1,8 +1,8 @@
 """Every routine task is a nox session: tests, lint, typing, demo, plugins, template, docs, bench.
 
-    python -m pip install nox uv
-    python -m nox -s tests      # the whole test suite, in a fresh virtualenv
-    python -m nox -s demo       # the main job
+python -m pip install nox uv
+python -m nox -s tests      # the whole test suite, in a fresh virtualenv
+python -m nox -s demo       # the main job
 """
 
 from __future__ import annotations

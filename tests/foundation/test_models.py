@@ -5,13 +5,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import attrs
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 import brokersync
+import pytest
 from brokersync import Account, AuthResult, BrokerMetadata, CredentialField, Direction, Trade
 from brokersync._converters import describe_error, normalize_trade, strict_converter, wire_converter
+from hypothesis import given
+from hypothesis import strategies as st
 
 UTC = dt.UTC
 
@@ -237,7 +236,7 @@ def test_strict_converter_refuses_unknown_metadata_keys():
     data = strict_converter().unstructure(_metadata())
     assert strict_converter().structure(data, BrokerMetadata) == _metadata()
     data["colour"] = "blue"
-    with pytest.raises(Exception) as excinfo:  # noqa: PT011 - the message is what matters here
+    with pytest.raises(Exception) as excinfo:
         strict_converter().structure(data, BrokerMetadata)
     assert "colour" in describe_error(excinfo.value)
 

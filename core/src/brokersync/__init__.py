@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from brokersync._broker import Broker, RecordError, TradeBatch
     from brokersync._context import BrokerContext, HttpClient
     from brokersync._log import enable_logging
+    from brokersync._vault import Vault
 
 # Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
 # CLI start fast. Name -> module that defines it.
@@ -70,6 +71,7 @@ _LAZY = {
     "BrokerContext": "brokersync._context",
     "HttpClient": "brokersync._context",
     "enable_logging": "brokersync._log",
+    "Vault": "brokersync._vault",
 }
 
 if "loguru" in sys.modules:
@@ -187,6 +189,7 @@ __all__ = [
     "Trade",
     "TradeBatch",
     "TradePage",
+    "Vault",
     "VaultError",
     "__version__",
     "classify_error",

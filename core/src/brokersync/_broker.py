@@ -21,7 +21,7 @@ from brokersync._context import BrokerContext, HttpClient
 from brokersync._converters import normalize_trade, wire_converter
 from brokersync._log import get_logger
 from brokersync.errors import PluginContractError, RecordValidationError
-from brokersync.models import Account, AuthResult, BrokerMetadata, Credentials, Trade, TradePage
+from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradePage
 
 if TYPE_CHECKING:
     import httpx
@@ -135,6 +135,7 @@ class Broker:
                 self._owns_http = True
             else:
                 self._http = self._http_spec  # type: ignore[assignment]
+        assert self._http is not None
         return self._http
 
     @property
@@ -247,7 +248,7 @@ class Broker:
             raise ValueError("since must be a timezone-aware datetime")
         started = time.perf_counter()
         try:
-            result = getattr(self._pm.hook, "get_trades")(
+            result = self._pm.hook.get_trades(
                 ctx=self.context,
                 auth=auth,
                 account=account,
@@ -274,7 +275,7 @@ class Broker:
                 if isinstance(result, TradePage):
                     yield self._normalize(result.records, account, result.cursor)
                 elif isinstance(result, Mapping | str | bytes) or not hasattr(result, "__iter__"):
-                    raise self._contract(
+                    raise self._contract(  # noqa: TRY301 - traced by the handler below like any hook failure
                         "get_trades", f"returned {type(result).__name__}, expected TradePage pages or a list of trades"
                     )
                 else:

@@ -111,7 +111,9 @@ def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMe
         try:
             plugin = plugin()
         except Exception as exc:
-            raise PluginError(f"broker {key!r}: cannot instantiate plugin class: {_describe_exception(exc)}", broker=key) from exc
+            raise PluginError(
+                f"broker {key!r}: cannot instantiate plugin class: {_describe_exception(exc)}", broker=key
+            ) from exc
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     try:
@@ -252,7 +254,9 @@ class BrokerRegistry:
                 try:
                     self._load_entry_point(ep, dist, version)
                 except PluginError as exc:
-                    self._failures.append(PluginFailure(key=ep.name, distribution=dist, version=version, error=exc.message))
+                    self._failures.append(
+                        PluginFailure(key=ep.name, distribution=dist, version=version, error=exc.message)
+                    )
 
     def _load_entry_point(self, ep: importlib.metadata.EntryPoint, dist: str | None, version: str | None) -> None:
         key = ep.name

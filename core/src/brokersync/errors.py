@@ -104,7 +104,18 @@ class RecordValidationError(BrokerSyncError):
 
 
 class VaultError(BrokerSyncError):
-    """A secret could not be encrypted or decrypted (missing key, wrong key, tampered data)."""
+    """A secret could not be encrypted or decrypted (missing key, wrong key, tampered data).
+
+    Args:
+        message: What failed and what to do; never key material or plaintext.
+        key_id: The id of the key involved, when known.
+        what: The value that failed, as the caller named it (e.g. a connection's credentials).
+    """
+
+    def __init__(self, message: str, *, key_id: str | None = None, what: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+        self.what = what
 
 
 class StoreError(BrokerSyncError):

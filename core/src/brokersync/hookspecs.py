@@ -22,14 +22,14 @@ Rules (see ``docs/hooks.md`` and ``docs/adr/0001-plugin-contract.md``):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from brokersync._context import BrokerContext
-    from brokersync.models import Account, AuthResult, BrokerMetadata, Credentials, Trade, TradePage
+    from brokersync.models import Account, AuthResult, BrokerMetadata, Credentials
 
 __all__ = [
     "PROJECT_NAME",
@@ -91,7 +91,7 @@ def authenticate(ctx: BrokerContext, credentials: Credentials) -> Awaitable[Auth
 
 
 @hookspec(firstresult=True)
-def refresh_token(  # type: ignore[empty-body]
+def refresh_token(
     ctx: BrokerContext, credentials: Credentials, auth: AuthResult
 ) -> Awaitable[AuthResult | None] | AuthResult | None:
     """Renew ``auth`` before it expires. Optional.
@@ -125,7 +125,7 @@ def get_accounts(ctx: BrokerContext, auth: AuthResult) -> Awaitable[Sequence[Acc
 
 
 @hookspec(firstresult=True)
-def get_trades(  # type: ignore[empty-body]
+def get_trades(
     ctx: BrokerContext,
     auth: AuthResult,
     account: Account,

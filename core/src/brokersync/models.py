@@ -47,9 +47,9 @@ class Direction(enum.StrEnum):
 class AuthType(enum.StrEnum):
     """How a broker authenticates an API client."""
 
-    PASSWORD = "password"  # username/password (+ app key) exchanged for a short-lived token
+    PASSWORD = "password"  # noqa: S105 - a name, not a password. username/password (+ app key) exchanged for a short-lived token
     API_KEY = "api_key"  # key/secret pair
-    TOKEN = "token"  # a long-lived token the user generates at the broker
+    TOKEN = "token"  # noqa: S105 - a name, not a token. A long-lived token the user generates at the broker
     OAUTH = "oauth"
 
 
@@ -61,92 +61,108 @@ class CursorKind(enum.StrEnum):
     OPAQUE = "opaque"  # the plugin returns an opaque cursor (e.g. a transaction id) in each TradePage
 
 
-# --- field converters ------------------------------------------------------------------------------
+# --- field converters and validators ----------------------------------------------------------------
+# Converters normalize what is unambiguous (aware time -> UTC, int -> Decimal, strip text) and pass
+# anything else through unchanged; validators then refuse it with a message naming the field.
 
 
-def _where(self: object, field: attrs.Attribute[Any]) -> str:
-    return f"{type(self).__name__}.{field.name}"
+def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
+    return f"{type(instance).__name__}.{attribute.name}"
 
 
-def _to_utc(value: Any, self: object, field: attrs.Attribute[Any]) -> dt.datetime:
+def _aware(value: object) -> bool:
+    return isinstance(value, dt.datetime) and value.tzinfo is not None and value.utcoffset() is not None
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC) if _aware(value) else value
+
+
+def _as_utc_optional(value: dt.datetime | None) -> dt.datetime | None:
+    return value.astimezone(dt.UTC) if value is not None and _aware(value) else value
+
+
+def _check_time(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.default is None:
+        return
     if not isinstance(value, dt.datetime):
-        raise TypeError(f"{_where(self, field)} must be a datetime, got {type(value).__name__} {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
+        raise TypeError(f"{_where(instance, attribute)} must be a datetime, got {type(value).__name__} {value!r}")
+    if not _aware(value):
         raise ValueError(
-            f"{_where(self, field)} is a naive datetime ({value.isoformat()}); brokersync needs "
+            f"{_where(instance, attribute)} is a naive datetime ({value.isoformat()}); brokersync needs "
             "timezone-aware times: attach the broker's time zone, e.g. value.replace(tzinfo=UTC)"
         )
-    return value.astimezone(dt.UTC)
 
 
-def _to_utc_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> dt.datetime | None:
-    return None if value is None else _to_utc(value, self, field)
+def _as_decimal(value: Decimal | int) -> Decimal:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return value  # type: ignore[return-value]  # anything else is refused by _check_decimal
 
 
-def _to_decimal(value: Any, self: object, field: attrs.Attribute[Any]) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+def _as_decimal_optional(value: Decimal | int | None) -> Decimal | None:
+    return None if value is None else _as_decimal(value)
+
+
+def _check_decimal(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.default is None:
+        return
+    if not isinstance(value, Decimal):
         hint = f"Decimal({str(value)!r})" if isinstance(value, float) else "a Decimal"
         raise TypeError(
-            f"{_where(self, field)} must be a Decimal, got {type(value).__name__} {value!r}; "
+            f"{_where(instance, attribute)} must be a Decimal, got {type(value).__name__} {value!r}; "
             f"money and quantities are exact in brokersync: pass {hint}"
         )
-    result = Decimal(value)
-    if not result.is_finite():
-        raise ValueError(f"{_where(self, field)} must be a finite number, got {value!r}")
-    return result
+    if not value.is_finite():
+        raise ValueError(f"{_where(instance, attribute)} must be a finite number, got {value!r}")
 
 
-def _to_decimal_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> Decimal | None:
-    return None if value is None else _to_decimal(value, self, field)
-
-
-def _to_text(value: Any, self: object, field: attrs.Attribute[Any]) -> str:
+def _as_text(value: str | int) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+        return str(value)
+    return value.strip() if isinstance(value, str) else value  # type: ignore[return-value]  # see _check_text
+
+
+def _as_text_optional(value: str | int | None) -> str | None:
+    return None if value is None else _as_text(value)
+
+
+def _check_text(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.default is None:
+        return
     if not isinstance(value, str):
-        raise TypeError(f"{_where(self, field)} must be a string, got {type(value).__name__} {value!r}")
-    value = value.strip()
+        raise TypeError(f"{_where(instance, attribute)} must be a string, got {type(value).__name__} {value!r}")
     if not value:
-        raise ValueError(f"{_where(self, field)} must not be empty")
-    return value
-
-
-def _to_text_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> str | None:
-    return None if value is None else _to_text(value, self, field)
+        raise ValueError(f"{_where(instance, attribute)} must not be empty")
 
 
 _CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
 
 
-def _to_currency(value: Any, self: object, field: attrs.Attribute[Any]) -> str:
-    text = _to_text(value, self, field).upper()
-    if not _CURRENCY.match(text):
-        raise ValueError(f"{_where(self, field)} must be a currency code like 'USD', got {value!r}")
-    return text
+def _as_currency(value: str) -> str:
+    return value.strip().upper() if isinstance(value, str) else value
 
 
-def _to_currency_optional(value: Any, self: object, field: attrs.Attribute[Any]) -> str | None:
-    return None if value is None else _to_currency(value, self, field)
+def _as_currency_optional(value: str | None) -> str | None:
+    return None if value is None else _as_currency(value)
 
 
-def _to_mapping(value: Any, self: object, field: attrs.Attribute[Any]) -> Mapping[str, Any]:
+def _check_currency(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.default is None:
+        return
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise ValueError(f"{_where(instance, attribute)} must be a currency code like 'USD', got {value!r}")
+
+
+def _as_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return {}
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _check_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, Mapping):
-        raise TypeError(f"{_where(self, field)} must be a mapping, got {type(value).__name__}")
-    return dict(value)
-
-
-def _conv(fn: Any) -> Any:
-    return attrs.Converter(fn, takes_self=True, takes_field=True)
-
-
-def _money(**kwargs: Any) -> Any:
-    return attrs.field(converter=_conv(_to_decimal), **kwargs)
-
-
-def _money_optional(**kwargs: Any) -> Any:
-    return attrs.field(default=None, converter=_conv(_to_decimal_optional), **kwargs)
+        raise TypeError(f"{_where(instance, attribute)} must be a mapping, got {type(value).__name__}")
 
 
 # --- credentials and auth ---------------------------------------------------------------------------
@@ -182,7 +198,7 @@ class Credentials(Mapping[str, str]):
         return len(self._values)
 
     def redacted(self) -> dict[str, str]:
-        """The values with every secret replaced by ``***``: safe to show or log."""
+        """Return the values with every secret replaced by ``***``: safe to show or log."""
         return {k: (MASK if k in self._secret_fields else v) for k, v in self._values.items()}
 
     def __repr__(self) -> str:
@@ -214,9 +230,11 @@ class AuthResult:
     """
 
     access_token: str = attrs.field(repr=_secret_repr)
-    expires_at: dt.datetime | None = attrs.field(default=None, converter=_conv(_to_utc_optional))
+    expires_at: dt.datetime | None = attrs.field(default=None, converter=_as_utc_optional, validator=_check_time)
     refresh_token: str | None = attrs.field(default=None, repr=_secret_repr)
-    state: Mapping[str, Any] = attrs.field(factory=dict, converter=_conv(_to_mapping), repr=lambda _: "{...}")
+    state: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_as_mapping, validator=_check_mapping, repr=lambda _: "{...}"
+    )
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.access_token, str):
@@ -238,11 +256,11 @@ class AuthResult:
 class Account:
     """One account at a broker, as the broker identifies it."""
 
-    id: str = attrs.field(converter=_conv(_to_text))
-    name: str | None = attrs.field(default=None, converter=_conv(_to_text_optional))
-    currency: str | None = attrs.field(default=None, converter=_conv(_to_currency_optional))
-    type: str | None = attrs.field(default=None, converter=_conv(_to_text_optional))
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_conv(_to_mapping), repr=False)
+    id: str = attrs.field(converter=_as_text, validator=_check_text)
+    name: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
+    currency: str | None = attrs.field(default=None, converter=_as_currency_optional, validator=_check_currency)
+    type: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_mapping, validator=_check_mapping, repr=False)
 
 
 def _check_trade(instance: Trade, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -267,20 +285,20 @@ class Trade:
     when the broker reports it closed. ``raw`` keeps the broker's own record for audit.
     """
 
-    broker_trade_id: str = attrs.field(converter=_conv(_to_text))
-    account_id: str = attrs.field(converter=_conv(_to_text))
-    symbol: str = attrs.field(converter=_conv(_to_text))
+    broker_trade_id: str = attrs.field(converter=_as_text, validator=_check_text)
+    account_id: str = attrs.field(converter=_as_text, validator=_check_text)
+    symbol: str = attrs.field(converter=_as_text, validator=_check_text)
     direction: Direction = attrs.field(converter=Direction)
-    opened_at: dt.datetime = attrs.field(converter=_conv(_to_utc))
-    closed_at: dt.datetime | None = attrs.field(default=None, converter=_conv(_to_utc_optional))
-    entry_price: Decimal = _money()
-    exit_price: Decimal | None = _money_optional()
-    quantity: Decimal = _money()
-    realized_pnl: Decimal | None = _money_optional()
-    fees: Decimal = _money(default=Decimal(0))
-    currency: str = attrs.field(converter=_conv(_to_currency))
+    opened_at: dt.datetime = attrs.field(converter=_as_utc, validator=_check_time)
+    closed_at: dt.datetime | None = attrs.field(default=None, converter=_as_utc_optional, validator=_check_time)
+    entry_price: Decimal = attrs.field(converter=_as_decimal, validator=_check_decimal)
+    exit_price: Decimal | None = attrs.field(default=None, converter=_as_decimal_optional, validator=_check_decimal)
+    quantity: Decimal = attrs.field(converter=_as_decimal, validator=_check_decimal)
+    realized_pnl: Decimal | None = attrs.field(default=None, converter=_as_decimal_optional, validator=_check_decimal)
+    fees: Decimal = attrs.field(default=Decimal(0), converter=_as_decimal, validator=_check_decimal)
+    currency: str = attrs.field(converter=_as_currency, validator=_check_currency)
     raw: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_conv(_to_mapping), repr=False, eq=False, validator=_check_trade
+        factory=dict, converter=_as_mapping, validator=[_check_mapping, _check_trade], repr=False, eq=False
     )
 
     @property
@@ -440,7 +458,7 @@ class BrokerMetadata:
         return frozenset(f.name for f in self.credential_fields if f.secret)
 
     def resolve_environment(self, environment: str | None) -> str:
-        """The environment to use for ``environment`` (``None`` means the default)."""
+        """Return the environment to use for ``environment`` (``None`` means the default)."""
         if environment is None:
             return self.default_environment or next(iter(self.environments))
         if environment not in self.environments:

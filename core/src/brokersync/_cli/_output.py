@@ -22,7 +22,9 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=_default, sort_keys=False))
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, styles: dict[str, str] | None = None) -> None:
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, styles: dict[str, str] | None = None
+) -> None:
     """Print a rich table."""
     from rich.console import Console
     from rich.table import Table
