@@ -1,0 +1,1 @@
+"""Alembic migrations for the brokersync store (run programmatically by ``brokersync._store``)."""

@@ -1,0 +1,30 @@
+"""The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, migrated by Alembic."""
+
+from __future__ import annotations
+
+from brokersync._store._records import (
+    AccountInfo,
+    ConnectionInfo,
+    ConnectionStatus,
+    RunStatus,
+    StoredTrade,
+    SyncRunInfo,
+    SyncTrigger,
+)
+from brokersync._store._store import LeaseLostError, Store, wrap_store_errors
+from brokersync._store._trades import UpsertCounts, fingerprint
+
+__all__ = [
+    "AccountInfo",
+    "ConnectionInfo",
+    "ConnectionStatus",
+    "LeaseLostError",
+    "RunStatus",
+    "Store",
+    "StoredTrade",
+    "SyncRunInfo",
+    "SyncTrigger",
+    "UpsertCounts",
+    "fingerprint",
+    "wrap_store_errors",
+]

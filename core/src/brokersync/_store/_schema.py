@@ -1,0 +1,138 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in ``brokersync._migrations`` create it.
+
+Secrets live only in ``connections.credentials`` and ``connections.token``, and only as vault
+ciphertext bound to the connection id. Nothing else holds a secret, in particular not ``sync_runs``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from brokersync._store._types import Money, UTCDateTime
+
+__all__ = ["accounts", "connections", "metadata", "sync_cursors", "sync_leases", "sync_runs", "trades"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(255), nullable=False, index=True),
+    Column("broker", String(63), nullable=False),
+    Column("environment", String(63), nullable=False),
+    Column("status", String(16), nullable=False),  # active | needs_reauth | disabled
+    Column("credentials", Text),  # vault ciphertext, aad "<id>:credentials"; None once disconnected
+    Column("token", Text),  # vault ciphertext, aad "<id>:token"
+    Column("token_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_sync_at", UTCDateTime),
+    Column("last_sync_status", String(16)),
+    Column("last_error", Text),  # redacted user message
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("name", String(255)),
+    Column("currency", String(3)),
+    Column("type", String(63)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("connection_id", String(36), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("watermark", UTCDateTime),  # everything up to here is stored (a safe point)
+    Column("cursor", Text),  # the plugin's opaque cursor, exactly as it returned it
+    Column("updated_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["connection_id", "account_id"], ["accounts.connection_id", "accounts.account_id"], ondelete="CASCADE"
+    ),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", String(255), nullable=False),
+    Column("broker_trade_id", String(255), nullable=False),
+    Column("symbol", String(255), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("entry_price", Money, nullable=False),
+    Column("exit_price", Money),
+    Column("quantity", Money, nullable=False),
+    Column("realized_pnl", Money),
+    Column("fees", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("raw", Text, nullable=False),  # the broker's record as JSON, for audit
+    Column("fingerprint", String(32), nullable=False),  # hash of the normalized fields (not raw)
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("connection_id", "account_id", "broker_trade_id"),
+    Index("ix_trades_connection_id_closed_at", "connection_id", "closed_at"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("connection_id", String(36), nullable=False, index=True),  # kept after a disconnect: audit
+    Column("user_id", String(255), nullable=False),
+    Column("broker", String(63), nullable=False),
+    Column("trigger", String(16), nullable=False),  # manual | scheduled
+    Column("status", String(16), nullable=False),  # running | succeeded | partial | failed | interrupted
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_ms", Integer),
+    Column("imported", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("error_count", Integer, nullable=False, default=0),
+    Column("retries", Integer, nullable=False, default=0),
+    Column("rate_limit_waits", Integer, nullable=False, default=0),
+    Column("rate_limit_wait_ms", Integer, nullable=False, default=0),
+    Column("error_type", String(16)),
+    Column("error_message", Text),  # redacted
+    Column("record_errors", Text),  # JSON list of {account_id, broker_trade_id, reason}, redacted
+    Column("holder", String(64)),  # which process ran it (host:pid:nonce)
+)
+
+sync_leases = Table(
+    "sync_leases",
+    metadata,
+    Column("connection_id", String(36), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("run_id", String(36)),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,511 @@
+"""The store: every read and write the engine does, one short transaction each.
+
+Only the engine (and the CLI through it) uses this class; integrators go through
+:class:`brokersync.BrokerSync`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from brokersync._store._database import create_engine, current_revision, head_revision, upgrade_schema
+from brokersync._store._records import (
+    AccountInfo,
+    ConnectionInfo,
+    ConnectionStatus,
+    RunStatus,
+    StoredTrade,
+    SyncRunInfo,
+    SyncTrigger,
+)
+from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
+from brokersync._store._trades import UpsertCounts, upsert_trades
+from brokersync.errors import StoreError, SyncInProgressError
+from brokersync.models import Account, Direction, Trade
+
+__all__ = ["LeaseLostError", "Store"]
+
+_STREAM_CHUNK = 2000
+
+
+class LeaseLostError(SyncInProgressError):
+    """This process's lease on a connection expired and another process took it over."""
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _connection_info(row: Row[Any], account_rows: Sequence[AccountInfo] = ()) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=row.id,
+        user_id=row.user_id,
+        broker=row.broker,
+        environment=row.environment,
+        status=ConnectionStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        token_expires_at=row.token_expires_at,
+        last_sync_at=row.last_sync_at,
+        last_sync_status=RunStatus(row.last_sync_status) if row.last_sync_status else None,
+        last_error=row.last_error,
+        accounts=tuple(account_rows),
+    )
+
+
+def _run_info(row: Row[Any]) -> SyncRunInfo:
+    return SyncRunInfo(
+        id=row.id,
+        connection_id=row.connection_id,
+        user_id=row.user_id,
+        broker=row.broker,
+        trigger=SyncTrigger(row.trigger),
+        status=RunStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        imported=row.imported,
+        skipped=row.skipped,
+        updated=row.updated,
+        error_count=row.error_count,
+        retries=row.retries,
+        rate_limit_waits=row.rate_limit_waits,
+        rate_limit_wait_ms=row.rate_limit_wait_ms,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
+    )
+
+
+def _stored_trade(row: Row[Any]) -> StoredTrade:
+    return StoredTrade(
+        connection_id=row.connection_id,
+        account_id=row.account_id,
+        broker_trade_id=row.broker_trade_id,
+        symbol=row.symbol,
+        direction=Direction(row.direction),
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        entry_price=row.entry_price,
+        exit_price=row.exit_price,
+        quantity=row.quantity,
+        realized_pnl=row.realized_pnl,
+        fees=row.fees,
+        currency=row.currency,
+        first_seen_at=row.first_seen_at,
+        updated_at=row.updated_at,
+        raw=json.loads(row.raw) if row.raw else {},
+    )
+
+
+class Store:
+    """Database access for the engine.
+
+    Args:
+        url: SQLAlchemy async URL (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``).
+        engine: An existing async engine to use instead (the caller disposes it).
+    """
+
+    def __init__(self, url: str | None = None, *, engine: AsyncEngine | None = None) -> None:
+        if engine is None:
+            if url is None:
+                raise ValueError("Store needs a database url or an engine")
+            engine = create_engine(url)
+            self._owns_engine = True
+        else:
+            self._owns_engine = False
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    async def aclose(self) -> None:
+        """Close the connection pool (if this store created it)."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    async def upgrade(self, target: str = "head") -> tuple[str | None, str | None]:
+        """Migrate the schema; return the revision before and after."""
+        return await upgrade_schema(self.engine, target)
+
+    async def revision(self) -> str | None:
+        """The database's schema revision (``None``: empty database)."""
+        return await current_revision(self.engine)
+
+    @staticmethod
+    def head() -> str:
+        """The schema revision this brokersync ships."""
+        return head_revision()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    async def create_connection(
+        self, values: Mapping[str, Any], account_list: Sequence[Account], now: dt.datetime
+    ) -> None:
+        """Insert a connection and its accounts in one transaction."""
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(connections), [dict(values)])
+            await self._upsert_accounts(conn, str(values["id"]), account_list, now)
+
+    async def _upsert_accounts(
+        self, conn: AsyncConnection, connection_id: str, account_list: Sequence[Account], now: dt.datetime
+    ) -> None:
+        if not account_list:
+            return
+        stmt = _insert(conn)(accounts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[accounts.c.connection_id, accounts.c.account_id],
+            set_={
+                "name": stmt.excluded.name,
+                "currency": stmt.excluded.currency,
+                "type": stmt.excluded.type,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        await conn.execute(
+            stmt,
+            [
+                {
+                    "connection_id": connection_id,
+                    "account_id": a.id,
+                    "name": a.name,
+                    "currency": a.currency,
+                    "type": a.type,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for a in account_list
+            ],
+        )
+
+    async def upsert_accounts(self, connection_id: str, account_list: Sequence[Account], now: dt.datetime) -> None:
+        """Add new accounts and refresh the names of known ones."""
+        async with self.engine.begin() as conn:
+            await self._upsert_accounts(conn, connection_id, account_list, now)
+
+    async def connection_row(self, connection_id: str) -> Row[Any] | None:
+        """The raw connection row (with ciphertexts), for the engine only."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(connections).where(connections.c.id == connection_id))
+            return result.first()
+
+    async def update_connection(self, connection_id: str, **values: Any) -> None:
+        """Set columns of a connection."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(connections).where(connections.c.id == connection_id).values(**values))
+
+    async def delete_connection(self, connection_id: str) -> None:
+        """Delete a connection with its accounts, cursors, trades and lease (audit rows stay)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(sync_leases).where(sync_leases.c.connection_id == connection_id))
+            await conn.execute(delete(trades).where(trades.c.connection_id == connection_id))
+            await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
+            await conn.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
+            await conn.execute(delete(connections).where(connections.c.id == connection_id))
+
+    async def list_accounts(self, connection_id: str) -> list[AccountInfo]:
+        """The connection's accounts with their watermark and cursor."""
+        query = (
+            select(accounts, sync_cursors.c.watermark, sync_cursors.c.cursor)
+            .select_from(
+                accounts.outerjoin(
+                    sync_cursors,
+                    and_(
+                        sync_cursors.c.connection_id == accounts.c.connection_id,
+                        sync_cursors.c.account_id == accounts.c.account_id,
+                    ),
+                )
+            )
+            .where(accounts.c.connection_id == connection_id)
+            .order_by(accounts.c.account_id)
+        )
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            return [
+                AccountInfo(
+                    connection_id=row.connection_id,
+                    account_id=row.account_id,
+                    name=row.name,
+                    currency=row.currency,
+                    type=row.type,
+                    watermark=row.watermark,
+                    cursor=row.cursor,
+                )
+                for row in result
+            ]
+
+    async def list_connections(
+        self,
+        *,
+        user_id: str | None = None,
+        status: ConnectionStatus | None = None,
+        broker: str | None = None,
+        connection_id: str | None = None,
+        with_accounts: bool = True,
+    ) -> list[ConnectionInfo]:
+        """Connections matching every given filter, oldest first."""
+        query = select(connections).order_by(connections.c.created_at, connections.c.id)
+        if user_id is not None:
+            query = query.where(connections.c.user_id == user_id)
+        if status is not None:
+            query = query.where(connections.c.status == ConnectionStatus(status).value)
+        if broker is not None:
+            query = query.where(connections.c.broker == broker)
+        if connection_id is not None:
+            query = query.where(connections.c.id == connection_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        result = []
+        for row in rows:
+            account_rows = await self.list_accounts(row.id) if with_accounts else []
+            result.append(_connection_info(row, account_rows))
+        return result
+
+    # -- secrets rotation ------------------------------------------------------------------------
+
+    async def rotate_secrets(self, transform: Callable[[str, str, str], str | None], *, batch_size: int = 200) -> int:
+        """Re-encrypt secrets: ``transform(connection_id, column, ciphertext)`` returns the new
+        ciphertext or ``None`` (unchanged). One transaction per batch; returns how many rows changed.
+        """
+        moved = 0
+        after = ""
+        while True:
+            async with self.engine.begin() as conn:
+                query = (
+                    select(connections.c.id, connections.c.credentials, connections.c.token)
+                    .where(connections.c.id > after)
+                    .order_by(connections.c.id)
+                    .limit(batch_size)
+                )
+                rows = (await conn.execute(query)).all()
+                if not rows:
+                    return moved
+                for row in rows:
+                    values: dict[str, str] = {}
+                    for column in ("credentials", "token"):
+                        current = getattr(row, column)
+                        if current:
+                            new = transform(row.id, column, current)
+                            if new is not None and new != current:
+                                values[column] = new
+                    if values:
+                        await conn.execute(update(connections).where(connections.c.id == row.id).values(**values))
+                        moved += 1
+                after = rows[-1].id
+
+    # -- lease -----------------------------------------------------------------------------------
+
+    async def acquire_lease(
+        self, connection_id: str, *, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> bool:
+        """Take the connection's lease if it is free or expired. Atomic across processes."""
+        values = {
+            "connection_id": connection_id,
+            "holder": holder,
+            "run_id": run_id,
+            "acquired_at": now,
+            "expires_at": now + ttl,
+        }
+        async with self.engine.begin() as conn:
+            stmt = _insert(conn)(sync_leases).values(values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[sync_leases.c.connection_id],
+                set_={k: stmt.excluded[k] for k in ("holder", "run_id", "acquired_at", "expires_at")},
+                where=sync_leases.c.expires_at <= now,
+            ).returning(sync_leases.c.holder)
+            return (await conn.execute(stmt)).first() is not None
+
+    async def lease_holder(self, connection_id: str) -> tuple[str, dt.datetime] | None:
+        """Who holds the connection's lease and until when (``None``: nobody)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(sync_leases.c.holder, sync_leases.c.expires_at).where(
+                        sync_leases.c.connection_id == connection_id
+                    )
+                )
+            ).first()
+            return (row.holder, row.expires_at) if row else None
+
+    @staticmethod
+    async def _renew(conn: AsyncConnection, connection_id: str, holder: str, expires_at: dt.datetime) -> None:
+        result = await conn.execute(
+            update(sync_leases)
+            .where(and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder))
+            .values(expires_at=expires_at)
+        )
+        if result.rowcount != 1:
+            raise LeaseLostError(
+                f"connection {connection_id}: this sync's lease expired and another sync took over; "
+                "nothing from the current batch was stored"
+            )
+
+    async def release_lease(self, connection_id: str, *, holder: str) -> None:
+        """Give the lease back (only if this holder still has it)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(sync_leases).where(
+                    and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder)
+                )
+            )
+
+    # -- trades ----------------------------------------------------------------------------------
+
+    async def store_batch(
+        self,
+        *,
+        connection_id: str,
+        account_id: str,
+        batch: Sequence[Trade],
+        now: dt.datetime,
+        cursor: str | None = None,
+        watermark: dt.datetime | None = None,
+        lease: tuple[str, dt.datetime] | None = None,
+    ) -> UpsertCounts:
+        """Store one batch, and move the account's cursor/watermark, in ONE transaction.
+
+        ``lease`` = (holder, new expiry): the lease is renewed in the same transaction, and if this
+        process lost it the whole batch is rolled back (:class:`LeaseLostError`). ``cursor`` and
+        ``watermark`` are only written when given (a page without a cursor keeps the last one).
+        """
+        async with self.engine.begin() as conn:
+            if lease is not None:
+                await self._renew(conn, connection_id, lease[0], lease[1])
+            counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
+            if cursor is not None or watermark is not None:
+                values: dict[str, Any] = {"connection_id": connection_id, "account_id": account_id, "updated_at": now}
+                if cursor is not None:
+                    values["cursor"] = cursor
+                if watermark is not None:
+                    values["watermark"] = watermark
+                stmt = _insert(conn)(sync_cursors).values(values)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[sync_cursors.c.connection_id, sync_cursors.c.account_id],
+                    set_={k: stmt.excluded[k] for k in values if k not in ("connection_id", "account_id")},
+                )
+                await conn.execute(stmt)
+            return counts
+
+    def _trade_query(
+        self,
+        *,
+        connection_ids: Sequence[str] | None,
+        account_id: str | None,
+        symbol: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> Any:
+        query = select(trades)
+        if connection_ids is not None:
+            query = query.where(trades.c.connection_id.in_(list(connection_ids)))
+        if account_id is not None:
+            query = query.where(trades.c.account_id == account_id)
+        if symbol is not None:
+            query = query.where(trades.c.symbol == symbol)
+        if since is not None:
+            query = query.where(trades.c.opened_at >= since)
+        if until is not None:
+            query = query.where(trades.c.opened_at < until)
+        return query
+
+    async def iter_trades(
+        self,
+        *,
+        connection_ids: Sequence[str] | None = None,
+        account_id: str | None = None,
+        symbol: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[StoredTrade]:
+        """Stream trades (oldest opened first) without loading them all in memory."""
+        query = self._trade_query(
+            connection_ids=connection_ids, account_id=account_id, symbol=symbol, since=since, until=until
+        ).order_by(trades.c.opened_at, trades.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(query.execution_options(yield_per=_STREAM_CHUNK))
+            async for partition in result.partitions(_STREAM_CHUNK):
+                for row in partition:
+                    yield _stored_trade(row)
+
+    async def count_trades(self, *, connection_ids: Sequence[str] | None = None, account_id: str | None = None) -> int:
+        """How many trades are stored (for the given connections/account)."""
+        query = self._trade_query(
+            connection_ids=connection_ids, account_id=account_id, symbol=None, since=None, until=None
+        ).with_only_columns(func.count())
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    async def insert_run(self, values: Mapping[str, Any]) -> None:
+        """Open an audit row (status ``running``), committed at once so a crash leaves a trace."""
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(sync_runs), [dict(values)])
+
+    async def finish_run(self, run_id: str, values: Mapping[str, Any]) -> None:
+        """Close an audit row."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
+
+    async def interrupt_stale_runs(self, connection_id: str, *, except_run: str, now: dt.datetime) -> int:
+        """Mark runs left ``running`` by a dead process as ``interrupted``; return how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(sync_runs)
+                .where(
+                    and_(
+                        sync_runs.c.connection_id == connection_id,
+                        sync_runs.c.status == RunStatus.RUNNING.value,
+                        sync_runs.c.id != except_run,
+                    )
+                )
+                .values(
+                    status=RunStatus.INTERRUPTED.value,
+                    finished_at=now,
+                    error_message="the process running this sync stopped before it finished",
+                )
+            )
+            return int(result.rowcount)
+
+    async def list_runs(
+        self,
+        *,
+        connection_ids: Sequence[str] | None = None,
+        status: RunStatus | None = None,
+        limit: int | None = 50,
+    ) -> list[SyncRunInfo]:
+        """Audit rows, newest first."""
+        query = select(sync_runs).order_by(sync_runs.c.started_at.desc(), sync_runs.c.id)
+        if connection_ids is not None:
+            query = query.where(sync_runs.c.connection_id.in_(list(connection_ids)))
+        if status is not None:
+            query = query.where(sync_runs.c.status == RunStatus(status).value)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_run_info(row) for row in await conn.execute(query)]
+
+
+def wrap_store_errors(exc: SQLAlchemyError, what: str) -> StoreError:
+    """A :class:`StoreError` naming the operation; the driver's message is kept, never a URL."""
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return StoreError(f"database error while {what}: {type(exc).__name__}: {detail}")

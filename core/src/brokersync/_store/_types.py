@@ -1,0 +1,76 @@
+"""Column types that keep money exact and times in UTC on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, Numeric, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["Money", "UTCDateTime", "decimal_text", "utc_text"]
+
+
+def decimal_text(value: Decimal) -> str:
+    """The text form SQLite stores: exact, no exponent for ordinary amounts."""
+    return format(value, "f")
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal: ``NUMERIC`` on PostgreSQL, text on SQLite (whose NUMERIC is a float)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money must be Decimal, not float")
+        value = Decimal(value)
+        return decimal_text(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def utc_text(value: dt.datetime) -> str:
+    """The fixed-width text SQLite stores for a UTC time (sorts and compares as time)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A tz-aware UTC time: ``timestamptz`` on PostgreSQL, fixed-width UTC text on SQLite."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+        return utc_text(value) if dialect.name == "sqlite" else value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+        return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
