@@ -29,7 +29,6 @@ module goes through the redactor.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Mapping
 from typing import Any
@@ -303,7 +302,7 @@ def _classify_type(exc: BaseException) -> tuple[ErrorType, bool]:
     from_httpx = _httpx_type(exc)
     if from_httpx is not None:
         return from_httpx, from_httpx in (ErrorType.NETWORK, ErrorType.TIMEOUT)
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return ErrorType.TIMEOUT, True
     if isinstance(exc, ConnectionError):
         return ErrorType.NETWORK, True
