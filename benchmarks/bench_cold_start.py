@@ -104,9 +104,8 @@ def main() -> None:
             ),
         ]
     base = rows[0][1]
-    print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"Machine: {machine}, {platform.platform()}")
     print(f"Median of {args.runs} fresh processes each.\n")
     print("| command | median | vs baseline |")
     print("|---|---|---|")
