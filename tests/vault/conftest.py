@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import traceback
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -62,6 +63,8 @@ def log_messages() -> Iterator[list[str]]:
     def sink(message: Any) -> None:
         messages.append(f"{message.record['message']} {message.record['extra']}")
 
+    # brokersync._log disables brokersync's records when first imported: import it before enabling.
+    importlib.import_module("brokersync._log")
     handler = logger.add(sink, level="DEBUG")
     logger.enable("brokersync")
     try:
