@@ -14,10 +14,9 @@ import xml.etree.ElementTree as ET
 from decimal import Decimal
 from typing import Any
 
+import brokersync
 import httpx
 import pytest
-
-import brokersync
 from brokersync import BrokerRegistry, hookimpl
 
 pytestmark = pytest.mark.anyio
@@ -292,7 +291,8 @@ def ibkr_api(polls_before_ready: int) -> tuple[httpx.MockTransport, list[str]]:
             return httpx.Response(
                 200,
                 text="<FlexStatementResponse><Status>Success</Status><ReferenceCode>555</ReferenceCode>"
-                "<Url>\n https://gdcdyn.interactivebrokers.invalid/AccountManagement/FlexWebService/GetStatement \n</Url>"
+                "<Url>\n https://gdcdyn.interactivebrokers.invalid/AccountManagement/FlexWebService/GetStatement"
+                " \n</Url>"
                 "</FlexStatementResponse>",
             )
         if request.url.path.endswith("/GetStatement") and request.url.params["q"] == "555":
