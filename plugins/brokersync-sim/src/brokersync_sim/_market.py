@@ -1,0 +1,208 @@
+"""Deterministic market data for the simulated broker: the same seed always gives the same trades.
+
+Nothing here is stored: trade ``i`` of an account is computed from ``(seed, account, i, version)``
+on demand, so an account with a million trades costs a few bytes until it is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+__all__ = ["Instrument", "SimAccount", "stable_int", "wire_trade"]
+
+_CENT = Decimal("0.01")
+
+
+@attrs.frozen(kw_only=True)
+class Instrument:
+    """A tradable symbol: price level, tick size, contract multiplier and commission per unit."""
+
+    symbol: str
+    price: Decimal
+    tick: Decimal
+    multiplier: Decimal
+    fee: Decimal
+    quantities: tuple[int, ...]
+
+
+_FUTURES = (
+    Instrument(
+        symbol="ESZ5",
+        price=Decimal(5000),
+        tick=Decimal("0.25"),
+        multiplier=Decimal(50),
+        fee=Decimal("2.09"),
+        quantities=(1, 1, 2, 3, 5),
+    ),
+    Instrument(
+        symbol="NQZ5",
+        price=Decimal(18000),
+        tick=Decimal("0.25"),
+        multiplier=Decimal(20),
+        fee=Decimal("2.09"),
+        quantities=(1, 1, 2),
+    ),
+    Instrument(
+        symbol="CLF6",
+        price=Decimal(75),
+        tick=Decimal("0.01"),
+        multiplier=Decimal(1000),
+        fee=Decimal("2.32"),
+        quantities=(1, 2),
+    ),
+    Instrument(
+        symbol="GCG6",
+        price=Decimal(2000),
+        tick=Decimal("0.1"),
+        multiplier=Decimal(100),
+        fee=Decimal("2.32"),
+        quantities=(1, 2, 4),
+    ),
+)
+_EQUITIES = (
+    Instrument(
+        symbol="AAPL",
+        price=Decimal(190),
+        tick=Decimal("0.01"),
+        multiplier=Decimal(1),
+        fee=Decimal("0.005"),
+        quantities=(10, 50, 100, 250),
+    ),
+    Instrument(
+        symbol="MSFT",
+        price=Decimal(410),
+        tick=Decimal("0.01"),
+        multiplier=Decimal(1),
+        fee=Decimal("0.005"),
+        quantities=(10, 25, 100),
+    ),
+    Instrument(
+        symbol="NVDA",
+        price=Decimal(120),
+        tick=Decimal("0.01"),
+        multiplier=Decimal(1),
+        fee=Decimal("0.005"),
+        quantities=(20, 100, 300),
+    ),
+)
+_EUROPE = (
+    Instrument(
+        symbol="FDAX",
+        price=Decimal(18000),
+        tick=Decimal("0.5"),
+        multiplier=Decimal(25),
+        fee=Decimal("1.90"),
+        quantities=(1, 1, 2),
+    ),
+    Instrument(
+        symbol="SAP",
+        price=Decimal(180),
+        tick=Decimal("0.02"),
+        multiplier=Decimal(1),
+        fee=Decimal("0.01"),
+        quantities=(10, 40, 100),
+    ),
+)
+#: (account name, currency, type, instruments); account n of a user uses entry n % 3.
+ACCOUNT_KINDS: tuple[tuple[str, str, str, tuple[Instrument, ...]], ...] = (
+    ("Futures", "USD", "futures", _FUTURES),
+    ("Equities", "USD", "margin", _EQUITIES),
+    ("Europe", "EUR", "futures", _EUROPE),
+)
+
+
+def stable_int(*parts: object) -> int:
+    """A 64-bit integer from ``parts`` that is the same in every process (unlike ``hash``)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.frozen(kw_only=True)
+class SimAccount:
+    """One simulated account: its identity and how its ``n_trades`` trades are spread in time."""
+
+    id: str
+    name: str
+    currency: str
+    type: str
+    instruments: tuple[Instrument, ...]
+    base: int  # per-account random base: trade i uses random.Random(base + i)
+    n_trades: int
+    history_end: dt.datetime
+    history_days: int
+    open_trades: int
+
+    def wire(self) -> dict[str, Any]:
+        """The account as the sim API lists it."""
+        return {"id": self.id, "name": self.name, "currency": self.currency, "type": self.type}
+
+
+def wire_trade(
+    account: SimAccount,
+    index: int,
+    *,
+    version: int = 1,
+    updated_at: dt.datetime | None = None,
+    malformed: bool = False,
+) -> dict[str, Any]:
+    """Trade ``index`` (0-based) of ``account`` in the sim API's wire format, at ``version``.
+
+    Version 1 is the trade as first booked; each later version is a correction by the broker: a
+    trade still open at version 1 gets closed, a closed one gets its commission re-billed.
+    ``malformed`` garbles one field the way broken broker records do (the record keeps its id).
+    """
+    rng = random.Random(account.base + index)  # noqa: S311 - simulated prices, not cryptography
+    instrument = account.instruments[rng.randrange(len(account.instruments))]
+    long = rng.random() < 0.55
+    quantity = instrument.quantities[rng.randrange(len(instrument.quantities))]
+    span = dt.timedelta(days=account.history_days) / max(account.n_trades, 1)
+    opened_at = (
+        account.history_end
+        - dt.timedelta(days=account.history_days)
+        + span * index
+        + dt.timedelta(seconds=rng.randrange(0, max(int(span.total_seconds() / 2), 1)))
+    ).replace(microsecond=0)
+    closed_at = opened_at + dt.timedelta(seconds=rng.randrange(30, 4 * 3600))
+    drift = Decimal(rng.randrange(-1000, 1000)) / Decimal(10000)
+    entry = (instrument.price * (1 + drift) / instrument.tick).quantize(Decimal(1)) * instrument.tick
+    exit_ = entry + instrument.tick * rng.randrange(-60, 61)
+    commission = max((instrument.fee * quantity).quantize(_CENT), Decimal("1.00"))
+    sign = 1 if long else -1
+    pnl: Decimal | None = ((exit_ - entry) * quantity * instrument.multiplier * sign).quantize(_CENT)
+    is_open = version == 1 and index >= account.n_trades - account.open_trades
+    if version > 1:
+        commission += Decimal("0.25") * (version - 1)  # the broker re-billed exchange fees
+    record: dict[str, Any] = {
+        "id": f"{account.id}-{index + 1:08d}",
+        "account": account.id,
+        "instrument": instrument.symbol,
+        "side": "BUY" if long else "SELL",
+        "quantity": str(quantity),
+        "openedAt": _iso(opened_at),
+        "closedAt": None if is_open else _iso(closed_at),
+        "entryPrice": str(entry),
+        "exitPrice": None if is_open else str(exit_),
+        "commission": str(commission),
+        "realizedPnl": None if is_open or pnl is None else str(pnl),
+        "currency": account.currency,
+        "version": version,
+        "updatedAt": _iso(updated_at or (opened_at if is_open else closed_at)),
+    }
+    if malformed:
+        field, value = [
+            ("entryPrice", "N/A"),
+            ("openedAt", opened_at.replace(tzinfo=None).isoformat()),  # a time without its zone
+            ("quantity", "0"),
+        ][index % 3]
+        record[field] = value
+    return record

@@ -1,0 +1,102 @@
+"""Talking to the sim API: login, token renewal, accounts and cursor paging.
+
+Every request goes through ``ctx.http``, the core's client, which applies the broker's rate limits,
+retries 429/5xx/timeouts (honouring ``Retry-After``), opens the circuit breaker when the broker is
+down and turns HTTP failures into :mod:`brokersync.errors`. This module only knows the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from brokersync import AuthResult, BrokerApiError, BrokerAuthError, BrokerContext
+
+__all__ = ["SimClient"]
+
+_RENEWED = "sim.renewed"  # ctx.cache key: access token -> the token that replaced it in this run
+
+
+class SimClient:
+    """The sim API, spoken through the core's HTTP client.
+
+    Args:
+        ctx: The hook context the core passed to the plugin.
+    """
+
+    def __init__(self, ctx: BrokerContext) -> None:
+        self.ctx = ctx
+
+    def _token(self, raw: Any) -> AuthResult:
+        if not isinstance(raw, dict) or not isinstance(raw.get("access_token"), str) or "expires_at" not in raw:
+            raise BrokerApiError("broker 'sim': the token response is missing access_token or expires_at", broker="sim")
+        expires = dt.datetime.fromisoformat(str(raw["expires_at"]).replace("Z", "+00:00"))
+        return AuthResult(access_token=raw["access_token"], expires_at=expires, refresh_token=raw.get("refresh_token"))
+
+    async def login(self, username: str, password: str) -> AuthResult:
+        """Exchange username and password for a token (``BrokerAuthError`` if they are wrong)."""
+        response = await self.ctx.http.post("auth/token", json={"username": username, "password": password})
+        return self._token(response.json())
+
+    async def renew(self, auth: AuthResult) -> AuthResult | None:
+        """Get a new access token with ``auth.refresh_token``; ``None`` if there is none or it was revoked."""
+        if not auth.refresh_token:
+            return None
+        try:
+            response = await self.ctx.http.post("auth/renew", json={"refresh_token": auth.refresh_token})
+        except BrokerAuthError:
+            return None
+        return self._token(response.json())
+
+    async def _get(self, auth: AuthResult, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET with the current token; if the broker ended the session early, renew once and retry."""
+        renewed: dict[str, AuthResult] = self.ctx.cache.setdefault(_RENEWED, {})
+        current = renewed.get(auth.access_token, auth)
+        try:
+            response = await self.ctx.http.get(path, params=params, headers=_bearer(current))
+        except BrokerAuthError:
+            fresh = await self.renew(current)
+            if fresh is None:
+                raise
+            renewed[auth.access_token] = fresh
+            response = await self.ctx.http.get(path, params=params, headers=_bearer(fresh))
+        return response.json()
+
+    async def accounts(self, auth: AuthResult) -> list[dict[str, Any]]:
+        """List the user's accounts as the API returns them."""
+        body = await self._get(auth, "accounts")
+        accounts = body.get("accounts") if isinstance(body, dict) else None
+        if not isinstance(accounts, list):
+            raise BrokerApiError("broker 'sim': GET /accounts did not return an 'accounts' list", broker="sim")
+        return accounts
+
+    async def trade_pages(
+        self,
+        auth: AuthResult,
+        account_id: str,
+        *,
+        since: dt.datetime | None = None,
+        cursor: str | None = None,
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Yield ``(records, next_cursor)`` for each page of the account's trade feed until the end."""
+        params: dict[str, Any] = {"limit": int(self.ctx.options.get("page_size", 1000))}
+        if cursor is not None:
+            params["cursor"] = cursor
+        elif since is not None:
+            params["since"] = since.astimezone(dt.UTC).isoformat()
+        while True:
+            body = await self._get(auth, f"accounts/{account_id}/trades", params)
+            if not isinstance(body, dict) or not isinstance(body.get("trades"), list) or not body.get("next_cursor"):
+                raise BrokerApiError(
+                    f"broker 'sim': trades page for account {account_id!r} lacks 'trades' or 'next_cursor'",
+                    broker="sim",
+                )
+            yield body["trades"], body["next_cursor"]
+            if not body.get("has_more"):
+                return
+            params = {"limit": params["limit"], "cursor": body["next_cursor"]}
+
+
+def _bearer(auth: AuthResult) -> dict[str, str]:
+    return {"Authorization": f"Bearer {auth.access_token}"}
