@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -307,6 +307,10 @@ class Trade:
         return self.closed_at is not None
 
 
+def _as_records(value: Iterable[Trade | Mapping[str, Any]]) -> tuple[Trade | Mapping[str, Any], ...]:
+    return tuple(value)  # typed (not converter=tuple) so mypy checks what callers pass
+
+
 @attrs.frozen(kw_only=True)
 class TradePage:
     """One batch of trades from ``get_trades``, with the cursor that resumes after it.
@@ -317,7 +321,7 @@ class TradePage:
     the page's trades and handed back unchanged on the next sync.
     """
 
-    records: Sequence[Trade | Mapping[str, Any]] = attrs.field(converter=tuple)
+    records: Sequence[Trade | Mapping[str, Any]] = attrs.field(converter=_as_records)
     cursor: str | None = None
 
 
@@ -401,6 +405,18 @@ class Capabilities:
     cursor: CursorKind = attrs.field(default=CursorKind.TIME, converter=CursorKind)
 
 
+def _as_fields(value: Iterable[CredentialField]) -> tuple[CredentialField, ...]:
+    return tuple(value)  # typed converters (not tuple/dict) so mypy checks what plugins pass
+
+
+def _as_limits(value: Iterable[RateLimit]) -> tuple[RateLimit, ...]:
+    return tuple(value)
+
+
+def _as_environments(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 def _check_environments(instance: BrokerMetadata, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not value:
         raise ValueError("BrokerMetadata.environments must name at least one environment and its base URL")
@@ -432,11 +448,11 @@ class BrokerMetadata:
     name: str = attrs.field(converter=str)
     description: str = ""
     auth_type: AuthType = attrs.field(converter=AuthType)
-    credential_fields: tuple[CredentialField, ...] = attrs.field(converter=tuple)
-    environments: Mapping[str, str] = attrs.field(converter=dict, validator=_check_environments)
+    credential_fields: tuple[CredentialField, ...] = attrs.field(converter=_as_fields)
+    environments: Mapping[str, str] = attrs.field(converter=_as_environments, validator=_check_environments)
     default_environment: str | None = None
     capabilities: Capabilities = attrs.field(factory=Capabilities)
-    rate_limits: tuple[RateLimit, ...] = attrs.field(default=(), converter=tuple)
+    rate_limits: tuple[RateLimit, ...] = attrs.field(default=(), converter=_as_limits)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     docs_url: str | None = None
     plugin_api: str = ">=1,<2"
