@@ -78,7 +78,7 @@ def test_env_errors_are_clear_and_never_show_key_material(keys, build, expected)
 
 
 def test_env_unset_is_a_configuration_error_with_a_hint():
-    with pytest.raises(ConfigurationError, match=f"{ENV} is not set.*brokersync keys generate"):
+    with pytest.raises(ConfigurationError, match=f"{ENV} is not set.*Vault.generate_key"):
         Vault.from_env({})
 
 

@@ -32,6 +32,7 @@ from brokersync.errors import ConfigurationError
 
 __all__ = [
     "ENV_VAR",
+    "GENERATE_HINT",
     "KEY_BYTES",
     "KEY_FILE_NAME",
     "KeyEntry",
@@ -62,6 +63,8 @@ _FILE_HEADER = (
     "# Keep this file secret (mode 0600) and backed up: without it, stored credentials are lost.\n"
 )
 _CHECK_PERMISSIONS = os.name == "posix"
+#: How to make a new key entry, for messages (works wherever brokersync is installed).
+GENERATE_HINT = "python -c 'import brokersync; print(brokersync.Vault.generate_key())'"
 
 #: One parsed key: (key id, 32 key bytes).
 KeyEntry = tuple[str, bytes]
@@ -95,7 +98,7 @@ def _parse_entry(entry: str, where: str) -> KeyEntry:
     if len(key) != KEY_BYTES:
         raise ConfigurationError(
             f"{where} (key id {key_id!r}): the key is {len(key)} bytes, AES-256 needs exactly {KEY_BYTES}. "
-            "Generate one with `brokersync keys generate` or brokersync.Vault.generate_key()."
+            f"Generate one with: {GENERATE_HINT}"
         )
     register_secret(encoded.strip())
     register_secret(base64.b64encode(key).decode("ascii"))

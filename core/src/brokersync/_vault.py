@@ -108,8 +108,8 @@ class Vault:
                 raise ConfigurationError(f"{self._source}: key {position} has an invalid key id.")
             if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
                 raise ConfigurationError(
-                    f"{self._source}: key {key_id!r} must be {KEY_BYTES} bytes (AES-256); generate one with "
-                    "brokersync.Vault.generate_key()."
+                    f"{self._source}: key {key_id!r} must be {KEY_BYTES} bytes (AES-256). Generate one with: "
+                    f"{_keys.GENERATE_HINT}"
                 )
             if key_id in ciphers:
                 raise ConfigurationError(f"{self._source}: key id {key_id!r} is used twice; key ids must be unique.")
@@ -143,7 +143,7 @@ class Vault:
         if spec is None:
             raise ConfigurationError(
                 f"{ENV_VAR} is not set. Set it to comma-separated 'key_id:base64' entries "
-                "(generate one with `brokersync keys generate`)."
+                f"(the first is active). Generate one with: {_keys.GENERATE_HINT}"
             )
         return cls.from_spec(spec, source=ENV_VAR)
 
@@ -407,7 +407,7 @@ class Vault:
         if self._key_file is None:
             raise ConfigurationError(
                 f"Cannot {action}: the keys come from {self._source}, not a key file. Change {self._source} "
-                "yourself (the first entry is the active key; generate one with `brokersync keys generate`)."
+                f"yourself: put a new entry first (it becomes the active key). Generate one with: {_keys.GENERATE_HINT}"
             )
         return self._key_file
 
