@@ -1,0 +1,42 @@
+"""Test kit for broker plugin authors: the conformance suite and transports for fake broker APIs.
+
+Run the whole suite from a plugin's own tests::
+
+    import httpx
+    from brokersync.testing import BrokerConformance
+
+    class TestAcmeConformance(BrokerConformance):
+        broker_key = "acme"
+        valid_credentials = {"username": "demo", "password": "demo-password"}
+        invalid_credentials = {"username": "demo", "password": "wrong-password"}
+
+        def make_transport(self) -> httpx.AsyncBaseTransport:
+            return FakeAcmeApi().transport()
+
+Each check is its own pytest test, named after its rule (see :data:`RULES`); a failure names the
+rule, the broker and the offending record. This package imports httpx: import it from tests only.
+"""
+
+from __future__ import annotations
+
+from brokersync.testing._rules import RULES, ConformanceFailure, Rule
+from brokersync.testing._suite import BrokerConformance
+from brokersync.testing._transport import (
+    BypassRecord,
+    ObservedTransport,
+    RecordedRequest,
+    network_guard,
+    response_sequence,
+)
+
+__all__ = [
+    "RULES",
+    "BrokerConformance",
+    "BypassRecord",
+    "ConformanceFailure",
+    "ObservedTransport",
+    "RecordedRequest",
+    "Rule",
+    "network_guard",
+    "response_sequence",
+]

@@ -1,0 +1,320 @@
+"""A small, well-behaved example broker plugin ("acme") and its fake API, plus broken variants.
+
+The fake API follows a documented-looking contract:
+
+* ``POST /auth/token`` ``{"username", "password"}`` -> ``{"access_token", "expires_in"}`` or 401.
+* ``POST /auth/renew`` (Bearer) -> a new token.
+* ``GET /accounts`` (Bearer) -> ``[{"id", "name", "currency"}]``.
+* ``GET /accounts/{id}/trades?since=&page_token=&limit=`` (Bearer) -> ``{"trades": [...], "next": token|null}``;
+  trades are sorted by close time, ``since`` filters on close time (inclusive).
+
+Each broken variant overrides one method of :class:`AcmePlugin` and breaks exactly one rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from brokersync import (
+    Account,
+    AuthResult,
+    AuthType,
+    BrokerMetadata,
+    Capabilities,
+    CredentialField,
+    RateLimit,
+    RetryPolicy,
+    Trade,
+    TradePage,
+    hookimpl,
+)
+from brokersync.errors import BrokerAuthError, BrokerError
+
+HERE = Path(__file__).parent
+BASE_URL = "https://api.acme-broker.test/v1"
+USERS = {"demo": "demo-password-123"}
+_START = dt.datetime(2024, 3, 1, 14, 30, tzinfo=dt.UTC)
+
+
+def _trades_for(account_id: str) -> list[dict[str, Any]]:
+    trades = []
+    for n in range(7):
+        opened = _START + dt.timedelta(days=n, minutes=7 * n)
+        trades.append(
+            {
+                "id": f"{account_id}-T{n:03d}",
+                "symbol": ["ESH4", "NQH4", "AAPL"][n % 3],
+                "side": "buy" if n % 2 == 0 else "sell",
+                "opened": opened.isoformat().replace("+00:00", "Z"),
+                "closed": (opened + dt.timedelta(minutes=45)).isoformat().replace("+00:00", "Z"),
+                "entry": f"{4800 + n}.25",
+                "exit": f"{4801 + n}.50",
+                "qty": "2",
+                "pnl": "125.00",
+                "fees": "4.12",
+                "currency": "USD",
+            }
+        )
+    return trades
+
+
+class FakeAcmeApi:
+    """The fake broker: deterministic data, the documented auth and paging behaviour."""
+
+    accounts = ({"id": "A1", "name": "Main", "currency": "USD"}, {"id": "A2", "name": "IRA", "currency": "USD"})
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.tokens: set[str] = set()
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1")
+        if path == "/auth/token" and request.method == "POST":
+            body = json.loads(request.content)
+            if USERS.get(body.get("username")) != body.get("password"):
+                return httpx.Response(401, json={"error": "invalid username or password"})
+            return self._issue()
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.tokens:
+            return httpx.Response(401, json={"error": "invalid or expired token"})
+        if path == "/auth/renew" and request.method == "POST":
+            return self._issue()
+        if path == "/accounts":
+            return httpx.Response(200, json=list(self.accounts))
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "accounts" and parts[3] == "trades":
+            return self._trades(parts[2], request.url.params)
+        return httpx.Response(404, json={"error": f"no route {path}"})
+
+    def _issue(self) -> httpx.Response:
+        token = f"acme-token-{next(self._counter):04d}"
+        self.tokens.add(token)
+        return httpx.Response(200, json={"access_token": token, "expires_in": 3600})
+
+    def _trades(self, account_id: str, params: httpx.QueryParams) -> httpx.Response:
+        if account_id not in {a["id"] for a in self.accounts}:
+            return httpx.Response(404, json={"error": f"no account {account_id}"})
+        rows = _trades_for(account_id)
+        if "since" in params:
+            since = dt.datetime.fromisoformat(params["since"])
+            rows = [r for r in rows if dt.datetime.fromisoformat(r["closed"]) >= since]
+        start = int(params.get("page_token", "0"))
+        limit = int(params.get("limit", "3"))
+        page = rows[start : start + limit]
+        following = start + limit
+        return httpx.Response(200, json={"trades": page, "next": str(following) if following < len(rows) else None})
+
+
+class AcmePlugin:
+    """The well-behaved example plugin."""
+
+    retry = RetryPolicy()
+    password_secret = True
+
+    @hookimpl
+    def broker_metadata(self) -> BrokerMetadata:
+        return BrokerMetadata(
+            key="acme",
+            name="Acme Broker",
+            description="Example broker used by the conformance suite's own tests.",
+            auth_type=AuthType.PASSWORD,
+            credential_fields=[
+                CredentialField(name="username", label="Username"),
+                CredentialField(name="password", label="Password", secret=self.password_secret),
+            ],
+            environments={"live": BASE_URL},
+            capabilities=Capabilities(refresh_token=True),
+            rate_limits=[RateLimit(max_requests=60, window_seconds=60)],
+            retry=self.retry,
+            docs_url="https://acme-broker.test/docs/api",
+        )
+
+    @hookimpl
+    async def authenticate(self, ctx: Any, credentials: Any) -> AuthResult:
+        response = await ctx.http.post(
+            "auth/token", json={"username": credentials["username"], "password": credentials["password"]}
+        )
+        return self.auth_result(ctx, response.json())
+
+    def auth_result(self, ctx: Any, body: dict[str, Any]) -> AuthResult:
+        return AuthResult(
+            access_token=body["access_token"], expires_at=ctx.now() + dt.timedelta(seconds=body["expires_in"])
+        )
+
+    @hookimpl
+    async def refresh_token(self, ctx: Any, auth: AuthResult) -> AuthResult:
+        response = await ctx.http.post("auth/renew", headers=self.headers(auth))
+        return self.auth_result(ctx, response.json())
+
+    def headers(self, auth: AuthResult) -> dict[str, str]:
+        return {"Authorization": f"Bearer {auth.access_token}"}
+
+    @hookimpl
+    async def get_accounts(self, ctx: Any, auth: AuthResult) -> list[Account]:
+        response = await ctx.http.get("accounts", headers=self.headers(auth))
+        return [Account(id=a["id"], name=a["name"], currency=a["currency"], raw=a) for a in response.json()]
+
+    @hookimpl
+    async def get_trades(self, ctx: Any, auth: AuthResult, account: Account, since: dt.datetime | None) -> Any:
+        page_token: str | None = None
+        while True:
+            body = await self.fetch_page(ctx, auth, account, self.params(since, page_token))
+            yield TradePage(records=[self.to_trade(row, account) for row in body["trades"]])
+            page_token = self.next_token(body, page_token)
+            if page_token is None:
+                return
+
+    def params(self, since: dt.datetime | None, page_token: str | None) -> dict[str, str]:
+        params = {"limit": "3"}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if page_token is not None:
+            params["page_token"] = page_token
+        return params
+
+    def next_token(self, body: dict[str, Any], current: str | None) -> str | None:
+        return body["next"]
+
+    async def fetch_page(self, ctx: Any, auth: AuthResult, account: Account, params: dict[str, str]) -> Any:
+        response = await ctx.http.get(f"accounts/{account.id}/trades", params=params, headers=self.headers(auth))
+        return response.json()
+
+    def trade_id(self, row: dict[str, Any]) -> str:
+        return str(row["id"])
+
+    def to_trade(self, row: dict[str, Any], account: Account) -> Trade | dict[str, Any]:
+        return Trade(
+            broker_trade_id=self.trade_id(row),
+            account_id=account.id,
+            symbol=row["symbol"],
+            direction="long" if row["side"] == "buy" else "short",
+            opened_at=dt.datetime.fromisoformat(row["opened"]),
+            closed_at=dt.datetime.fromisoformat(row["closed"]),
+            entry_price=Decimal(row["entry"]),
+            exit_price=Decimal(row["exit"]),
+            quantity=Decimal(row["qty"]),
+            realized_pnl=Decimal(row["pnl"]),
+            fees=Decimal(row["fees"]),
+            currency=row["currency"],
+            raw=row,
+        )
+
+
+# --- broken variants: each breaks exactly one rule ----------------------------------------------
+
+
+class FloatPrices(AcmePlugin):
+    def to_trade(self, row: dict[str, Any], account: Account) -> dict[str, Any]:
+        return {
+            "broker_trade_id": row["id"],
+            "symbol": row["symbol"],
+            "direction": "long",
+            "opened_at": row["opened"],
+            "closed_at": row["closed"],
+            "entry_price": float(row["entry"]),
+            "exit_price": float(row["exit"]),
+            "quantity": row["qty"],
+            "currency": row["currency"],
+        }
+
+
+class NaiveTimes(AcmePlugin):
+    def to_trade(self, row: dict[str, Any], account: Account) -> dict[str, Any]:
+        return {
+            "broker_trade_id": row["id"],
+            "symbol": row["symbol"],
+            "direction": "long",
+            "opened_at": row["opened"].removesuffix("Z"),
+            "closed_at": row["closed"].removesuffix("Z"),
+            "entry_price": row["entry"],
+            "quantity": row["qty"],
+            "currency": row["currency"],
+        }
+
+
+class DuplicateIds(AcmePlugin):
+    def trade_id(self, row: dict[str, Any]) -> str:
+        return f"{row['symbol']}-{row['side']}"
+
+
+class UnstableIds(AcmePlugin):
+    def trade_id(self, row: dict[str, Any]) -> str:
+        return uuid.uuid4().hex
+
+
+class IgnoresSince(AcmePlugin):
+    def params(self, since: dt.datetime | None, page_token: str | None) -> dict[str, str]:
+        return super().params(None, page_token)
+
+
+class PagingLoop(AcmePlugin):
+    def next_token(self, body: dict[str, Any], current: str | None) -> str | None:
+        return "3" if body["next"] else None  # never advances past the second page
+
+
+class OwnClient(AcmePlugin):
+    async def fetch_page(self, ctx: Any, auth: AuthResult, account: Account, params: dict[str, str]) -> Any:
+        async with httpx.AsyncClient(base_url=ctx.base_url + "/") as client:
+            response = await client.get(f"accounts/{account.id}/trades", params=params, headers=self.headers(auth))
+            return response.json()
+
+
+class NoRetry(AcmePlugin):
+    retry = RetryPolicy(max_retries=0)
+
+
+class SwallowsErrors(AcmePlugin):
+    async def fetch_page(self, ctx: Any, auth: AuthResult, account: Account, params: dict[str, str]) -> Any:
+        try:
+            return await super().fetch_page(ctx, auth, account, params)
+        except BrokerError:
+            return {"trades": [], "next": None}
+
+
+class SecretNotMarked(AcmePlugin):
+    password_secret = False
+
+
+class WrongAuthError(AcmePlugin):
+    @hookimpl
+    async def authenticate(self, ctx: Any, credentials: Any) -> AuthResult:
+        try:
+            return await super().authenticate(ctx, credentials)
+        except BrokerAuthError:
+            raise ValueError("login failed") from None
+
+
+VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
+    "FloatPrices": (FloatPrices, "decimal-money"),
+    "NaiveTimes": (NaiveTimes, "utc-times"),
+    "DuplicateIds": (DuplicateIds, "unique-trade-ids"),
+    "UnstableIds": (UnstableIds, "stable-trade-ids"),
+    "IgnoresSince": (IgnoresSince, "since-honoured"),
+    "PagingLoop": (PagingLoop, "pagination-terminates"),
+    "OwnClient": (OwnClient, "core-client-only"),
+    "NoRetry": (NoRetry, "rate-limit-wait"),
+    "SwallowsErrors": (SwallowsErrors, "error-mapping-5xx"),
+    "SecretNotMarked": (SecretNotMarked, "secret-fields"),
+    "WrongAuthError": (WrongAuthError, "bad-credentials"),
+}
+
+
+def write_distribution(site: Path, *, name: str = "acme-example", entry: str = "acme_broker:AcmePlugin") -> Path:
+    """Write an installed-distribution record (``*.dist-info``) declaring broker ``acme`` into ``site``.
+
+    This is what pip writes when it installs a package; importlib.metadata reads it from sys.path.
+    """
+    dist = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text(f"[brokersync.brokers]\nacme = {entry}\n", encoding="utf-8")
+    return site

@@ -1,0 +1,132 @@
+"""Each deliberately broken variant of the example plugin fails the rule it breaks, by name.
+
+The suite is run the way a plugin author runs it: pytest in a separate process, on a test module
+that subclasses BrokerConformance once per variant. The JUnit report tells which test failed and why.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from acme_broker import HERE, VARIANTS, write_distribution
+from brokersync.testing import RULES
+
+SUITE_MODULE = """
+import httpx
+import acme_broker
+from brokersync.testing import BrokerConformance
+
+
+class Base(BrokerConformance):
+    broker_key = "acme"
+    valid_credentials = {"username": "demo", "password": acme_broker.USERS["demo"]}
+    invalid_credentials = {"username": "demo", "password": "wrong-password"}
+
+    def make_transport(self) -> httpx.AsyncBaseTransport:
+        return acme_broker.FakeAcmeApi().transport()
+
+
+for _name in acme_broker.VARIANTS:
+    globals()["Test" + _name] = type("Test" + _name, (Base,), {"plugin": getattr(acme_broker, _name)})
+"""
+
+# Rules whose failure has a record to show (a trade, a request, a field); the others are about the whole plugin.
+WITH_RECORD = {
+    "decimal-money",
+    "utc-times",
+    "unique-trade-ids",
+    "stable-trade-ids",
+    "since-honoured",
+    "core-client-only",
+    "secret-fields",
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], str | None]:
+    """Run the suite on every variant once: (class, rule) -> failure message, or None when it passed."""
+    work = tmp_path_factory.mktemp("variants")
+    write_distribution(work / "site")
+    (work / "test_variants.py").write_text(SUITE_MODULE, encoding="utf-8")
+    (work / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work / "site"), str(HERE)])}
+    env.pop("BROKERSYNC_PLUGINS", None)
+    report = work / "report.xml"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "test_variants.py"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert report.exists(), completed.stdout + completed.stderr
+    results: dict[tuple[str, str], str | None] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        cls = case.get("classname", "").rpartition(".")[2]
+        rule = case.get("name", "").removeprefix("test_").replace("_", "-")
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        results[(cls, rule)] = None if problem is None else (problem.get("message", "") + "\n" + (problem.text or ""))
+    assert len(results) == len(VARIANTS) * len(RULES), completed.stdout[-3000:]
+    return results
+
+
+@pytest.mark.parametrize(
+    ("variant", "rule"), [(name, rule) for name, (_, rule) in VARIANTS.items()], ids=list(VARIANTS)
+)
+def test_broken_variant_fails_the_rule_it_breaks(
+    outcomes: dict[tuple[str, str], str | None], variant: str, rule: str
+) -> None:
+    message = outcomes[(f"Test{variant}", rule)]
+    assert message is not None, f"{variant} passed rule {rule!r} although it breaks it"
+    assert f"breaks conformance rule '{rule}'" in message
+    assert "broker 'acme'" in message
+    if rule in WITH_RECORD:
+        assert "offending record:" in message, message
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_broken_variant_still_passes_unrelated_rules(outcomes: dict[tuple[str, str], str | None], variant: str) -> None:
+    # The failures are specific: metadata and account listing are intact in every variant.
+    for rule in ("metadata-complete", "accounts-valid", "auth-token"):
+        assert outcomes[(f"Test{variant}", rule)] is None, outcomes[(f"Test{variant}", rule)]
+
+
+def test_failure_names_the_offending_trade(outcomes: dict[tuple[str, str], str | None]) -> None:
+    duplicate = outcomes[("TestDuplicateIds", "unique-trade-ids")]
+    assert duplicate is not None
+    assert "broker_trade_id 'ESH4-buy' appears twice in account 'A1'" in duplicate
+    money = outcomes[("TestFloatPrices", "decimal-money")]
+    assert money is not None
+    assert "invalid trade record 'A1-T000'" in money
+    assert "float 4800.25 is not allowed" in money
+    since = outcomes[("TestIgnoresSince", "since-honoured")]
+    assert since is not None
+    assert "returned a trade closed before since" in since
+    assert "broker_trade_id='A1-T000'" in since
+
+
+def test_loop_detection_names_the_repeated_request(outcomes: dict[tuple[str, str], str | None]) -> None:
+    loop = outcomes[("TestPagingLoop", "pagination-terminates")]
+    assert loop is not None
+    assert "repeats request #2: GET accounts/A1/trades" in loop
+
+
+def test_bypass_names_the_request_sent_around_the_core(outcomes: dict[tuple[str, str], str | None]) -> None:
+    bypass = outcomes[("TestOwnClient", "core-client-only")]
+    assert bypass is not None
+    assert "BypassRecord(method='GET', url='https://api.acme-broker.test/v1/accounts/A1/trades?limit=3')" in bypass
+
+
+def test_the_password_never_appears_in_a_failure(outcomes: dict[tuple[str, str], str | None]) -> None:
+    from acme_broker import USERS
+
+    for message in outcomes.values():
+        assert message is None or USERS["demo"] not in message
