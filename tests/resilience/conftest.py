@@ -26,3 +26,25 @@ class FakeTime:
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis (BROKERSYNC_TEST_REDIS_URL or an embedded server) for the whole session."""
+    from tests._redis import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def log_records():
+    """brokersync's log records (message + extra) while the test runs."""
+    from loguru import logger
+
+    records: list[dict] = []
+    logger.enable("brokersync")
+    sink = logger.add(lambda m: records.append(m.record), level="DEBUG", format="{message}")
+    yield records
+    logger.remove(sink)
+    logger.disable("brokersync")
