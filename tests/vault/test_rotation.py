@@ -136,3 +136,59 @@ def test_concurrent_rotations_lose_no_key(tmp_path):
     assert len(added) == 6
     assert set(added) <= set(final.key_ids)
     assert len(final.key_ids) == 7
+
+
+def test_a_running_vault_adopts_keys_another_process_adds(tmp_path):
+    # Two vaults on one key file stand for a long-running worker and the `keys rotate` process.
+    worker = Vault.from_data_dir(tmp_path)
+    idle_worker = Vault.from_data_dir(tmp_path)
+    operator = Vault.from_data_dir(tmp_path)
+    old_id = worker.active_key_id
+
+    new_id = operator.add_key()
+    moved = operator.rotate(operator.encrypt("s", aad="c:token"), aad="c:token")
+    assert operator.key_id_of(moved) == new_id
+
+    # A value under a key this process has never seen: the file is re-read, no restart needed.
+    assert idle_worker.decrypt(moved, aad="c:token") == b"s"
+    assert idle_worker.active_key_id == new_id
+    # New values are encrypted with the new active key, so a later retire loses nothing.
+    assert worker.key_id_of(worker.encrypt("fresh", aad="c:credentials")) == new_id
+
+    operator.retire_key(old_id)
+    worker.encrypt("x", aad="c:credentials")
+    assert worker.key_ids == (new_id,)
+
+
+def test_a_deleted_key_file_keeps_the_process_working_and_is_reported_once(tmp_path, keys, log_messages):
+    vault = Vault.from_data_dir(tmp_path)
+    key_b64 = (tmp_path / "encryption-keys").read_text().splitlines()[-1].split(":")[1]
+    (tmp_path / "encryption-keys").unlink()
+    log_messages.clear()
+    token = vault.encrypt("still-works", aad="c:credentials")
+    vault.encrypt("again", aad="c:credentials")
+    assert vault.decrypt(token, aad="c:credentials") == b"still-works"
+    reports = [m for m in log_messages if "has disappeared" in m]
+    assert len(reports) == 1
+    assert str(tmp_path / "encryption-keys") in reports[0]
+    keys.assert_hidden("\n".join(log_messages), key_b64)
+
+
+def test_a_key_file_broken_by_someone_else_stops_encryption_with_a_clear_error(tmp_path, keys):
+    vault = Vault.from_data_dir(tmp_path)
+    key_file = tmp_path / "encryption-keys"
+    content = key_file.read_text()
+    key_b64 = content.splitlines()[-1].split(":")[1]
+    key_file.write_text(f"{content}oops-no-separator\n")
+    expected = r"Cannot encrypt a value: the key file changed.*line \d+ of the key file"
+    plaintext = "-".join(["plain", "secret"])  # not a literal: tracebacks quote source lines
+    with pytest.raises(VaultError, match=expected) as info:
+        vault.encrypt(plaintext, aad="c:credentials")
+    keys.assert_hidden(keys.visible(info.value), key_b64, plaintext)
+
+
+def test_key_file_accepts_a_pasted_env_value(tmp_path, keys):
+    key_file = tmp_path / "encryption-keys"
+    key_file.write_text(f"# pasted from the environment\n{keys.spec('k2', keys.b)},{keys.spec('k1', keys.a)}\n")
+    key_file.chmod(0o600)
+    assert Vault.from_data_dir(tmp_path).key_ids == ("k2", "k1")

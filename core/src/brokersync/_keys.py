@@ -39,6 +39,7 @@ __all__ = [
     "add_key_to_file",
     "check_key_id",
     "create_key_file",
+    "file_stamp",
     "generate_key",
     "key_file_path",
     "parse_key_entries",
@@ -194,9 +195,12 @@ def read_key_file(path: str | os.PathLike[str]) -> list[KeyEntry]:
         raise ConfigurationError(f"Cannot read the key file {path}: {exc.strerror}.") from None
     entries: list[KeyEntry] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            entries.append(_parse_entry(line, f"line {number} of the key file {path}"))
+        if line.strip().startswith("#"):
+            continue
+        # Commas too, so a value of BROKERSYNC_ENCRYPTION_KEYS pasted on one line works as is.
+        entries.extend(
+            _parse_entry(part, f"line {number} of the key file {path}") for part in line.split(",") if part.strip()
+        )
     if not entries:
         raise ConfigurationError(f"The key file {path} holds no key; delete it to have a new one generated.")
     _check_unique(entries, f"the key file {path}")
@@ -232,6 +236,30 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _create_exclusive(path: Path, content: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """Identity of the key file's current version (inode, mtime, size), or ``None`` if it is gone.
+
+    Every change brokersync makes replaces the file, so a different stamp means "read it again".
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def create_key_file(path: str | os.PathLike[str], entries: Sequence[KeyEntry] | None = None) -> bool:
     """Create the key file with mode 0600 holding ``entries`` (default: one new key).
 
@@ -255,6 +283,10 @@ def create_key_file(path: str | os.PathLike[str], entries: Sequence[KeyEntry] | 
             os.link(temp, path)  # atomic, and fails instead of overwriting an existing key file
         except FileExistsError:
             return False
+        except OSError:
+            # Some file systems (certain network and container mounts) have no hard links.
+            if not _create_exclusive(path, _render(entries)):
+                return False
         finally:
             temp.unlink(missing_ok=True)
         _fsync_dir(path.parent)

@@ -74,6 +74,10 @@ class Vault:
     :meth:`from_env`, :meth:`from_data_dir`, :meth:`from_spec`, or directly from keys.
     Its ``repr`` shows key ids only, and it refuses to be pickled, so keys do not travel.
 
+    A vault read from a key file notices when another process changes the file (``brokersync keys
+    rotate``): it re-reads it before encrypting, and when it meets a key id it does not know, so
+    long-running workers adopt a new active key without a restart.
+
     Args:
         keys: ``key_id -> 32 key bytes``, or ``(key_id, key)`` pairs. The FIRST key is active
             (encrypts); all of them decrypt.
@@ -85,7 +89,7 @@ class Vault:
             repeated key id. The message never contains key material.
     """
 
-    __slots__ = ("_active", "_ciphers", "_key_file", "_source")
+    __slots__ = ("_active", "_ciphers", "_key_file", "_missing_logged", "_source", "_stamp")
 
     def __init__(
         self,
@@ -97,6 +101,8 @@ class Vault:
         entries: list[KeyEntry] = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
         self._source = source
         self._key_file = Path(key_file) if key_file is not None else None
+        self._stamp = _keys.file_stamp(self._key_file) if self._key_file is not None else None
+        self._missing_logged = False
         self._load(entries)
 
     def _load(self, entries: list[KeyEntry]) -> None:
@@ -156,7 +162,10 @@ class Vault:
                 holds an invalid entry (named by line).
         """
         path = Path(path)
-        return cls(_keys.read_key_file(path), source=f"the key file {path}", key_file=path)
+        stamp = _keys.file_stamp(path)  # before reading: a change racing the read is seen next time
+        vault = cls(_keys.read_key_file(path), source=f"the key file {path}", key_file=path)
+        vault._stamp = stamp
+        return vault
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike[str], *, create: bool = True) -> Vault:
@@ -257,11 +266,13 @@ class Vault:
         Raises:
             TypeError: ``plaintext`` or ``aad`` has the wrong type.
             ValueError: ``aad`` is empty.
+            VaultError: The vault's key file was changed by someone else and is now unusable.
         """
         if isinstance(plaintext, str):
             plaintext = plaintext.encode("utf-8")
         elif not isinstance(plaintext, bytes | bytearray | memoryview):
             raise TypeError(f"plaintext must be bytes or str, got {type(plaintext).__name__}")
+        self._refresh("encrypt a value")
         key_id = self._active
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._ciphers[key_id].encrypt(nonce, bytes(plaintext), _full_aad(key_id, aad))
@@ -287,6 +298,8 @@ class Vault:
         """
         key_id, blob = self._parse(token, what)
         cipher = self._ciphers.get(key_id)
+        if cipher is None and self._refresh(f"decrypt {what}"):
+            cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise VaultError(
                 f"Cannot decrypt {what}: it was encrypted with key {key_id!r}, which is not configured "
@@ -386,7 +399,7 @@ class Vault:
         """
         path = self._require_key_file("add a key")
         new_id = _keys.add_key_to_file(path, entry)
-        self._load(_keys.read_key_file(path))
+        self._reload(path)
         return new_id
 
     def retire_key(self, key_id: str) -> None:
@@ -399,9 +412,41 @@ class Vault:
         """
         path = self._require_key_file("retire a key")
         _keys.remove_key_from_file(path, key_id)
+        self._reload(path)
+
+    def _reload(self, path: Path) -> None:
+        stamp = _keys.file_stamp(path)
         self._load(_keys.read_key_file(path))
+        self._stamp = stamp
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _refresh(self, action: str) -> bool:
+        """Re-read the key file if another process changed it; ``True`` if the keys were reloaded."""
+        path = self._key_file
+        if path is None:
+            return False
+        stamp = _keys.file_stamp(path)
+        if stamp is None:
+            if not self._missing_logged:
+                self._missing_logged = True
+                from brokersync._log import get_logger
+
+                get_logger(component="vault", key_file=str(path)).error(
+                    f"The key file {path} has disappeared; this process keeps using the keys it loaded. "
+                    "Restore the file from a backup: without it, no other process can decrypt the credentials."
+                )
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            entries = _keys.read_key_file(path)
+        except ConfigurationError as exc:
+            raise VaultError(f"Cannot {action}: the key file changed and is now unusable: {exc.message}") from None
+        self._load(entries)
+        self._stamp = stamp
+        self._missing_logged = False
+        return True
 
     def _require_key_file(self, action: str) -> Path:
         if self._key_file is None:
