@@ -58,8 +58,20 @@ from brokersync.models import (
 
 if TYPE_CHECKING:
     from brokersync._broker import Broker, RecordError, TradeBatch
+    from brokersync._config import EngineSettings
     from brokersync._context import BrokerContext, HttpClient
+    from brokersync._engine import BrokerSync
     from brokersync._log import enable_logging
+    from brokersync._results import ConnectResult, EngineStatus, SyncProgress, SyncRecordError, SyncResult
+    from brokersync._store import (
+        AccountInfo,
+        ConnectionInfo,
+        ConnectionStatus,
+        RunStatus,
+        StoredTrade,
+        SyncRunInfo,
+        SyncTrigger,
+    )
     from brokersync._vault import Vault
 
 # Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
@@ -70,6 +82,21 @@ _LAZY = {
     "TradeBatch": "brokersync._broker",
     "BrokerContext": "brokersync._context",
     "HttpClient": "brokersync._context",
+    # The sync engine and what it returns (SQLAlchemy loads with them).
+    "BrokerSync": "brokersync._engine",
+    "EngineSettings": "brokersync._config",
+    "ConnectResult": "brokersync._results",
+    "EngineStatus": "brokersync._results",
+    "SyncProgress": "brokersync._results",
+    "SyncRecordError": "brokersync._results",
+    "SyncResult": "brokersync._results",
+    "AccountInfo": "brokersync._store",
+    "ConnectionInfo": "brokersync._store",
+    "ConnectionStatus": "brokersync._store",
+    "RunStatus": "brokersync._store",
+    "StoredTrade": "brokersync._store",
+    "SyncRunInfo": "brokersync._store",
+    "SyncTrigger": "brokersync._store",
     "enable_logging": "brokersync._log",
     "Vault": "brokersync._vault",
 }
@@ -148,6 +175,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGIN_API_VERSION",
     "Account",
+    "AccountInfo",
     "AuthResult",
     "AuthType",
     "Broker",
@@ -160,16 +188,22 @@ __all__ = [
     "BrokerRateLimitError",
     "BrokerRegistry",
     "BrokerServerError",
+    "BrokerSync",
     "BrokerSyncError",
     "BrokerTimeoutError",
     "BrokerUnavailableError",
     "Capabilities",
     "ConfigurationError",
+    "ConnectResult",
+    "ConnectionInfo",
     "ConnectionNotFoundError",
+    "ConnectionStatus",
     "CredentialField",
     "Credentials",
     "CursorKind",
     "Direction",
+    "EngineSettings",
+    "EngineStatus",
     "ErrorClassification",
     "ErrorType",
     "HttpClient",
@@ -182,10 +216,17 @@ __all__ = [
     "RecordError",
     "RecordValidationError",
     "RetryPolicy",
+    "RunStatus",
     "Severity",
     "StoreError",
+    "StoredTrade",
     "SyncError",
     "SyncInProgressError",
+    "SyncProgress",
+    "SyncRecordError",
+    "SyncResult",
+    "SyncRunInfo",
+    "SyncTrigger",
     "Trade",
     "TradeBatch",
     "TradePage",

@@ -27,7 +27,7 @@ from brokersync._store._records import (
     SyncTrigger,
 )
 from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
-from brokersync._store._trades import UpsertCounts, upsert_trades
+from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trades
 from brokersync.errors import StoreError, SyncInProgressError
 from brokersync.models import Account, Direction, Trade
 
@@ -41,11 +41,7 @@ class LeaseLostError(SyncInProgressError):
 
 
 def _insert(conn: AsyncConnection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
+    return dialect_insert(conn.dialect.name)
 
 
 def _connection_info(row: Row[Any], account_rows: Sequence[AccountInfo] = ()) -> ConnectionInfo:
@@ -450,7 +446,7 @@ class Store:
         """How many trades are stored (for the given connections/account)."""
         query = self._trade_query(
             connection_ids=connection_ids, account_id=account_id, symbol=None, since=None, until=None
-        ).with_only_columns(func.count())
+        ).with_only_columns(func.count(), maintain_column_froms=True)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from brokersync._store._schema import trades
 from brokersync.models import Trade
 
-__all__ = ["UpsertCounts", "fingerprint", "upsert_trades"]
+__all__ = ["UpsertCounts", "dialect_insert", "fingerprint", "upsert_trades"]
 
 _UPDATABLE = (
     "symbol",
@@ -113,16 +113,19 @@ def _row(trade: Trade, connection_id: str, fp: str, now: dt.datetime) -> dict[st
     }
 
 
-def _insert(dialect: str) -> Any:
+def dialect_insert(dialect: str) -> Any:
+    """The ``insert`` construct with ``on_conflict_do_update`` for ``dialect``."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _upsert_statement(dialect: str) -> Any:
-    stmt = _insert(dialect)(trades)
+    stmt = dialect_insert(dialect)(trades)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[trades.c.connection_id, trades.c.account_id, trades.c.broker_trade_id],

@@ -1,0 +1,106 @@
+"""Fixtures for the engine tests: a real database (SQLite file or PostgreSQL), a fake broker, a clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+for path in (HERE, HERE.parent):  # fakebroker.py and tests/_postgres.py, also for worker subprocesses
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import brokersync  # noqa: E402
+import fakebroker  # noqa: E402
+from _postgres import fresh_database  # noqa: E402
+from brokersync import BrokerSync, Vault  # noqa: E402
+
+START = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    """An injected UTC clock; tests move it explicitly."""
+
+    def __init__(self, now: dt.datetime = START) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += dt.timedelta(seconds=max(0.0, seconds))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+    return fresh_database()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def api(clock: Clock) -> fakebroker.FakeBrokerApi:
+    return fakebroker.FakeBrokerApi(accounts={"ACC-1": 25, "ACC-2": 10}, clock=clock)
+
+
+@pytest.fixture
+def keys() -> str:
+    return Vault.generate_key("k1")
+
+
+@pytest.fixture(autouse=True)
+def _plugin() -> object:
+    fakebroker.register()
+    yield
+    fakebroker.unregister()
+
+
+EngineFactory = Callable[..., BrokerSync]
+
+
+@pytest.fixture
+async def make_engine(
+    db_url: str, keys: str, api: fakebroker.FakeBrokerApi, clock: Clock
+) -> AsyncIterator[EngineFactory]:
+    """Build engines on the test database (each one a separate connection pool, like a process)."""
+    made: list[BrokerSync] = []
+
+    def make(**overrides: object) -> BrokerSync:
+        options: dict[str, object] = {
+            "encryption_keys": keys,
+            "transports": {fakebroker.KEY: api.transport()},
+            "clock": clock,
+            "sleep": clock.sleep,
+        }
+        options.update(overrides)
+        engine = BrokerSync(db_url, **options)  # type: ignore[arg-type]
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        await engine.aclose()
+
+
+@pytest.fixture
+async def engine(make_engine: EngineFactory) -> BrokerSync:
+    engine = make_engine()
+    await engine.upgrade_database()
+    return engine
+
+
+__all__ = ["START", "Clock", "brokersync"]
