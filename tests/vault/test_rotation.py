@@ -192,3 +192,12 @@ def test_key_file_accepts_a_pasted_env_value(tmp_path, keys):
     key_file.write_text(f"# pasted from the environment\n{keys.spec('k2', keys.b)},{keys.spec('k1', keys.a)}\n")
     key_file.chmod(0o600)
     assert Vault.from_data_dir(tmp_path).key_ids == ("k2", "k1")
+
+
+def test_rotation_in_a_process_that_did_not_add_the_key_still_moves_every_value(tmp_path):
+    rotator = Vault.from_data_dir(tmp_path)
+    stored = rotator.encrypt("s", aad="c:token")
+    new_id = Vault.from_data_dir(tmp_path).add_key()  # `keys rotate` adding the key elsewhere
+    assert rotator.needs_rotation(stored)
+    assert rotator.active_key_id == new_id
+    assert rotator.key_id_of(rotator.rotate(stored, aad="c:token")) == new_id

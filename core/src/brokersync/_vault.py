@@ -226,7 +226,8 @@ class Vault:
 
     @property
     def active_key_id(self) -> str:
-        """The id of the key that encrypts."""
+        """The id of the key that encrypts (re-read from the key file if another process changed it)."""
+        self._refresh("read the active key")
         return self._active
 
     @property
@@ -361,10 +362,15 @@ class Vault:
     def needs_rotation(self, token: str, *, what: str = _DEFAULT_WHAT) -> bool:
         """Whether ``token`` was encrypted with a key other than the active one.
 
+        A file-backed vault compares with the key file's current active key, so a rotation run
+        in another process than the one that added the key still moves every value.
+
         Raises:
             VaultError: ``token`` is not a vault value.
         """
-        return self.key_id_of(token, what=what) != self._active
+        key_id = self.key_id_of(token, what=what)
+        self._refresh("check a value's key")
+        return key_id != self._active
 
     def rotate(self, token: str, *, aad: str, what: str = _DEFAULT_WHAT) -> str:
         """Re-encrypt ``token`` with the active key (same ``aad``).
