@@ -328,6 +328,7 @@ class Vault:
 
         Raises:
             TypeError: ``data`` is not a mapping or holds a value JSON cannot represent.
+            ValueError: ``data`` holds NaN or infinity (not valid JSON).
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"data must be a mapping, got {type(data).__name__}")
