@@ -20,6 +20,16 @@ __all__ = ["main"]
 COMMANDS: dict[str, str] = {
     "plugins": "brokersync._cli._plugins:plugins",
     "brokers": "brokersync._cli._plugins:brokers",
+    "connect": "brokersync._cli._connections:connect",
+    "reconnect": "brokersync._cli._connections:reconnect",
+    "disconnect": "brokersync._cli._connections:disconnect",
+    "connections": "brokersync._cli._connections:connections",
+    "sync": "brokersync._cli._syncing:sync",
+    "trades": "brokersync._cli._syncing:trades",
+    "runs": "brokersync._cli._syncing:runs",
+    "status": "brokersync._cli._syncing:status",
+    "keys": "brokersync._cli._admin:keys",
+    "db": "brokersync._cli._admin:db",
 }
 
 

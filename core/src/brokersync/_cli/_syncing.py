@@ -1,0 +1,299 @@
+"""``sync``, ``trades``, ``runs`` and ``status``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from brokersync._cli._engine import engine_options, json_option, parse_time, run, to_jsonable
+from brokersync._cli._output import echo_json, print_table
+
+if TYPE_CHECKING:
+    from brokersync._engine import BrokerSync
+    from brokersync._results import SyncProgress, SyncResult
+
+
+def _summary(results: list[SyncResult]) -> None:
+    print_table(
+        "Sync results",
+        [
+            "connection",
+            "broker",
+            "status",
+            "imported",
+            "skipped",
+            "updated",
+            "invalid",
+            "retries",
+            "rate-limit waits",
+            "duration",
+        ],
+        (
+            (
+                r.connection_id,
+                r.broker,
+                r.status.value,
+                r.imported,
+                r.skipped,
+                r.updated,
+                r.error_count,
+                r.retries,
+                f"{r.rate_limit_waits} ({r.rate_limit_wait_seconds:.1f} s)",
+                f"{r.duration_ms / 1000:.2f} s",
+            )
+            for r in results
+        ),
+    )
+    for r in results:
+        if r.error is not None:
+            click.echo(f"{r.connection_id}: {r.error.user_message}", err=True)
+        for e in r.errors[:5]:
+            click.echo(f"{r.connection_id}: invalid record {e.broker_trade_id} ({e.account_id}): {e.reason}", err=True)
+
+
+@click.command()
+@click.argument("connection_id", required=False)
+@click.option("--all", "sync_all", is_flag=True, help="Sync every active connection (scheduled mode: incremental).")
+@click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
+@click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
+@engine_options
+@json_option
+def sync(
+    connection_id: str | None,
+    sync_all: bool,
+    since: str | None,
+    incremental: bool,
+    database_url: str | None,
+    user_id: str,
+    as_json: bool,
+) -> None:
+    """Sync one connection's trades (all history, or --since), or --all connections incrementally."""
+    if bool(connection_id) == sync_all:
+        raise click.UsageError("give either a CONNECTION_ID or --all")
+    since_at = parse_time(since, "--since")
+    show_progress = not as_json and sys.stderr.isatty()
+
+    async def go(engine: BrokerSync) -> list[SyncResult]:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("[bold]{task.completed}[/] trades"),
+            TimeElapsedColumn(),
+            disable=not show_progress,
+            transient=False,
+        ) as progress:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(p: SyncProgress) -> None:
+                if p.connection_id not in tasks:
+                    tasks[p.connection_id] = progress.add_task(f"{p.connection_id[:8]}", total=None)
+                progress.update(
+                    tasks[p.connection_id],
+                    completed=p.imported + p.skipped + p.updated,
+                    description=f"{p.connection_id[:8]} account {p.account_id}",
+                )
+
+            if sync_all:
+                return await engine.run_scheduled_sync()
+            assert connection_id is not None
+            trigger = "scheduled" if incremental else "manual"
+            result = await engine.sync_broker_trades(
+                connection_id, user_id, trigger=trigger, since=since_at, on_progress=on_progress
+            )
+            return [result]
+
+    results = run(go, database_url)
+    if as_json:
+        echo_json(to_jsonable(results))
+    else:
+        _summary(results)
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+TRADE_COLUMNS = [
+    "connection_id",
+    "account_id",
+    "broker_trade_id",
+    "symbol",
+    "direction",
+    "opened_at",
+    "closed_at",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "realized_pnl",
+    "fees",
+    "currency",
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(getattr(value, "value", value))
+
+
+@click.command()
+@click.option("--connection", "connection_id", help="Only this connection.")
+@click.option("--account", "account_id", help="Only this broker account.")
+@click.option("--symbol", help="Only this symbol.")
+@click.option("--since", help="Opened at or after (ISO 8601).")
+@click.option("--until", help="Opened before (ISO 8601).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many trades.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write to a file.")
+@engine_options
+def trades(
+    connection_id: str | None,
+    account_id: str | None,
+    symbol: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    fmt: str,
+    output: Path | None,
+    database_url: str | None,
+    user_id: str,
+) -> None:
+    """Show or export the user's stored trades (CSV and JSON stream: any history size)."""
+    since_at, until_at = parse_time(since, "--since"), parse_time(until, "--until")
+    if fmt == "table" and limit is None:
+        limit = 50
+
+    async def go(engine: BrokerSync) -> int:
+        stream: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+        count = 0
+        rows: list[list[str]] = []
+        writer = csv.writer(stream) if fmt == "csv" else None
+        try:
+            if writer is not None:
+                writer.writerow(TRADE_COLUMNS)
+            if fmt == "json":
+                stream.write("[")
+            async for trade in engine.iter_trades(
+                user_id=user_id,
+                connection_id=connection_id,
+                account_id=account_id,
+                symbol=symbol,
+                since=since_at,
+                until=until_at,
+                limit=limit,
+            ):
+                values = [_cell(getattr(trade, c)) for c in TRADE_COLUMNS]
+                if writer is not None:
+                    writer.writerow(values)
+                elif fmt == "json":
+                    record = {c: (v or None) for c, v in zip(TRADE_COLUMNS, values, strict=True)}
+                    stream.write(("," if count else "") + "\n  " + json.dumps(record))
+                else:
+                    rows.append(values)
+                count += 1
+            if fmt == "json":
+                stream.write("\n]\n" if count else "]\n")
+        finally:
+            if output:
+                stream.close()
+        if fmt == "table":
+            shown = ["account_id", "broker_trade_id", "symbol", "direction", "opened_at", "closed_at", "quantity"]
+            shown += ["entry_price", "exit_price", "realized_pnl", "fees", "currency"]
+            index = [TRADE_COLUMNS.index(c) for c in shown]
+            print_table(f"Trades (first {limit})", shown, ([r[i] for i in index] for r in rows))
+        return count
+
+    count = run(go, database_url)
+    if output:
+        click.echo(f"Wrote {count} trades to {output}.", err=True)
+
+
+@click.command()
+@click.option("--connection", "connection_id", help="Only this connection.")
+@click.option("--status", type=click.Choice(["running", "succeeded", "partial", "failed"]), help="Only this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@engine_options
+@json_option
+def runs(
+    connection_id: str | None, status: str | None, limit: int, database_url: str | None, user_id: str, as_json: bool
+) -> None:
+    """Show the sync audit trail (newest first)."""
+
+    async def go(engine: BrokerSync) -> Any:
+        return await engine.list_runs(user_id=user_id, connection_id=connection_id, status=status, limit=limit)
+
+    infos = run(go, database_url)
+    if as_json:
+        echo_json(to_jsonable(infos))
+        return
+    print_table(
+        "Sync runs",
+        [
+            "run",
+            "connection",
+            "trigger",
+            "status",
+            "started",
+            "imported",
+            "skipped",
+            "updated",
+            "invalid",
+            "retries",
+            "error",
+        ],
+        (
+            (
+                r.id[:8],
+                r.connection_id[:8],
+                r.trigger.value,
+                r.status.value,
+                r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.imported,
+                r.skipped,
+                r.updated,
+                r.error_count,
+                r.retries,
+                r.error_message or "",
+            )
+            for r in infos
+        ),
+    )
+
+
+@click.command()
+@click.option("--database-url", envvar="BROKERSYNC_DATABASE_URL", help="Database URL. Env: BROKERSYNC_DATABASE_URL.")
+@json_option
+def status(database_url: str | None, as_json: bool) -> None:
+    """Show database, schema, connections, trades and key health."""
+
+    async def go(engine: BrokerSync) -> Any:
+        return await engine.status()
+
+    info = run(go, database_url)
+    if as_json:
+        echo_json({**to_jsonable(info), "schema_current": info.schema_current})
+        return
+    rows = [
+        ("database", f"{info.database} ({info.dialect})"),
+        (
+            "schema",
+            f"{info.schema_revision or 'none'} (needs {info.head_revision})"
+            if not info.schema_current
+            else info.head_revision,
+        ),
+        ("connections", ", ".join(f"{k}: {v}" for k, v in sorted(info.connections.items())) or "none"),
+        ("trades", info.trades),
+        ("last runs", ", ".join(f"{k}: {v}" for k, v in sorted(info.last_runs.items())) or "none"),
+        ("active key", info.active_key_id or "unavailable"),
+    ]
+    print_table("brokersync status", ["", ""], rows)
