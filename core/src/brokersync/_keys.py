@@ -65,7 +65,7 @@ _FILE_HEADER = (
 )
 _CHECK_PERMISSIONS = os.name == "posix"
 #: How to make a new key entry, for messages (works wherever brokersync is installed).
-GENERATE_HINT = "python -c 'import brokersync; print(brokersync.Vault.generate_key())'"
+GENERATE_HINT = "`brokersync keys generate` (or brokersync.Vault.generate_key() in Python)"
 
 #: One parsed key: (key id, 32 key bytes).
 KeyEntry = tuple[str, bytes]
