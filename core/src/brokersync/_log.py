@@ -1,7 +1,8 @@
 """Structured logging through loguru, with secrets redacted.
 
-As a library, brokersync is silent: ``brokersync/__init__`` calls ``logger.disable("brokersync")``.
-The CLI (or an integrator) turns it on with :func:`enable_logging` or ``logger.enable``.
+As a library, brokersync is silent: ``logger.disable("brokersync")`` runs when loguru is first
+needed (importing loguru eagerly would slow every CLI start). The CLI (or an integrator) turns it on
+with :func:`enable_logging` or loguru's ``logger.enable("brokersync")``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,19 @@ if TYPE_CHECKING:
 
 __all__ = ["enable_logging", "get_logger"]
 
+
+def _application_decided() -> bool:
+    # loguru keeps enable()/disable() calls in its core's activation list (not public API); if the
+    # application already said something about "brokersync", that decision stands.
+    activations = getattr(getattr(logger, "_core", None), "activation_list", None)
+    if not isinstance(activations, list):
+        return False
+    return any(isinstance(e, tuple) and e and str(e[0]).startswith("brokersync") for e in activations)
+
+
 # A library stays quiet unless the application asks (brokersync.enable_logging or logger.enable).
-logger.disable("brokersync")
+if not _application_decided():
+    logger.disable("brokersync")
 
 
 def _patch(record: Record) -> None:
