@@ -1,0 +1,93 @@
+"""Fixtures for the scheduler tests: a real SQLite engine syncing the sim broker, and injected time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brokersync import BrokerSync, Vault
+from brokersync_sim import SimAPI
+
+START = dt.datetime(2026, 2, 2, 9, 0, tzinfo=dt.UTC)
+PASSWORD = "sim-password"
+
+
+class FakeTime:
+    """One injected timeline: monotonic seconds for the scheduler, UTC for the engine and the sim.
+
+    ``sleep`` advances the timeline at once (the sim's latency, the engine's waits). The scheduler
+    gets ``idle_sleep``, which first waits until ``busy()`` is false: time only moves while no sync
+    runs, as if syncs took no time next to the intervals, so schedules are exact.
+    ``on_sleep`` lets a test act at a given moment (e.g. request a stop).
+    """
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[float, float], None] | None = None
+        self.busy: Callable[[], bool] = lambda: False
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def utc(self) -> dt.datetime:
+        return START + dt.timedelta(seconds=self.elapsed)
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        self.sleeps.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(self.elapsed, seconds)
+        self.elapsed += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    async def idle_sleep(self, seconds: float) -> None:
+        import asyncio
+
+        while self.busy():
+            await asyncio.sleep(0.002)  # real time: wait for the syncs in flight to finish
+        await self.sleep(seconds)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def sim(fake_time: FakeTime) -> SimAPI:
+    return SimAPI(seed=11, accounts=2, trades_per_account=300, clock=fake_time.utc, sleep=fake_time.sleep)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+
+
+@pytest.fixture
+async def engine(db_url: str, sim: SimAPI, fake_time: FakeTime) -> AsyncIterator[BrokerSync]:
+    engine = BrokerSync(
+        db_url,
+        encryption_keys=Vault.generate_key("k1"),
+        transports={"sim": sim.transport()},
+        clock=fake_time.utc,
+        # The engine keeps real sleep: its rate limiter counts on the real monotonic clock.
+    )
+    await engine.upgrade_database()
+    yield engine
+    await engine.aclose()
+
+
+@pytest.fixture
+def connect(engine: BrokerSync) -> Callable[..., Any]:
+    """Connect a sim user for a brokersync user; returns the connection id."""
+
+    async def connect(username: str, user_id: str = "u1") -> str:
+        result = await engine.connect_broker(user_id, "sim", {"username": username, "password": PASSWORD})
+        return result.connection_id
+
+    return connect
