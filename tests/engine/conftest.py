@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,26 +17,7 @@ import brokersync  # noqa: E402
 import fakebroker  # noqa: E402
 from _postgres import fresh_database  # noqa: E402
 from brokersync import BrokerSync, Vault  # noqa: E402
-
-START = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    """An injected UTC clock; tests move it explicitly."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += dt.timedelta(seconds=max(0.0, seconds))
+from engine_support import START, Clock  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -103,4 +83,4 @@ async def engine(make_engine: EngineFactory) -> BrokerSync:
     return engine
 
 
-__all__ = ["START", "Clock", "brokersync"]
+__all__ = ["START", "brokersync"]

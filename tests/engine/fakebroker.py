@@ -80,8 +80,10 @@ class FakeBrokerApi:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def add_trade(self, account: str, index: int, *, seed: int = 7) -> dict[str, Any]:
-        opened = EPOCH + dt.timedelta(minutes=7 * index)
+    def add_trade(
+        self, account: str, index: int, *, seed: int = 7, opened: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        opened = opened or EPOCH + dt.timedelta(minutes=7 * index)
         cents = (index * 7919 + seed * 104729) % 100000
         trade = {
             "broker_trade_id": f"{account}-T{index:06d}",

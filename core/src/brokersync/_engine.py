@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from brokersync._broker import Broker
     from brokersync._metrics import RequestMetrics
     from brokersync._registry import BrokerRegistry
+    from brokersync._resilience import Resilience
     from brokersync._vault import Vault
 
 __all__ = ["BrokerSync"]
@@ -78,7 +79,9 @@ class BrokerSync:
             sequence; default ``BROKERSYNC_ENCRYPTION_KEYS`` or the data directory's key file.
         vault: A ready :class:`~brokersync.Vault` (instead of ``encryption_keys``).
         registry: Where brokers come from; default the process-wide registry.
-        redis_url: Redis for the shared rate limiter (used by the resilience layer when present).
+        redis_url: Redis for the rate limiter shared by every process (default: per-process memory).
+        resilience: A ready :class:`~brokersync.Resilience` (instead of ``redis_url``): rate limits,
+            circuit breakers and retry policies for every broker request.
         transports: Per broker key, an httpx transport (tests: ``httpx.MockTransport``).
         base_urls: Per broker key, a base URL overriding the metadata's environment URL.
         clock: Returns the current tz-aware UTC time (tests inject one).
@@ -99,6 +102,7 @@ class BrokerSync:
         vault: Vault | None = None,
         registry: BrokerRegistry | None = None,
         redis_url: str | None = None,
+        resilience: Resilience | None = None,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         base_urls: Mapping[str, str] | None = None,
         clock: Clock | None = None,
@@ -131,7 +135,8 @@ class BrokerSync:
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._token_locks: dict[str, asyncio.Lock] = {}
-        self._resilience: Any = None
+        self._resilience: Resilience | None = resilience
+        self._owns_resilience = resilience is None
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._log = get_logger(component="engine")
         self._runner = SyncRunner(self)
@@ -145,8 +150,10 @@ class BrokerSync:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close database connections."""
+        """Close database connections (and the limiter's Redis connections, if the engine made them)."""
         await self._store.aclose()
+        if self._resilience is not None and self._owns_resilience:
+            await self._resilience.aclose()
 
     @property
     def store(self) -> Store:
@@ -208,21 +215,17 @@ class BrokerSync:
 
     # -- brokers -----------------------------------------------------------------------------------
 
-    def _resilience_layer(self) -> Any:
+    @property
+    def resilience(self) -> Resilience:
+        """The rate limiter store, circuit breakers and retry policies every broker request goes through."""
         if self._resilience is None:
-            try:
-                from brokersync._resilience import Resilience  # type: ignore[import-not-found,unused-ignore]
-            except ImportError:
-                return None
-            options: dict[str, Any] = {}
-            if self._sleep is not None:
-                options["sleep"] = self._sleep
-            if self.redis_url is not None:
-                options["redis_url"] = self.redis_url
-            try:
-                self._resilience = Resilience(**options)
-            except TypeError:
-                self._resilience = Resilience()
+            from brokersync._resilience import Resilience
+
+            options: dict[str, Any] = {"redis": self.redis_url, "sleep": self._sleep}
+            if self._clock is not _utcnow:
+                clock = self._clock
+                options["clock"] = lambda: clock().timestamp()
+            self._resilience = Resilience(**options)
         return self._resilience
 
     def _broker(self, key: str, environment: str | None, connection_id: str, metrics: RequestMetrics | None) -> Broker:
@@ -233,9 +236,9 @@ class BrokerSync:
             options["transport"] = self._transports[key]
         if key in self._base_urls:
             options["base_url"] = self._base_urls[key]
-        resilience = self._resilience_layer()
-        if resilience is not None and metrics is not None:
-            options["http"] = lambda broker: resilience.client_for(broker, metrics=metrics)
+        resilience = self.resilience
+        run_metrics = metrics
+        options["http"] = lambda broker: resilience.client_for(broker, metrics=run_metrics)
         return self.registry.get(key, **options)
 
     # -- secrets -----------------------------------------------------------------------------------

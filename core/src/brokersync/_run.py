@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["SyncRunner"]
 
 
+def _run_id() -> str:
+    # Time-ordered (nanoseconds, then random): runs sort newest first even within one clock tick.
+    return f"{time.time_ns():016x}-{uuid.uuid4().hex[:19]}"
+
+
 class SyncRunner:
     """Runs syncs for one engine (see the module docstring)."""
 
@@ -57,7 +62,7 @@ class SyncRunner:
             )
         if row.status == ConnectionStatus.DISABLED.value:
             raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")
-        run_id = str(uuid.uuid4())
+        run_id = _run_id()
         started_at = self._engine._clock()
         if not await self._engine._store.acquire_lease(
             connection_id,
@@ -154,15 +159,13 @@ class SyncRunner:
                     max_record_errors=self._engine.settings.max_record_errors,
                 )
                 outcome = await job.run()
-        except BaseException as exc:
-            error = (
-                wrap_store_errors(exc, f"syncing connection {connection_id}")
-                if isinstance(exc, SQLAlchemyError)
-                else exc
-            )
-            await self._record_failure(row, run_id, trigger, started_at, perf, metrics, error)
-            if error is not exc:
-                raise error from None
+        except Exception as exc:
+            error: BaseException = exc
+            if isinstance(exc, SQLAlchemyError):
+                error = wrap_store_errors(exc, f"syncing connection {connection_id}")
+            return await self._record_failure(row, run_id, trigger, started_at, perf, metrics, error), error
+        except BaseException as exc:  # cancelled or interrupted: record it, then let it propagate
+            await self._record_failure(row, run_id, trigger, started_at, perf, metrics, exc)
             raise
         status = RunStatus.PARTIAL if outcome.error_count else RunStatus.SUCCEEDED
         result = self._result(row, run_id, trigger, started_at, perf, metrics, status, outcome)

@@ -490,7 +490,7 @@ class Store:
         limit: int | None = 50,
     ) -> list[SyncRunInfo]:
         """Audit rows, newest first."""
-        query = select(sync_runs).order_by(sync_runs.c.started_at.desc(), sync_runs.c.id)
+        query = select(sync_runs).order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc())
         if connection_ids is not None:
             query = query.where(sync_runs.c.connection_id.in_(list(connection_ids)))
         if status is not None:
