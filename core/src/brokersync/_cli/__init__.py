@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "status": "brokersync._cli._syncing:status",
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
+    "scheduler": "brokersync._cli._scheduler:scheduler",
 }
 
 
