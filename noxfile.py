@@ -22,7 +22,16 @@ PLUGINS = sorted(str(p) for p in (ROOT / "plugins").glob("brokersync-*") if (p /
 TEST_PACKAGES = sorted(str(p) for p in (ROOT / "tests" / "packages").glob("*") if (p / "pyproject.toml").exists())
 
 
+def _bytecode(session: nox.Session) -> None:
+    # Compile installed packages and let Python cache bytecode even where the environment sets
+    # PYTHONDONTWRITEBYTECODE: the tests start many CLI subprocesses, and recompiling SQLAlchemy,
+    # Alembic and friends in each one costs seconds.
+    session.env["UV_COMPILE_BYTECODE"] = "1"
+    session.env["PYTHONDONTWRITEBYTECODE"] = ""
+
+
 def install_project(session: nox.Session, *, with_test_packages: bool = False) -> None:
+    _bytecode(session)
     session.install("-e", "./core[postgres,queue]", *[arg for p in PLUGINS for arg in ("-e", p)])
     if with_test_packages and TEST_PACKAGES:
         session.install(*TEST_PACKAGES)
