@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
 from acme_broker import USERS, AcmePlugin, FakeAcmeApi
 from brokersync.testing import RULES, BrokerConformance
+
+VALID = {"username": "demo", "password": USERS["demo"]}
+INVALID = {"username": "demo", "password": "wrong-password"}
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +21,8 @@ def _installed(acme_installed: Path) -> None:
 class TestAcmeConformance(BrokerConformance):
     broker_key = "acme"
     plugin = AcmePlugin
-    valid_credentials: ClassVar[dict[str, str]] = {"username": "demo", "password": USERS["demo"]}
-    invalid_credentials: ClassVar[dict[str, str]] = {"username": "demo", "password": "wrong-password"}
+    valid_credentials = VALID
+    invalid_credentials = INVALID
 
     def make_transport(self) -> httpx.AsyncBaseTransport:
         return FakeAcmeApi().transport()

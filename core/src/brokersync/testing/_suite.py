@@ -8,7 +8,7 @@ import importlib.metadata
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry
@@ -66,14 +66,15 @@ class BrokerConformance:
         retry_after_seconds: The ``Retry-After`` of the injected 429.
     """
 
-    broker_key: ClassVar[str]
-    plugin: ClassVar[Any] = None
-    valid_credentials: ClassVar[Mapping[str, str]]
-    invalid_credentials: ClassVar[Mapping[str, str]]
-    environment: ClassVar[str | None] = None
-    since_tolerance: ClassVar[dt.timedelta] = dt.timedelta(0)
-    max_requests_per_fetch: ClassVar[int] = 1000
-    retry_after_seconds: ClassVar[float] = 2.0
+    # Plain annotations (no ClassVar): subclasses set them as class attributes and mypy accepts it.
+    broker_key: str
+    plugin: Any = None
+    valid_credentials: Mapping[str, str]
+    invalid_credentials: Mapping[str, str]
+    environment: str | None = None
+    since_tolerance: dt.timedelta = dt.timedelta(0)
+    max_requests_per_fetch: int = 1000
+    retry_after_seconds: float = 2.0
 
     # -- what the author provides ----------------------------------------------------------------
 

@@ -1,0 +1,158 @@
+"""The Copier plugin template renders into a package that installs, passes its tests and is found.
+
+Done-when of issue 6, end to end and outside the repository: render the template into an empty
+directory, install the result next to the core in a fresh virtualenv, run the generated tests
+(the conformance suite + entry point tests), lint and type-check the generated code, see
+``brokersync plugins --json`` list it, then break one rule in the generated plugin and watch the
+conformance suite fail naming that rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "plugin-template"
+# One rendering per auth style, each its own broker key, so all three install side by side.
+STYLES = {"password-token": "tplcheck_pw", "api-key": "tplcheck_key", "static-token": "tplcheck_token"}
+
+
+def _run(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{' '.join(result.args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def _uv() -> list[str] | None:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        import uv  # the PyPI "uv" package ships its binary
+
+        return [uv.find_uv_bin()]
+    except ImportError:
+        return None
+
+
+def _make_venv(where: Path, packages: list[str]) -> Path:
+    """A fresh virtualenv at ``where`` with ``packages`` (pip arguments) installed; returns its python."""
+    python = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    uv = _uv()
+    if uv is not None:
+        _ok(_run([*uv, "venv", "-q", "-p", sys.executable, str(where)], cwd=where.parent))
+        _ok(_run([*uv, "pip", "install", "-q", "-p", str(python), *packages], cwd=where.parent))
+    else:
+        _ok(_run([sys.executable, "-m", "venv", str(where)], cwd=where.parent))
+        _ok(_run([str(python), "-m", "pip", "install", "-q", *packages], cwd=where.parent))
+    return python
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Render every auth style into an empty directory outside the repository and install them all."""
+    outside = tmp_path_factory.mktemp("plugin-author")
+    assert not outside.resolve().is_relative_to(ROOT)
+    rendered: dict[str, Path] = {}
+    for style, key in STYLES.items():
+        target = outside / f"brokersync-{key}"
+        _ok(
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "copier",
+                    "copy",
+                    "--quiet",
+                    "--defaults",
+                    "--data",
+                    f"broker_key={key}",
+                    "--data",
+                    f"auth_style={style}",
+                    "--data",
+                    "author_name=Template Test",
+                    str(TEMPLATE),
+                    str(target),
+                ],
+                cwd=outside,
+            )
+        )
+        rendered[style] = target
+    editable = [arg for path in rendered.values() for arg in ("-e", str(path))]
+    python = _make_venv(outside / "venv", ["-e", str(ROOT / "core"), *editable, "pytest", "ruff", "mypy"])
+    return {"python": python, **rendered}
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_rendered_package_layout(workspace: dict[str, Path], style: str) -> None:
+    target, key = workspace[style], STYLES[style]
+    module = target / "src" / f"brokersync_{key}"
+    for name in ("__init__.py", "plugin.py", "client.py", "fake.py", "py.typed"):
+        assert (module / name).is_file(), name
+    for name in ("pyproject.toml", "README.md", "noxfile.py", ".copier-answers.yml", "tests/test_conformance.py"):
+        assert (target / name).is_file(), name
+    pyproject = (target / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'name = "brokersync-{key.replace("_", "-")}"' in pyproject
+    assert f'{key} = "brokersync_{key}.plugin"' in pyproject
+    assert 'build-backend = "hatchling.build"' in pyproject
+    answers = (target / ".copier-answers.yml").read_text(encoding="utf-8")
+    assert f"auth_style: {style}" in answers  # what `copier update` needs
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_rendered_tests_pass(workspace: dict[str, Path], style: str) -> None:
+    out = _ok(_run([str(workspace["python"]), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=workspace[style]))
+    assert " passed" in out
+    assert "failed" not in out
+    assert "skipped" not in out
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_rendered_code_is_lint_and_type_clean(workspace: dict[str, Path], style: str) -> None:
+    python, target = str(workspace["python"]), workspace[style]
+    _ok(_run([python, "-m", "ruff", "check", "--no-cache", "."], cwd=target))
+    _ok(_run([python, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=target))
+    # One mypy cache for the three renderings: the core and httpx are analysed once.
+    cache = workspace["python"].parents[2] / "mypy-cache"
+    _ok(_run([python, "-m", "mypy", "--cache-dir", str(cache), "src", "tests"], cwd=target))
+
+
+def test_cli_lists_every_rendered_plugin(workspace: dict[str, Path]) -> None:
+    cli = workspace["python"].parent / ("brokersync.exe" if os.name == "nt" else "brokersync")
+    listed = json.loads(_ok(_run([str(cli), "plugins", "--json"], cwd=workspace["python"].parent)))
+    by_dist = {entry["distribution"]: entry for entry in listed}
+    for key in STYLES.values():
+        entry = by_dist[f"brokersync-{key.replace('_', '-')}"]
+        assert entry["brokers"] == [key]
+        assert entry["errors"] == []
+        assert {"authenticate", "broker_metadata", "get_accounts", "get_trades"} <= set(entry["hooks"])
+
+
+def test_breaking_a_rule_fails_the_suite_naming_it(workspace: dict[str, Path]) -> None:
+    target = workspace["password-token"]
+    client = target / "src" / f"brokersync_{STYLES['password-token']}" / "client.py"
+    source = client.read_text(encoding="utf-8")
+    honours_since = 'params["since"] = since.isoformat()'
+    assert honours_since in source
+    client.write_text(source.replace(honours_since, "pass  # broken on purpose: since is ignored"), encoding="utf-8")
+    try:
+        result = _run([str(workspace["python"]), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=target)
+    finally:
+        client.write_text(source, encoding="utf-8")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "breaks conformance rule 'since-honoured'" in result.stdout
+    assert "returned a trade closed before since" in result.stdout
+    assert "offending record: Trade(broker_trade_id=" in result.stdout
+    assert "1 failed" in result.stdout  # exactly the one rule, the rest still pass
