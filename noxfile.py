@@ -76,3 +76,23 @@ def bench(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(python="3.11")
+def template(session: nox.Session) -> None:
+    """Render plugin-template/ into a temp dir, install it next to the core, run its tests, lint and typing."""
+    import shutil
+
+    session.install("copier>=9.0", "-e", "./core")
+    target = Path(session.create_tmp()) / "brokersync-example"
+    shutil.rmtree(target, ignore_errors=True)
+    session.run(
+        "copier", "copy", "--defaults", "--data", "broker_key=example", str(ROOT / "plugin-template"), str(target)
+    )
+    session.install("-e", str(target), "pytest", *nox.project.dependency_groups(PYPROJECT, "lint", "typing"))
+    with session.chdir(target):
+        session.run("pytest", *session.posargs)
+        session.run("ruff", "check", ".")
+        session.run("ruff", "format", "--check", ".")
+        session.run("mypy", "src", "tests")
+        session.run("brokersync", "plugins", "--check")
