@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
     "scheduler": "brokersync._cli._scheduler:scheduler",
+    "demo": "brokersync._cli._demo:demo",
 }
 
 

@@ -1,0 +1,75 @@
+"""``brokersync demo``: the main job, run offline against the simulated broker on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+
+import pytest
+from brokersync._cli import cli
+from click.testing import CliRunner
+
+
+def run_demo(*args: str):
+    return CliRunner().invoke(cli, ["demo", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def report(tmp_path):
+    result = run_demo("--data-dir", str(tmp_path), "--trades", "3000", "--fault-rate", "0.2", "--seed", "3", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_first_sync_imports_every_valid_trade_and_reports_the_invalid_ones(report):
+    first = report["first_sync"]
+    assert report["broker_trades"] == 3000
+    assert first["imported"] + first["invalid_records"] == 3000
+    assert first["skipped"] == first["updated"] == 0
+    assert report["stored_trades"] == first["imported"]
+    assert first["status"] in ("succeeded", "partial")
+
+
+def test_second_sync_imports_nothing_and_applies_the_brokers_corrections(report):
+    second = report["second_sync"]
+    assert second["imported"] == 0
+    assert second["updated"] > 0
+    assert second["skipped"] + second["updated"] + second["invalid_records"] == 3000
+    assert report["stored_trades"] == report["first_sync"]["imported"]
+
+
+def test_injected_faults_are_absorbed_and_show_up_as_retries(report):
+    faults = report["faults_injected"]
+    assert sum(faults.values()) > 0
+    absorbed = sum(report[s]["retries"] + report[s]["rate_limit_waits"] for s in ("first_sync", "second_sync"))
+    assert absorbed >= 1
+    assert report["token_renewals"] >= faults.get("token_expiry", 0), "an ended session is renewed, not fatal"
+    assert report["first_sync"]["status"] != "failed"
+    assert report["second_sync"]["status"] != "failed"
+
+
+def test_the_demo_keeps_its_database_and_a_private_key_file_in_the_data_dir(report, tmp_path):
+    assert (tmp_path / "brokersync.db").is_file()
+    key_files = [p for p in tmp_path.iterdir() if p.is_file() and p.name != "brokersync.db"]
+    assert key_files, "the embedded default generates an encryption key file"
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in key_files)
+    assert "sim-password" not in (tmp_path / "brokersync.db").read_bytes().decode("latin-1")
+
+
+def test_the_text_output_shows_the_summary_and_some_trades(tmp_path):
+    result = run_demo("--data-dir", str(tmp_path), "--trades", "600", "--accounts", "2", "--fault-rate", "0")
+    assert result.exit_code == 0, result.output
+    for label in ("imported", "skipped", "updated", "retries", "rate-limit waits", "duration", "A few stored trades"):
+        assert label in result.output
+    assert "The second sync imported 0 trades" in result.output
+
+
+def test_without_the_sim_plugin_the_demo_says_what_to_install():
+    code = (
+        "import sys; sys.modules['brokersync_sim'] = None\nfrom brokersync._cli import main\nsys.exit(main(['demo']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "pip install brokersync-sim" in done.stderr
