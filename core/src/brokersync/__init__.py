@@ -58,11 +58,23 @@ from brokersync.models import (
 
 if TYPE_CHECKING:
     from brokersync._broker import Broker, RecordError, TradeBatch
+    from brokersync._circuit import CircuitBreaker, CircuitState
     from brokersync._config import EngineSettings
     from brokersync._context import BrokerContext, HttpClient
     from brokersync._engine import BrokerSync
+    from brokersync._http import BrokerHttpClient
     from brokersync._log import enable_logging
+    from brokersync._metrics import RequestMetrics
+    from brokersync._ratelimit import RateLimiter, RateLimitStatus
+    from brokersync._resilience import (
+        Resilience,
+        create_rate_limiter,
+        get_default_resilience,
+        set_default_resilience,
+        with_rate_limit,
+    )
     from brokersync._results import ConnectResult, EngineStatus, SyncProgress, SyncRecordError, SyncResult
+    from brokersync._retry import RetryContext, with_retry
     from brokersync._store import (
         AccountInfo,
         ConnectionInfo,
@@ -98,6 +110,20 @@ _LAZY = {
     "SyncRunInfo": "brokersync._store",
     "SyncTrigger": "brokersync._store",
     "enable_logging": "brokersync._log",
+    # The resilient request layer (httpx loads with it; redis only with a Redis store).
+    "BrokerHttpClient": "brokersync._http",
+    "CircuitBreaker": "brokersync._circuit",
+    "CircuitState": "brokersync._circuit",
+    "RateLimitStatus": "brokersync._ratelimit",
+    "RateLimiter": "brokersync._ratelimit",
+    "RequestMetrics": "brokersync._metrics",
+    "Resilience": "brokersync._resilience",
+    "RetryContext": "brokersync._retry",
+    "create_rate_limiter": "brokersync._resilience",
+    "get_default_resilience": "brokersync._resilience",
+    "set_default_resilience": "brokersync._resilience",
+    "with_rate_limit": "brokersync._resilience",
+    "with_retry": "brokersync._retry",
     "Vault": "brokersync._vault",
 }
 
@@ -183,6 +209,7 @@ __all__ = [
     "BrokerAuthError",
     "BrokerContext",
     "BrokerError",
+    "BrokerHttpClient",
     "BrokerMetadata",
     "BrokerNetworkError",
     "BrokerRateLimitError",
@@ -193,6 +220,8 @@ __all__ = [
     "BrokerTimeoutError",
     "BrokerUnavailableError",
     "Capabilities",
+    "CircuitBreaker",
+    "CircuitState",
     "ConfigurationError",
     "ConnectResult",
     "ConnectionInfo",
@@ -213,8 +242,13 @@ __all__ = [
     "PluginFailure",
     "PluginInfo",
     "RateLimit",
+    "RateLimitStatus",
+    "RateLimiter",
     "RecordError",
     "RecordValidationError",
+    "RequestMetrics",
+    "Resilience",
+    "RetryContext",
     "RetryPolicy",
     "RunStatus",
     "Severity",
@@ -234,14 +268,19 @@ __all__ = [
     "VaultError",
     "__version__",
     "classify_error",
+    "create_rate_limiter",
     "enable_logging",
     "get_broker",
     "get_broker_metadata",
+    "get_default_resilience",
     "get_registry",
     "hookimpl",
     "is_broker_supported",
     "list_brokers",
     "list_plugins",
     "register_broker",
+    "set_default_resilience",
     "unregister_broker",
+    "with_rate_limit",
+    "with_retry",
 ]

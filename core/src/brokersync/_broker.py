@@ -115,20 +115,19 @@ class Broker:
             self._pm.hook.validate_response(ctx=self.context, response=response)
 
     @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        """The httpx transport the facade's HTTP client sends through (None: the network)."""
+        return self._transport
+
+    @property
     def http(self) -> HttpClient:
         """The core HTTP client for this broker (built on first use)."""
         if self._http is None:
             if self._http_spec is None:
-                from brokersync._http import BrokerHttpClient
+                # Even a facade used directly goes through the limiter, circuit breaker and retry.
+                from brokersync._resilience import get_default_resilience
 
-                self._http = BrokerHttpClient(
-                    broker=self.key,
-                    base_url=self.base_url,
-                    transport=self._transport,
-                    timeout=self.metadata.retry.request_timeout,
-                    validate_response=self.validate_response,
-                    connection_id=self.connection_id,
-                )
+                self._http = get_default_resilience().client_for(self, own_circuit=True)
                 self._owns_http = True
             elif callable(self._http_spec) and not hasattr(self._http_spec, "request"):
                 self._http = self._http_spec(self)

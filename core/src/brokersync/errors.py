@@ -191,9 +191,21 @@ class BrokerApiError(BrokerError):
 
 
 class BrokerServerError(BrokerApiError):
-    """The broker failed on its side (5xx). Retried."""
+    """The broker failed on its side (5xx). Retried (after ``retry_after`` when the broker sent one)."""
 
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        broker: str | None = None,
+        connection_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, broker=broker, connection_id=connection_id, status_code=status_code)
+        self.retry_after = retry_after
 
 
 class BrokerNetworkError(BrokerError):

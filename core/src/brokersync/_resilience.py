@@ -1,0 +1,322 @@
+"""One object that makes broker traffic safe: limiter store, circuit breakers, policies, time.
+
+An engine holds one :class:`Resilience` and asks it for each broker facade's HTTP client::
+
+    resilience = Resilience(redis="redis://localhost:6379/0")
+    broker = get_broker("tradovate", http=lambda b: resilience.client_for(b, metrics=run_metrics))
+
+A facade built without ``http=`` uses :func:`get_default_resilience` (memory store), so even
+``get_broker(...)`` used directly is rate limited, retried and circuit-broken.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from brokersync._circuit import CircuitBreaker
+from brokersync._http import BrokerHttpClient
+from brokersync._metrics import RequestMetrics
+from brokersync._ratelimit import LimiterBackend, MemoryBackend, RateLimiter
+from brokersync.errors import BrokerRateLimitError
+from brokersync.models import BrokerMetadata, RateLimit, RetryPolicy
+
+if TYPE_CHECKING:
+    import httpx
+    import redis.asyncio as aioredis
+
+    from brokersync._broker import Broker
+
+__all__ = [
+    "Resilience",
+    "conformance_client",
+    "create_rate_limiter",
+    "get_default_resilience",
+    "set_default_resilience",
+    "with_rate_limit",
+]
+
+T = TypeVar("T")
+
+
+def _check_limits(broker: str, value: Any) -> tuple[RateLimit, ...]:
+    limits = (value,) if isinstance(value, RateLimit) else value
+    if isinstance(limits, str | bytes | Mapping) or not isinstance(limits, Sequence):
+        raise TypeError(f"rate_limits[{broker!r}] must be a RateLimit or a list of them, got {type(value).__name__}")
+    for index, limit in enumerate(limits):
+        if not isinstance(limit, RateLimit):
+            raise TypeError(f"rate_limits[{broker!r}][{index}] must be a RateLimit, got {type(limit).__name__}")
+    return tuple(limits)
+
+
+class Resilience:
+    """Rate limiter store, circuit breakers and retry policies shared by every client it makes.
+
+    Args:
+        redis: A Redis URL or ``redis.asyncio.Redis`` client: share limits across processes and
+            hosts. Default: limits kept in this process's memory.
+        backend: A ready limiter store instead of ``redis`` (tests, custom stores).
+        rate_limits: Broker key -> limits replacing the broker's declared ones (configuration).
+        retry: Broker key -> retry policy replacing the broker's declared one.
+        circuit_failure_threshold: Consecutive failures that open a circuit.
+        circuit_reset_timeout: Seconds an open circuit waits before a probe.
+        circuit_per_connection: One circuit per connection instead of one per broker.
+        clock: Seconds, injected in tests (used for the limiter, circuits and retry budget).
+        sleep: Awaitable sleep, injected in tests.
+        key_prefix: Prefix of the limiter's store keys.
+        redis_retry_interval: Seconds between attempts to reach Redis again during an outage.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: str | aioredis.Redis | None = None,
+        backend: LimiterBackend | None = None,
+        rate_limits: Mapping[str, RateLimit | Sequence[RateLimit]] | None = None,
+        retry: Mapping[str, RetryPolicy] | None = None,
+        circuit_failure_threshold: int = 5,
+        circuit_reset_timeout: float = 60.0,
+        circuit_per_connection: bool = False,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        key_prefix: str = "brokersync",
+        redis_retry_interval: float = 5.0,
+    ) -> None:
+        if redis is not None and backend is not None:
+            raise ValueError("Resilience takes either redis= or backend=, not both")
+        self._rate_limits = {key: _check_limits(key, value) for key, value in (rate_limits or {}).items()}
+        self._retry = dict(retry or {})
+        for key, policy in self._retry.items():
+            if not isinstance(policy, RetryPolicy):
+                raise TypeError(f"retry[{key!r}] must be a RetryPolicy, got {type(policy).__name__}")
+        # Validate now, so a bad configuration fails here and not on the first failing request.
+        CircuitBreaker(circuit_failure_threshold, circuit_reset_timeout)
+        self._threshold = circuit_failure_threshold
+        self._reset_timeout = circuit_reset_timeout
+        self._per_connection = circuit_per_connection
+        self._clock = clock
+        self._sleep = sleep
+        self._prefix = key_prefix
+        if backend is None:
+            if redis is not None:
+                from brokersync._ratelimit._redis import RedisBackend
+
+                backend = RedisBackend(redis, retry_interval=redis_retry_interval, clock=clock or time.monotonic)
+            else:
+                backend = MemoryBackend(clock=clock or time.time)
+        self.backend: LimiterBackend = backend
+        self._circuits: dict[tuple[str, str | None], CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Resilience(backend={type(self.backend).__name__}, circuits={len(self._circuits)})"
+
+    def rate_limits(self, broker: str | BrokerMetadata) -> tuple[RateLimit, ...]:
+        """The limits applied to ``broker``: configured ones, else the broker's declared ones."""
+        key, metadata = _resolve(broker)
+        if key in self._rate_limits:
+            return self._rate_limits[key]
+        return tuple(metadata.rate_limits) if metadata is not None else ()
+
+    def retry_policy(self, broker: str | BrokerMetadata) -> RetryPolicy:
+        """The retry policy of ``broker``: the configured one, else the broker's declared one."""
+        key, metadata = _resolve(broker)
+        if key in self._retry:
+            return self._retry[key]
+        return metadata.retry if metadata is not None else RetryPolicy()
+
+    def limiter(
+        self, broker: str | BrokerMetadata, account_id: str | None = None, *, limit: RateLimit | None = None
+    ) -> RateLimiter:
+        """A rate limiter for ``broker`` (per account for ``scope="account"`` limits) on this store.
+
+        Args:
+            broker: The broker key or metadata.
+            account_id: The broker account, for per-account limits.
+            limit: Use this limit instead of the configured or declared ones.
+        """
+        key, _ = _resolve(broker)
+        limits = (limit,) if limit is not None else self.rate_limits(broker)
+        return RateLimiter(
+            broker=key,
+            limits=limits,
+            backend=self.backend,
+            account_id=account_id,
+            sleep=self._sleep_fn(),
+            prefix=self._prefix,
+        )
+
+    def circuit(self, broker: str, connection_id: str | None = None) -> CircuitBreaker:
+        """The circuit breaker of ``broker`` (of the connection, with ``circuit_per_connection``)."""
+        scope = connection_id if self._per_connection else None
+        with self._lock:
+            breaker = self._circuits.get((broker, scope))
+            if breaker is None:
+                breaker = self._new_circuit(broker, scope)
+                self._circuits[(broker, scope)] = breaker
+            return breaker
+
+    def _new_circuit(self, broker: str, connection_id: str | None) -> CircuitBreaker:
+        return CircuitBreaker(
+            self._threshold,
+            self._reset_timeout,
+            broker=broker,
+            connection_id=connection_id,
+            clock=self._clock or time.monotonic,
+        )
+
+    def circuits(self) -> dict[tuple[str, str | None], CircuitBreaker]:
+        """Every circuit breaker made so far, by (broker, connection or None): their state is visible."""
+        with self._lock:
+            return dict(self._circuits)
+
+    def client_for(
+        self,
+        broker: Broker,
+        *,
+        metrics: RequestMetrics | None = None,
+        account_id: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        own_circuit: bool = False,
+    ) -> BrokerHttpClient:
+        """The core HTTP client for a broker facade: limiter -> circuit -> retry -> timeout -> errors -> log.
+
+        Args:
+            broker: The facade (its key, metadata, base URL, connection, plugin checks, transport).
+            metrics: Counters the client updates (e.g. one object per sync run).
+            account_id: Count per-account limits for this broker account.
+            transport: Use this transport instead of the facade's.
+            own_circuit: Give the client a circuit breaker of its own instead of the shared one
+                (a facade's default client does, so unrelated direct users of one broker do not
+                trip each other's breaker; an engine's clients share theirs).
+        """
+        policy = self.retry_policy(broker.metadata)
+        return BrokerHttpClient(
+            broker=broker.key,
+            base_url=broker.base_url,
+            transport=transport if transport is not None else broker.transport,
+            timeout=policy.request_timeout,
+            validate_response=broker.validate_response,
+            connection_id=broker.connection_id,
+            limiter=self.limiter(broker.metadata, account_id),
+            circuit=self._new_circuit(broker.key, broker.connection_id)
+            if own_circuit
+            else self.circuit(broker.key, broker.connection_id),
+            retry=policy,
+            metrics=metrics,
+            sleep=self._sleep_fn(),
+            clock=self._clock or time.monotonic,
+            wall_clock=self._clock or time.time,
+        )
+
+    def _sleep_fn(self) -> Callable[[float], Awaitable[None]]:
+        if self._sleep is not None:
+            return self._sleep
+        import asyncio
+
+        return asyncio.sleep
+
+    async def aclose(self) -> None:
+        """Release the limiter store's connections."""
+        await self.backend.aclose()
+
+
+def _resolve(broker: str | BrokerMetadata) -> tuple[str, BrokerMetadata | None]:
+    if isinstance(broker, BrokerMetadata):
+        return broker.key, broker
+    if not isinstance(broker, str):
+        raise TypeError(f"broker must be a broker key or BrokerMetadata, got {type(broker).__name__}")
+    from brokersync._registry import get_registry
+
+    try:
+        return broker, get_registry().metadata(broker)
+    except Exception:
+        return broker, None
+
+
+_default: Resilience | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_resilience() -> Resilience:
+    """The process-wide :class:`Resilience` (memory store) used by facades built without ``http=``."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Resilience()
+        return _default
+
+
+def set_default_resilience(resilience: Resilience | None) -> None:
+    """Replace the process-wide :class:`Resilience` (``None``: a fresh memory one on next use)."""
+    global _default
+    if resilience is not None and not isinstance(resilience, Resilience):
+        raise TypeError(f"expected a Resilience, got {type(resilience).__name__}")
+    with _default_lock:
+        _default = resilience
+
+
+def create_rate_limiter(
+    broker: str | BrokerMetadata,
+    account_id: str | None = None,
+    *,
+    limit: RateLimit | None = None,
+    backend: LimiterBackend | None = None,
+) -> RateLimiter:
+    """A sliding-window rate limiter for ``broker`` (per account with ``account_id``).
+
+    Args:
+        broker: The broker key or metadata; its declared ``rate_limits`` apply unless configured
+            otherwise in the default :class:`Resilience`.
+        account_id: The broker account, for ``scope="account"`` limits.
+        limit: Enforce this limit instead.
+        backend: The store (default: the default :class:`Resilience`'s, in memory).
+
+    Returns:
+        A limiter with ``acquire()``, ``check_limit()`` and ``status()``.
+    """
+    resilience = get_default_resilience()
+    if backend is None:
+        return resilience.limiter(broker, account_id, limit=limit)
+    key, _ = _resolve(broker)
+    limits = (limit,) if limit is not None else resilience.rate_limits(broker)
+    return RateLimiter(broker=key, limits=limits, backend=backend, account_id=account_id)
+
+
+async def with_rate_limit(
+    broker: str | BrokerMetadata, fn: Callable[[], Awaitable[T]], account_id: str | None = None
+) -> T:
+    """Wait for a slot of ``broker``'s limiter, then call ``fn``.
+
+    A :class:`~brokersync.BrokerRateLimitError` from ``fn`` (a broker's 429 or penalty) pauses
+    the key for ``retry_after`` seconds, for every process sharing the store, and is re-raised.
+    """
+    limiter = create_rate_limiter(broker, account_id)
+    await limiter.acquire()
+    try:
+        return await fn()
+    except BrokerRateLimitError as exc:
+        await limiter.pause(exc.retry_after if exc.retry_after else 1.0)
+        raise
+
+
+def conformance_client(
+    broker: Broker, *, transport: httpx.AsyncBaseTransport, sleep: Callable[[float], Awaitable[None]]
+) -> BrokerHttpClient:
+    """The core client for the conformance suite: a private memory store on a virtual clock.
+
+    The suite's ``sleep`` records waits without sleeping; the clock advances by each wait, so
+    the limiter and the retry budget see the time pass.
+    """
+    now = [time.time()]
+
+    def clock() -> float:
+        return now[0]
+
+    async def virtual_sleep(seconds: float) -> None:
+        now[0] += max(0.0, seconds)
+        await sleep(seconds)
+
+    return Resilience(clock=clock, sleep=virtual_sleep).client_for(broker, transport=transport)
