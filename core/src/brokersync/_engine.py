@@ -238,7 +238,8 @@ class BrokerSync:
             options["base_url"] = self._base_urls[key]
         resilience = self.resilience
         run_metrics = metrics
-        options["http"] = lambda broker: resilience.client_for(broker, metrics=run_metrics)
+        # Per-account limits (scope="account") count per connection: one login's budget at the broker.
+        options["http"] = lambda broker: resilience.client_for(broker, metrics=run_metrics, account_id=connection_id)
         return self.registry.get(key, **options)
 
     # -- secrets -----------------------------------------------------------------------------------
