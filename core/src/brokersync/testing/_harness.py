@@ -2,22 +2,23 @@
 
 A :class:`Scenario` is one :class:`~brokersync.Broker` built through a private
 :class:`~brokersync.BrokerRegistry` (the plugin object, or its entry point), whose ``ctx.http`` is
-the core client wrapped so the suite can tell core traffic from bypassing traffic, detect paging
+the core's resilient client (limiter, circuit breaker, retry, error mapping, request counters) on a
+virtual clock, wrapped so the suite can tell core traffic from bypassing traffic, detect paging
 loops, and record rate-limit waits on an injected sleep.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import importlib.util
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from brokersync._metrics import RequestMetrics
 from brokersync._registry import BrokerRegistry
-from brokersync.errors import BrokerRateLimitError, PluginError
+from brokersync.errors import PluginError
 from brokersync.models import Account, AuthResult, Trade
 from brokersync.testing._rules import ConformanceFailure
 from brokersync.testing._transport import BypassRecord, ObservedTransport, core_request_scope
@@ -107,52 +108,26 @@ class GuardedHttp:
             await closer()
 
 
-class _RetryAfterClient:
-    """Fallback core retry of rate-limit answers, for cores without the resilience layer.
+def _core_client(
+    broker: Broker, transport: ObservedTransport, sleep: Callable[[float], Awaitable[None]], metrics: RequestMetrics
+) -> HttpClient:
+    """The core's resilient client for ``broker``, on a private memory limiter and a virtual clock.
 
-    Waits ``Retry-After`` on the injected sleep and retries, as the core's resilient client does.
+    The suite's ``sleep`` records waits without sleeping; the clock advances by each wait, so the
+    limiter, circuit breaker and retry budget see the time pass.
     """
+    from brokersync._resilience import Resilience
 
-    def __init__(self, inner: Any, *, sleep: Callable[[float], Awaitable[None]], max_retries: int) -> None:
-        self.inner = inner
-        self._sleep = sleep
-        self._max_retries = max_retries
+    now = [time.time()]
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response: httpx.Response = await self.inner.request(method, url, **kwargs)
-            except BrokerRateLimitError as exc:
-                if attempt >= self._max_retries:
-                    raise
-                attempt += 1
-                await self._sleep(exc.retry_after if exc.retry_after is not None else 1.0)
-                continue
-            return response
+    def clock() -> float:
+        return now[0]
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    async def virtual_sleep(seconds: float) -> None:
+        now[0] += max(0.0, seconds)
+        await sleep(seconds)
 
-
-def _core_client(broker: Broker, transport: ObservedTransport, sleep: Callable[[float], Awaitable[None]]) -> Any:
-    """The core's client for ``broker``: the resilient one when the core has it."""
-    if importlib.util.find_spec("brokersync._resilience") is not None:
-        resilience = importlib.import_module("brokersync._resilience")
-        factory = getattr(resilience, "conformance_client", None)
-        if factory is not None:
-            return factory(broker, transport=transport, sleep=sleep)
-    from brokersync._http import BrokerHttpClient
-
-    inner = BrokerHttpClient(
-        broker=broker.key,
-        base_url=broker.base_url,
-        transport=transport,
-        timeout=broker.metadata.retry.request_timeout,
-        validate_response=broker.validate_response,
-        connection_id=broker.connection_id,
-    )
-    return _RetryAfterClient(inner, sleep=sleep, max_retries=broker.metadata.retry.max_retries)
+    return Resilience(clock=clock, sleep=virtual_sleep).client_for(broker, transport=transport, metrics=metrics)
 
 
 def load_registry(key: str, plugin: Any) -> BrokerRegistry:
@@ -183,6 +158,7 @@ class Scenario:
     sleeps: list[float]
     http: GuardedHttp | None = None
     bypasses: list[BypassRecord] = attrs.field(factory=list)
+    metrics: RequestMetrics = attrs.field(factory=RequestMetrics)
 
     @classmethod
     def build(
@@ -203,14 +179,16 @@ class Scenario:
             sleeps.append(seconds)
 
         holder: dict[str, GuardedHttp] = {}
+        metrics = RequestMetrics()
 
         def http_factory(broker: Broker) -> HttpClient:
-            guarded = GuardedHttp(_core_client(broker, transport, sleep), broker=key, max_requests=max_requests)
+            core = _core_client(broker, transport, sleep, metrics)
+            guarded = GuardedHttp(core, broker=key, max_requests=max_requests)
             holder["http"] = guarded
             return guarded
 
         broker = registry.get(key, environment=environment, http=http_factory, clock=clock, sleep=sleep)
-        scenario = cls(broker=broker, transport=transport, sleeps=sleeps)
+        scenario = cls(broker=broker, transport=transport, sleeps=sleeps, metrics=metrics)
         _ = broker.http  # build the client now, so the scenario can see it
         scenario.http = holder["http"]
         return scenario

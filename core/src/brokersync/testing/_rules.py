@@ -32,7 +32,9 @@ _RULE_LIST = (
     Rule("utc-times", "times are timezone-aware (stored as UTC), never naive"),
     Rule("raw-kept", "every trade keeps the broker's raw record for audit"),
     Rule("unique-trade-ids", "broker_trade_id is unique within an account in one fetch"),
-    Rule("stable-trade-ids", "two fetches of the same history return the same broker_trade_ids and values"),
+    Rule(
+        "stable-trade-ids", "two fetches of the same history return the same broker_trade_ids (values may be corrected)"
+    ),
     Rule("since-honoured", "get_trades(since=t) returns every trade closed at/after t and none closed before"),
     Rule("cursor-resumes", "get_trades(cursor=last cursor) resumes after the history already fetched"),
     Rule("pagination-terminates", "paging ends: no request is repeated within one get_trades call"),
