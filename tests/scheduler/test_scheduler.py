@@ -7,7 +7,7 @@ import collections
 import itertools
 
 import pytest
-from brokersync._scheduler import ConnectionSchedule, Scheduler
+from brokersync import ConnectionSchedule, Scheduler
 
 pytestmark = pytest.mark.anyio
 

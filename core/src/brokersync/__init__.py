@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     )
     from brokersync._results import ConnectResult, EngineStatus, SyncProgress, SyncRecordError, SyncResult
     from brokersync._retry import RetryContext, with_retry
+    from brokersync._scheduler import ConnectionSchedule, ScheduledRun, Scheduler, SchedulerStats
     from brokersync._store import (
         AccountInfo,
         ConnectionInfo,
@@ -125,6 +126,11 @@ _LAZY = {
     "with_rate_limit": "brokersync._resilience",
     "with_retry": "brokersync._retry",
     "Vault": "brokersync._vault",
+    # The embedded scheduler.
+    "ConnectionSchedule": "brokersync._scheduler",
+    "ScheduledRun": "brokersync._scheduler",
+    "Scheduler": "brokersync._scheduler",
+    "SchedulerStats": "brokersync._scheduler",
 }
 
 if "loguru" in sys.modules:
@@ -226,6 +232,7 @@ __all__ = [
     "ConnectResult",
     "ConnectionInfo",
     "ConnectionNotFoundError",
+    "ConnectionSchedule",
     "ConnectionStatus",
     "CredentialField",
     "Credentials",
@@ -251,6 +258,9 @@ __all__ = [
     "RetryContext",
     "RetryPolicy",
     "RunStatus",
+    "ScheduledRun",
+    "Scheduler",
+    "SchedulerStats",
     "Severity",
     "StoreError",
     "StoredTrade",
