@@ -96,3 +96,15 @@ def template(session: nox.Session) -> None:
         session.run("ruff", "format", "--check", ".")
         session.run("mypy", "src", "tests")
         session.run("brokersync", "plugins", "--check")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Fail if docs/cli.md is stale; run the docs tests (every example runs, links resolve, env vars documented)."""
+    install_project(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    generated = Path(session.create_tmp()) / "cli.md"
+    session.run("python", "docs/_generate_cli_reference.py", "--output", str(generated))
+    if generated.read_text(encoding="utf-8") != (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"):
+        session.error("docs/cli.md is stale: run `python docs/_generate_cli_reference.py` and commit the result")
+    session.run("pytest", "tests/docs", *session.posargs)
