@@ -19,6 +19,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 HOOKS_MD = DOCS / "hooks.md"
 TUTORIAL_MD = DOCS / "plugin-authors" / "tutorial.md"
 ERRORS_MD = DOCS / "plugin-authors" / "errors-and-rate-limits.md"
+TEMPLATE_TESTS = DOCS.parent / "plugin-template" / "template" / "tests"
 
 HOOKS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, f"{hookspecs.PROJECT_NAME}_spec"))
 
@@ -110,3 +111,15 @@ def test_docs_link_to_each_other() -> None:
     for path, target in ((HOOKS_MD, "plugin-authors/errors-and-rate-limits.md"), (TUTORIAL_MD, "../hooks.md")):
         assert target in path.read_text(encoding="utf-8")
         assert (path.parent / target).resolve().is_file()
+
+
+def test_tutorial_shows_the_generated_conformance_test() -> None:
+    tutorial = TUTORIAL_MD.read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(class TestAcmeConformance.*?)```", tutorial, flags=re.DOTALL)
+    assert snippet is not None
+    template = (TEMPLATE_TESTS / "test_conformance.py.jinja").read_text(encoding="utf-8")
+    template = template.replace('"{{ broker_key }}"', '"acme"')
+    for line in snippet.group(1).splitlines()[1:]:
+        code = line.split("#", 1)[0].rstrip()
+        if code:
+            assert code in template, f"the tutorial shows {code.strip()!r}, the template does not generate it"
