@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 from brokersync import (
     Account,
@@ -119,20 +120,22 @@ class AcmePlugin:
 
     retry = RetryPolicy()
     password_secret = True
+    description = "Example broker used by the conformance suite's own tests."
+    refresh_capability = True
 
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
         return BrokerMetadata(
             key="acme",
             name="Acme Broker",
-            description="Example broker used by the conformance suite's own tests.",
+            description=self.description,
             auth_type=AuthType.PASSWORD,
             credential_fields=[
                 CredentialField(name="username", label="Username"),
                 CredentialField(name="password", label="Password", secret=self.password_secret),
             ],
             environments={"live": BASE_URL},
-            capabilities=Capabilities(refresh_token=True),
+            capabilities=Capabilities(refresh_token=self.refresh_capability),
             rate_limits=[RateLimit(max_requests=60, window_seconds=60)],
             retry=self.retry,
             docs_url="https://acme-broker.test/docs/api",
@@ -293,6 +296,33 @@ class WrongAuthError(AcmePlugin):
             raise ValueError("login failed") from None
 
 
+class NoDescription(AcmePlugin):
+    description = ""
+
+
+class NoExpiry(AcmePlugin):
+    def auth_result(self, ctx: Any, body: dict[str, Any]) -> AuthResult:
+        return AuthResult(access_token=body["access_token"])
+
+
+class RefreshNotDeclared(AcmePlugin):
+    refresh_capability = False
+
+
+class NoRaw(AcmePlugin):
+    def to_trade(self, row: dict[str, Any], account: Account) -> Trade | dict[str, Any]:
+        trade = super().to_trade(row, account)
+        assert isinstance(trade, Trade)
+        return attrs.evolve(trade, raw={})
+
+
+class FloatNoise(AcmePlugin):
+    def to_trade(self, row: dict[str, Any], account: Account) -> Trade | dict[str, Any]:
+        trade = super().to_trade(row, account)
+        assert isinstance(trade, Trade)
+        return attrs.evolve(trade, fees=Decimal(float(row["fees"])))
+
+
 VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "FloatPrices": (FloatPrices, "decimal-money"),
     "NaiveTimes": (NaiveTimes, "utc-times"),
@@ -305,6 +335,11 @@ VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "SwallowsErrors": (SwallowsErrors, "error-mapping-5xx"),
     "SecretNotMarked": (SecretNotMarked, "secret-fields"),
     "WrongAuthError": (WrongAuthError, "bad-credentials"),
+    "NoDescription": (NoDescription, "metadata-complete"),
+    "NoExpiry": (NoExpiry, "auth-token"),
+    "RefreshNotDeclared": (RefreshNotDeclared, "refresh-token"),
+    "NoRaw": (NoRaw, "raw-kept"),
+    "FloatNoise": (FloatNoise, "decimal-money"),
 }
 
 

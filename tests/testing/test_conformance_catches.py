@@ -15,6 +15,9 @@ import pytest
 from acme_broker import HERE, VARIANTS, write_distribution
 from brokersync.testing import RULES
 
+#: (test class, rule) -> the failure message, or None when the rule passed.
+Outcomes = dict[tuple[str, str], str | None]
+
 SUITE_MODULE = """
 import httpx
 import acme_broker
@@ -32,6 +35,11 @@ class Base(BrokerConformance):
 
 for _name in acme_broker.VARIANTS:
     globals()["Test" + _name] = type("Test" + _name, (Base,), {"plugin": getattr(acme_broker, _name)})
+
+
+class TestViaEntryPoint(Base):
+    # No plugin object: the suite loads the broker through its installed entry point.
+    pass
 """
 
 # Rules whose failure has a record to show (a trade, a request, a field); the others are about the whole plugin.
@@ -43,11 +51,13 @@ WITH_RECORD = {
     "since-honoured",
     "core-client-only",
     "secret-fields",
+    "raw-kept",
+    "auth-token",
 }
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], str | None]:
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
     """Run the suite on every variant once: (class, rule) -> failure message, or None when it passed."""
     work = tmp_path_factory.mktemp("variants")
     write_distribution(work / "site")
@@ -66,7 +76,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
         check=False,
     )
     assert report.exists(), completed.stdout + completed.stderr
-    results: dict[tuple[str, str], str | None] = {}
+    results: Outcomes = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         cls = case.get("classname", "").rpartition(".")[2]
         rule = case.get("name", "").removeprefix("test_").replace("_", "-")
@@ -74,16 +84,14 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
         if problem is None:
             problem = case.find("error")
         results[(cls, rule)] = None if problem is None else (problem.get("message", "") + "\n" + (problem.text or ""))
-    assert len(results) == len(VARIANTS) * len(RULES), completed.stdout[-3000:]
+    assert len(results) == (len(VARIANTS) + 1) * len(RULES), completed.stdout[-3000:]
     return results
 
 
 @pytest.mark.parametrize(
     ("variant", "rule"), [(name, rule) for name, (_, rule) in VARIANTS.items()], ids=list(VARIANTS)
 )
-def test_broken_variant_fails_the_rule_it_breaks(
-    outcomes: dict[tuple[str, str], str | None], variant: str, rule: str
-) -> None:
+def test_broken_variant_fails_the_rule_it_breaks(outcomes: Outcomes, variant: str, rule: str) -> None:
     message = outcomes[(f"Test{variant}", rule)]
     assert message is not None, f"{variant} passed rule {rule!r} although it breaks it"
     assert f"breaks conformance rule '{rule}'" in message
@@ -93,13 +101,18 @@ def test_broken_variant_fails_the_rule_it_breaks(
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_broken_variant_still_passes_unrelated_rules(outcomes: dict[tuple[str, str], str | None], variant: str) -> None:
-    # The failures are specific: metadata and account listing are intact in every variant.
-    for rule in ("metadata-complete", "accounts-valid", "auth-token"):
+def test_broken_variant_still_passes_unrelated_rules(outcomes: Outcomes, variant: str) -> None:
+    # The failures are specific: metadata, auth and account listing are intact unless the variant breaks them.
+    for rule in {"metadata-complete", "accounts-valid", "auth-token"} - {VARIANTS[variant][1]}:
         assert outcomes[(f"Test{variant}", rule)] is None, outcomes[(f"Test{variant}", rule)]
 
 
-def test_failure_names_the_offending_trade(outcomes: dict[tuple[str, str], str | None]) -> None:
+def test_the_suite_loads_a_plugin_through_its_entry_point(outcomes: Outcomes) -> None:
+    failed = {rule: message for (cls, rule), message in outcomes.items() if cls == "TestViaEntryPoint" and message}
+    assert failed == {}
+
+
+def test_failure_names_the_offending_trade(outcomes: Outcomes) -> None:
     duplicate = outcomes[("TestDuplicateIds", "unique-trade-ids")]
     assert duplicate is not None
     assert "broker_trade_id 'ESH4-buy' appears twice in account 'A1'" in duplicate
@@ -113,19 +126,25 @@ def test_failure_names_the_offending_trade(outcomes: dict[tuple[str, str], str |
     assert "broker_trade_id='A1-T000'" in since
 
 
-def test_loop_detection_names_the_repeated_request(outcomes: dict[tuple[str, str], str | None]) -> None:
+def test_float_noise_is_caught_on_valid_decimals(outcomes: Outcomes) -> None:
+    noise = outcomes[("TestFloatNoise", "decimal-money")]
+    assert noise is not None
+    assert "has float noise: it was built with Decimal(float)" in noise
+
+
+def test_loop_detection_names_the_repeated_request(outcomes: Outcomes) -> None:
     loop = outcomes[("TestPagingLoop", "pagination-terminates")]
     assert loop is not None
     assert "repeats request #2: GET accounts/A1/trades" in loop
 
 
-def test_bypass_names_the_request_sent_around_the_core(outcomes: dict[tuple[str, str], str | None]) -> None:
+def test_bypass_names_the_request_sent_around_the_core(outcomes: Outcomes) -> None:
     bypass = outcomes[("TestOwnClient", "core-client-only")]
     assert bypass is not None
     assert "BypassRecord(method='GET', url='https://api.acme-broker.test/v1/accounts/A1/trades?limit=3')" in bypass
 
 
-def test_the_password_never_appears_in_a_failure(outcomes: dict[tuple[str, str], str | None]) -> None:
+def test_the_password_never_appears_in_a_failure(outcomes: Outcomes) -> None:
     from acme_broker import USERS
 
     for message in outcomes.values():
