@@ -76,6 +76,14 @@ async def test_cost_takes_several_slots(fake_time):
     await limiter.check_limit(cost=1)
 
 
+@pytest.mark.parametrize("cost", [5, 0, -1, 1.5], ids=["never-fits", "zero", "negative", "float"])
+async def test_a_cost_that_can_never_be_granted_is_a_value_error(fake_time, cost):
+    limiter = _limiter(fake_time, RateLimit(max_requests=4, window_seconds=10))
+    with pytest.raises(ValueError, match="cost"):
+        await limiter.acquire(cost=cost)
+    assert fake_time.sleeps == []
+
+
 async def test_account_scope_keeps_accounts_apart_and_broker_scope_is_shared(fake_time):
     backend = MemoryBackend(clock=fake_time.clock)
     per_account = RateLimit(max_requests=1, window_seconds=10, scope="account")

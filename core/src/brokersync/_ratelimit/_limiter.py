@@ -107,6 +107,19 @@ class RateLimiter:
             selected += self._windows[name]
         return tuple(selected)
 
+    def _checked(self, cost: int, name: str | None) -> tuple[Window, ...]:
+        windows = self.windows(name)
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"rate-limit cost must be a positive integer, got {cost!r}")
+        for window in windows:
+            if cost > window.max_requests:
+                # It could never be granted: waiting would loop forever.
+                raise ValueError(
+                    f"a request costing {cost} can never fit broker {self.broker!r}'s limit of "
+                    f"{window.max_requests} per {window.seconds:g} s"
+                )
+        return windows
+
     def _full(self, decision: Decision) -> BrokerRateLimitError:
         what = "is paused after the broker asked to slow down" if decision.paused_until else "is full"
         return BrokerRateLimitError(
@@ -131,7 +144,7 @@ class RateLimiter:
         Raises:
             BrokerRateLimitError: The wait would exceed ``max_wait``; ``retry_after`` says how long.
         """
-        windows = self.windows(name)
+        windows = self._checked(cost, name)
         waited = 0.0
         while True:
             decision = self.last_decision = await self.backend.acquire(self.control_key, windows, cost)
@@ -148,7 +161,7 @@ class RateLimiter:
         Raises:
             BrokerRateLimitError: No slot is free; ``retry_after`` says when one will be.
         """
-        decision = self.last_decision = await self.backend.acquire(self.control_key, self.windows(name), cost)
+        decision = self.last_decision = await self.backend.acquire(self.control_key, self._checked(cost, name), cost)
         if not decision.allowed:
             raise self._full(decision)
 

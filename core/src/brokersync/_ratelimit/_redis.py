@@ -66,11 +66,12 @@ end
 
 local cost = tonumber(ARGV[2])
 local wait = 0
-local paused = tonumber(redis.call('HGET', ctl, 'pause') or '0')
+local state = redis.call('HMGET', ctl, 'pause', 'pace_until', 'next', 'pace')
+local paused = tonumber(state[1] or '0')
 if paused > now then wait = paused - now else paused = 0 end
-local pace_until = tonumber(redis.call('HGET', ctl, 'pace_until') or '0')
+local pace_until = tonumber(state[2] or '0')
 if pace_until > now then
-  local nxt = tonumber(redis.call('HGET', ctl, 'next') or '0')
+  local nxt = tonumber(state[3] or '0')
   if nxt - now > wait then wait = nxt - now end
 end
 local n = #KEYS - 1
@@ -83,8 +84,12 @@ for i = 1, n do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - win))
   local count = redis.call('ZCARD', key)
   counts[i] = count
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if oldest[2] then resets[i] = tonumber(oldest[2]) + win else resets[i] = now end
+  resets[i] = now
+  if count > 0 and (mode == 'peek' or count + cost > lim) then
+    -- only a status query or a refusal needs to know when the oldest request leaves
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    resets[i] = tonumber(oldest[2]) + win
+  end
   if count + cost > lim then
     local w = win
     if cost <= lim then
@@ -109,7 +114,7 @@ if mode == 'acquire' and wait <= 0 then
     redis.call('PEXPIRE', key, fmt(math.ceil(wins[i] / 1000) + 1000))
   end
   if pace_until > now then
-    redis.call('HSET', ctl, 'next', fmt(now + tonumber(redis.call('HGET', ctl, 'pace'))))
+    redis.call('HSET', ctl, 'next', fmt(now + tonumber(state[4] or '0')))
   end
 end
 local out = {allowed, fmt(wait), fmt(now), fmt(paused)}
