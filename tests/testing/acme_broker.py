@@ -323,6 +323,13 @@ class FloatNoise(AcmePlugin):
         return attrs.evolve(trade, fees=Decimal(float(row["fees"])))
 
 
+class DuplicateAccounts(AcmePlugin):
+    @hookimpl
+    async def get_accounts(self, ctx: Any, auth: AuthResult) -> list[Account]:
+        accounts = await super().get_accounts(ctx, auth)
+        return [*accounts, accounts[0]]
+
+
 VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "FloatPrices": (FloatPrices, "decimal-money"),
     "NaiveTimes": (NaiveTimes, "utc-times"),
@@ -340,6 +347,7 @@ VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "RefreshNotDeclared": (RefreshNotDeclared, "refresh-token"),
     "NoRaw": (NoRaw, "raw-kept"),
     "FloatNoise": (FloatNoise, "decimal-money"),
+    "DuplicateAccounts": (DuplicateAccounts, "accounts-valid"),
 }
 
 

@@ -149,3 +149,9 @@ def test_the_password_never_appears_in_a_failure(outcomes: Outcomes) -> None:
 
     for message in outcomes.values():
         assert message is None or USERS["demo"] not in message
+
+
+def test_every_rule_is_shown_failing_by_some_variant(outcomes: Outcomes) -> None:
+    # Proof that no check is a test that cannot fail: each rule fails, by name, for at least one variant.
+    failed = {rule for (cls, rule), message in outcomes.items() if message and f"conformance rule '{rule}'" in message}
+    assert failed == set(RULES)
