@@ -99,7 +99,7 @@ trades = Table(
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("connection_id", "account_id", "broker_trade_id"),
-    Index("ix_trades_connection_id_closed_at", "connection_id", "closed_at"),
+    Index("ix_trades_connection_id_opened_at", "connection_id", "opened_at"),
 )
 
 sync_runs = Table(

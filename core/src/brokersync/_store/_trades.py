@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._schema import trades
+from brokersync._store._types import decimal_text, utc_text
 from brokersync.models import Trade
 
 __all__ = ["UpsertCounts", "dialect_insert", "fingerprint", "upsert_trades"]
@@ -55,62 +56,25 @@ class UpsertCounts:
         return UpsertCounts(self.imported + other.imported, self.skipped + other.skipped, self.updated + other.updated)
 
 
-def _num(value: Decimal | None) -> str:
-    # Normalized so "1.50" and "1.5" (the same amount) fingerprint alike.
-    return "" if value is None else format(value.normalize(), "f")
-
-
-def _time(value: dt.datetime | None) -> str:
-    return "" if value is None else value.astimezone(dt.UTC).isoformat()
-
-
-def fingerprint(trade: Trade) -> str:
-    """A stable hash of the trade's normalized fields (``raw`` excluded)."""
-    text = "\x1f".join(
-        (
-            trade.symbol,
-            trade.direction.value,
-            _time(trade.opened_at),
-            _time(trade.closed_at),
-            _num(trade.entry_price),
-            _num(trade.exit_price),
-            _num(trade.quantity),
-            _num(trade.realized_pnl),
-            _num(trade.fees),
-            trade.currency,
-        )
-    )
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
-
-
-def _row(trade: Trade, connection_id: str, fp: str, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "connection_id": connection_id,
-        "account_id": trade.account_id,
-        "broker_trade_id": trade.broker_trade_id,
-        "symbol": trade.symbol,
-        "direction": trade.direction.value,
-        "opened_at": trade.opened_at,
-        "closed_at": trade.closed_at,
-        "entry_price": trade.entry_price,
-        "exit_price": trade.exit_price,
-        "quantity": trade.quantity,
-        "realized_pnl": trade.realized_pnl,
-        "fees": trade.fees,
-        "currency": trade.currency,
-        "raw": json.dumps(trade.raw, default=_json_default, separators=(",", ":"), sort_keys=True),
-        "fingerprint": fp,
-        "first_seen_at": now,
-        "updated_at": now,
-    }
+_COLUMNS = (
+    "connection_id",
+    "account_id",
+    "broker_trade_id",
+    "symbol",
+    "direction",
+    "opened_at",
+    "closed_at",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "realized_pnl",
+    "fees",
+    "currency",
+    "raw",
+    "fingerprint",
+    "first_seen_at",
+    "updated_at",
+)
 
 
 def dialect_insert(dialect: str) -> Any:
@@ -124,17 +88,115 @@ def dialect_insert(dialect: str) -> Any:
     return sqlite_insert
 
 
-def _upsert_statement(dialect: str) -> Any:
-    stmt = dialect_insert(dialect)(trades)
-    excluded = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[trades.c.connection_id, trades.c.account_id, trades.c.broker_trade_id],
-        set_={name: excluded[name] for name in _UPDATABLE},
-        where=trades.c.fingerprint != excluded.fingerprint,
+def _upsert_sql(dialect: str) -> str:
+    # Written out (not compiled per call): the same text is valid on SQLite and PostgreSQL, and
+    # sending pre-converted tuples straight to the driver's executemany is what makes the store
+    # fast; the column types' own conversions (Money, UTCDateTime) are applied in _rows below.
+    marks = ", ".join("?" if dialect == "sqlite" else f"${i}" for i in range(1, len(_COLUMNS) + 1))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATABLE)
+    return (
+        f"INSERT INTO trades ({', '.join(_COLUMNS)}) VALUES ({marks}) "  # noqa: S608 - constant names only
+        "ON CONFLICT (connection_id, account_id, broker_trade_id) "
+        f"DO UPDATE SET {updates} WHERE trades.fingerprint <> excluded.fingerprint"
+    )
+
+
+_SQL = {name: _upsert_sql(name) for name in ("sqlite", "postgresql")}
+
+
+def _fingerprint(trade: Trade, opened: str, closed: str) -> str:
+    # The exact decimal text: a broker that changes "1.5" to "1.50" changed what is stored (NUMERIC
+    # keeps the scale), so that counts as an update too.
+    text = (
+        f"{trade.symbol}\x1f{trade.direction}\x1f{opened}\x1f{closed}\x1f{trade.entry_price}\x1f"
+        f"{trade.exit_price}\x1f{trade.quantity}\x1f{trade.realized_pnl}\x1f{trade.fees}\x1f{trade.currency}"
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def fingerprint(trade: Trade) -> str:
+    """A stable hash of the trade's normalized fields (``raw`` excluded)."""
+    closed = "" if trade.closed_at is None else utc_text(trade.closed_at)
+    return _fingerprint(trade, utc_text(trade.opened_at), closed)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
+
+
+def _raw(trade: Trade) -> str:
+    return _ENCODER.encode(trade.raw)
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_text(value)
+
+
+def _sqlite_row(trade: Trade, connection_id: str, fp: str, opened: str, closed: str, now: str) -> tuple[Any, ...]:
+    return (
+        connection_id,
+        trade.account_id,
+        trade.broker_trade_id,
+        trade.symbol,
+        str(trade.direction),
+        opened,
+        closed or None,
+        decimal_text(trade.entry_price),
+        _money_text(trade.exit_price),
+        decimal_text(trade.quantity),
+        _money_text(trade.realized_pnl),
+        decimal_text(trade.fees),
+        trade.currency,
+        _raw(trade),
+        fp,
+        now,
+        now,
+    )
+
+
+def _pg_row(trade: Trade, connection_id: str, fp: str, now: dt.datetime) -> tuple[Any, ...]:
+    return (
+        connection_id,
+        trade.account_id,
+        trade.broker_trade_id,
+        trade.symbol,
+        trade.direction.value,
+        trade.opened_at,
+        trade.closed_at,
+        trade.entry_price,
+        trade.exit_price,
+        trade.quantity,
+        trade.realized_pnl,
+        trade.fees,
+        trade.currency,
+        _raw(trade),
+        fp,
+        now,
+        now,
     )
 
 
 async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, str]:
+    if conn.dialect.name == "postgresql":
+        # One array parameter: the same prepared statement (and plan) for every batch size.
+        result = await conn.exec_driver_sql(
+            "SELECT broker_trade_id, fingerprint FROM trades "
+            "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])",
+            (connection_id, account_id, list(ids)),
+        )
+        rows: Sequence[Any] = result.all()
+        return {str(row[0]): str(row[1]) for row in rows}
     query = select(trades.c.broker_trade_id, trades.c.fingerprint).where(
         and_(
             trades.c.connection_id == connection_id,
@@ -170,11 +232,15 @@ async def upsert_trades(
         latest[trade.broker_trade_id] = trade
     repeated = len(batch) - len(latest)
     stored = await _existing(conn, connection_id, account_id, list(latest))
-    rows: list[dict[str, Any]] = []
+    sqlite = conn.dialect.name == "sqlite"
+    now_text = utc_text(now)
+    rows: list[tuple[Any, ...]] = []
     imported = updated = 0
     skipped = repeated
     for trade_id, trade in latest.items():
-        fp = fingerprint(trade)
+        opened = utc_text(trade.opened_at)
+        closed = "" if trade.closed_at is None else utc_text(trade.closed_at)
+        fp = _fingerprint(trade, opened, closed)
         previous = stored.get(trade_id)
         if previous == fp:
             skipped += 1
@@ -183,7 +249,11 @@ async def upsert_trades(
             imported += 1
         else:
             updated += 1
-        rows.append(_row(trade, connection_id, fp, now))
+        rows.append(
+            _sqlite_row(trade, connection_id, fp, opened, closed, now_text)
+            if sqlite
+            else _pg_row(trade, connection_id, fp, now)
+        )
     if rows:
-        await conn.execute(_upsert_statement(conn.dialect.name), rows)
+        await conn.exec_driver_sql(_SQL["sqlite" if sqlite else "postgresql"], rows)
     return UpsertCounts(imported=imported, skipped=skipped, updated=updated)

@@ -14,8 +14,8 @@ __all__ = ["Money", "UTCDateTime", "decimal_text", "utc_text"]
 
 
 def decimal_text(value: Decimal) -> str:
-    """The text form SQLite stores: exact, no exponent for ordinary amounts."""
-    return format(value, "f")
+    """The text form SQLite stores: ``str(Decimal)``, exact and read back by ``Decimal(text)``."""
+    return str(value)
 
 
 class Money(TypeDecorator[Decimal]):
@@ -45,7 +45,9 @@ class Money(TypeDecorator[Decimal]):
 
 def utc_text(value: dt.datetime) -> str:
     """The fixed-width text SQLite stores for a UTC time (sorts and compares as time)."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00": every value is UTC
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -94,7 +94,7 @@ def upgrade() -> None:
             "connection_id", "account_id", "broker_trade_id", name="uq_trades_connection_id_account_id_broker_trade_id"
         ),
     )
-    op.create_index("ix_trades_connection_id_closed_at", "trades", ["connection_id", "closed_at"])
+    op.create_index("ix_trades_connection_id_opened_at", "trades", ["connection_id", "opened_at"])
     op.create_table(
         "sync_runs",
         sa.Column("id", sa.String(36), nullable=False),
@@ -135,7 +135,7 @@ def downgrade() -> None:
     op.drop_table("sync_leases")
     op.drop_index("ix_sync_runs_connection_id", table_name="sync_runs")
     op.drop_table("sync_runs")
-    op.drop_index("ix_trades_connection_id_closed_at", table_name="trades")
+    op.drop_index("ix_trades_connection_id_opened_at", table_name="trades")
     op.drop_table("trades")
     op.drop_table("sync_cursors")
     op.drop_table("accounts")
