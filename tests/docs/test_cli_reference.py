@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -21,10 +20,10 @@ GENERATOR = ROOT / "docs" / "_generate_cli_reference.py"
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_generate_cli_reference", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Executed from source, not imported: no __pycache__ appears in docs/.
+    module = ModuleType("_generate_cli_reference")
+    module.__file__ = str(GENERATOR)
+    exec(compile(GENERATOR.read_text(encoding="utf-8"), str(GENERATOR), "exec"), module.__dict__)
     return module
 
 
