@@ -156,3 +156,23 @@ def test_breaking_a_rule_fails_the_suite_naming_it(workspace: dict[str, Path]) -
     assert "returned a trade closed before since" in result.stdout
     assert "offending record: Trade(broker_trade_id=" in result.stdout
     assert "1 failed" in result.stdout  # exactly the one rule, the rest still pass
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("broker_key=Acme-Broker", "must be lower-case letters, digits and '_'"),
+        ('broker_name=Acme "Best" Broker', "must not contain double quotes or backslashes"),
+    ],
+    ids=["bad-key", "quoted-name"],
+)
+def test_bad_answers_are_refused_before_anything_is_written(tmp_path: Path, answer: str, message: str) -> None:
+    target = tmp_path / "brokersync-bad"
+    data = ["--data", answer] if answer.startswith("broker_key=") else ["--data", "broker_key=acme", "--data", answer]
+    result = _run(
+        [sys.executable, "-m", "copier", "copy", "--quiet", "--defaults", *data, str(TEMPLATE), str(target)],
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not target.exists()
