@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -89,20 +88,17 @@ def test_a_failing_example_fails(tmp_path: Path) -> None:
 
 
 def test_examples_cannot_reach_the_network(tmp_path: Path) -> None:
-    # A real listening socket on loopback: without the guard the example below would connect.
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    accepted: list[object] = []
-    thread = threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True)
-    thread.start()
-    try:
+    # A real listening socket on loopback: the kernel would complete the example's connection even
+    # before accept(), so a connection waiting in the backlog afterwards means the guard failed.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
         code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)\n"
         result = run_example(code, tmp_path)
-    finally:
-        server.close()
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()
     assert result.returncode != 0
     assert "must run offline" in result.stderr
-    assert not accepted
 
 
 def test_examples_see_only_their_own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
