@@ -36,6 +36,6 @@ async def test_the_engine_guide_example_runs(engine: BrokerSync) -> None:
 
 def test_every_public_engine_method_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
-    public = [name for name in vars(BrokerSync) if not name.startswith("_") and callable(getattr(BrokerSync, name))]
+    public = [name for name in dir(BrokerSync) if not name.startswith("_") and callable(getattr(BrokerSync, name))]
     missing = [name for name in public if f"`{name}(" not in text]
     assert not missing, f"docs/engine.md does not document {missing}"

@@ -131,3 +131,17 @@ def test_in_memory_sqlite_and_unknown_databases_are_configuration_errors() -> No
     with pytest.raises(ConfigurationError, match="supports SQLite and PostgreSQL") as caught:
         Store("mysql://user:hunter2@db/x")
     assert "hunter2" not in str(caught.value)
+
+
+async def test_an_unreachable_database_is_a_store_error_without_the_password() -> None:
+    from brokersync import BrokerSync, StoreError
+
+    engine = BrokerSync("postgresql://bob:hunter2@127.0.0.1:1/brokersync", encryption_keys="k1:" + "A" * 43 + "=")
+    try:
+        with pytest.raises(StoreError, match="cannot reach the database") as caught:
+            await engine.list_connections()
+        with pytest.raises(StoreError, match="127.0.0.1"):
+            await engine.upgrade_database()
+    finally:
+        await engine.aclose()
+    assert "hunter2" not in str(caught.value)

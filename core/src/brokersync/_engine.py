@@ -13,23 +13,23 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._config import EngineSettings, data_dir, default_database_url
 from brokersync._log import get_logger
-from brokersync._results import ConnectResult, EngineStatus, SyncResult
+from brokersync._queries import EngineQueries
+from brokersync._results import ConnectResult, SyncResult
 from brokersync._run import SyncRunner
 from brokersync._store import (
     ConnectionInfo,
     ConnectionStatus,
     RunStatus,
     Store,
-    StoredTrade,
-    SyncRunInfo,
     SyncTrigger,
+    store_errors,
     wrap_store_errors,
 )
 from brokersync._store._database import safe_url
@@ -69,7 +69,7 @@ def _require_text(name: str, value: Any) -> str:
     return value
 
 
-class BrokerSync:
+class BrokerSync(EngineQueries):
     """The sync engine. Use as ``async with BrokerSync() as engine: ...`` (or call :meth:`aclose`).
 
     Args:
@@ -186,7 +186,7 @@ class BrokerSync:
         """Migrate the schema to the newest revision; return the revision (before, after)."""
         try:
             result = await self._store.upgrade()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise wrap_store_errors(exc, f"upgrading the schema of {safe_url(self.database_url)}") from None
         self._ready = True
         return result
@@ -204,7 +204,7 @@ class BrokerSync:
                 return
             try:
                 revision = await self._store.revision()
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 raise wrap_store_errors(exc, f"opening {safe_url(self.database_url)}") from None
             if revision != Store.head():
                 raise ConfigurationError(
@@ -263,6 +263,7 @@ class BrokerSync:
         data = self.vault.decrypt_json(row.token, aad=f"{row.id}:token", what=f"the token of connection {row.id}")
         return auth_from_json(data)
 
+    @store_errors("re-encrypting credentials")
     async def rotate_keys(self, *, batch_size: int = 200) -> int:
         """Re-encrypt every stored credential and token under the vault's active key.
 
@@ -290,6 +291,7 @@ class BrokerSync:
 
     # -- connections -------------------------------------------------------------------------------
 
+    @store_errors("connecting a broker")
     async def connect_broker(
         self, user_id: str, broker: str, credentials: Mapping[str, Any], environment: str | None = None
     ) -> ConnectResult:
@@ -346,6 +348,7 @@ class BrokerSync:
             raise ConnectionNotFoundError(f"no connection {connection_id} for user {user_id}")
         return row
 
+    @store_errors("reconnecting a broker")
     async def reconnect_broker(self, connection_id: str, user_id: str, credentials: Mapping[str, Any]) -> ConnectResult:
         """Give a connection new credentials; it keeps its id and its trades and becomes active.
 
@@ -378,6 +381,7 @@ class BrokerSync:
                 accounts=tuple(account_list),
             )
 
+    @store_errors("disconnecting a broker")
     async def disconnect_broker(self, connection_id: str, user_id: str, *, delete_trades: bool = False) -> None:
         """Forget a connection's secrets and stop syncing it.
 
@@ -406,97 +410,9 @@ class BrokerSync:
 
     # -- listings ----------------------------------------------------------------------------------
 
-    async def get_connection(self, connection_id: str, user_id: str) -> ConnectionInfo:
-        """One of the user's connections, with its accounts and their sync positions."""
-        await self._own_row(connection_id, user_id)
-        return (await self._store.list_connections(connection_id=connection_id))[0]
-
-    async def list_connections(
-        self, *, user_id: str | None = None, status: ConnectionStatus | str | None = None, broker: str | None = None
-    ) -> list[ConnectionInfo]:
-        """Connections (all users' when ``user_id`` is ``None``: operator use), oldest first."""
-        await self._ensure_ready()
-        return await self._store.list_connections(
-            user_id=user_id, status=ConnectionStatus(status) if status else None, broker=broker
-        )
-
-    async def _connection_ids(self, user_id: str | None, connection_id: str | None) -> list[str] | None:
-        if connection_id is not None:
-            if user_id is not None:
-                await self._own_row(connection_id, user_id)
-            return [connection_id]
-        if user_id is None:
-            return None
-        return [c.id for c in await self._store.list_connections(user_id=user_id, with_accounts=False)]
-
-    async def iter_trades(
-        self,
-        *,
-        user_id: str | None = None,
-        connection_id: str | None = None,
-        account_id: str | None = None,
-        symbol: str | None = None,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[StoredTrade]:
-        """Stream stored trades (oldest opened first), filtered; memory stays flat."""
-        await self._ensure_ready()
-        ids = await self._connection_ids(user_id, connection_id)
-        async for trade in self._store.iter_trades(
-            connection_ids=ids, account_id=account_id, symbol=symbol, since=since, until=until, limit=limit
-        ):
-            yield trade
-
-    async def count_trades(self, *, user_id: str | None = None, connection_id: str | None = None) -> int:
-        """How many trades are stored (for a user or a connection)."""
-        await self._ensure_ready()
-        return await self._store.count_trades(connection_ids=await self._connection_ids(user_id, connection_id))
-
-    async def list_runs(
-        self,
-        *,
-        user_id: str | None = None,
-        connection_id: str | None = None,
-        status: RunStatus | str | None = None,
-        limit: int | None = 50,
-    ) -> list[SyncRunInfo]:
-        """The audit trail, newest first."""
-        await self._ensure_ready()
-        ids = await self._connection_ids(user_id, connection_id)
-        return await self._store.list_runs(
-            connection_ids=ids, status=RunStatus(status) if status else None, limit=limit
-        )
-
-    async def status(self) -> EngineStatus:
-        """Database, schema, connections, trades and key health in one summary."""
-        revision = await self._store.revision()
-        counts: dict[str, int] = {}
-        last: dict[str, int] = {}
-        trades = 0
-        if revision is not None:
-            for info in await self._store.list_connections(with_accounts=False):
-                counts[info.status.value] = counts.get(info.status.value, 0) + 1
-                if info.last_sync_status is not None:
-                    last[info.last_sync_status.value] = last.get(info.last_sync_status.value, 0) + 1
-            trades = await self._store.count_trades()
-        try:
-            key_id: str | None = self.vault.active_key_id
-        except BrokerSyncError:
-            key_id = None
-        return EngineStatus(
-            database=safe_url(self.database_url),
-            dialect=self._store.dialect,
-            schema_revision=revision,
-            head_revision=Store.head(),
-            connections=counts,
-            trades=trades,
-            active_key_id=key_id,
-            last_runs=last,
-        )
-
     # -- syncing -----------------------------------------------------------------------------------
 
+    @store_errors("starting a sync")
     async def sync_broker_trades(
         self,
         connection_id: str,
@@ -531,6 +447,7 @@ class BrokerSync:
             raise error
         return result
 
+    @store_errors("listing the connections to sync")
     async def run_scheduled_sync(self, concurrency: int | None = None) -> list[SyncResult]:
         """Sync every active connection (``needs_reauth`` and disabled ones are skipped).
 

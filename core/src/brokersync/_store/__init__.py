@@ -11,7 +11,7 @@ from brokersync._store._records import (
     SyncRunInfo,
     SyncTrigger,
 )
-from brokersync._store._store import LeaseLostError, Store, wrap_store_errors
+from brokersync._store._store import LeaseLostError, Store, store_errors, wrap_store_errors
 from brokersync._store._trades import UpsertCounts, fingerprint
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "SyncTrigger",
     "UpsertCounts",
     "fingerprint",
+    "store_errors",
     "wrap_store_errors",
 ]

@@ -7,9 +7,10 @@ Only the engine (and the CLI through it) uses this class; integrators go through
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
@@ -31,7 +32,7 @@ from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trade
 from brokersync.errors import StoreError, SyncInProgressError
 from brokersync.models import Account, Direction, Trade
 
-__all__ = ["LeaseLostError", "Store"]
+__all__ = ["LeaseLostError", "Store", "store_errors", "wrap_store_errors"]
 
 _STREAM_CHUNK = 2000
 
@@ -501,7 +502,29 @@ class Store:
             return [_run_info(row) for row in await conn.execute(query)]
 
 
-def wrap_store_errors(exc: SQLAlchemyError, what: str) -> StoreError:
+def wrap_store_errors(exc: SQLAlchemyError | OSError, what: str) -> StoreError:
     """A :class:`StoreError` naming the operation; the driver's message is kept, never a URL."""
+    if isinstance(exc, OSError) and not isinstance(exc, SQLAlchemyError):
+        return StoreError(f"cannot reach the database while {what}: {type(exc).__name__}: {exc}")
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     return StoreError(f"database error while {what}: {type(exc).__name__}: {detail}")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def store_errors(what: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Turn a database failure inside the decorated operation into a :class:`StoreError`."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except (SQLAlchemyError, OSError) as exc:
+                raise wrap_store_errors(exc, what) from None
+
+        return wrapper
+
+    return decorate
