@@ -145,3 +145,13 @@ async def test_an_unreachable_database_is_a_store_error_without_the_password() -
     finally:
         await engine.aclose()
     assert "hunter2" not in str(caught.value)
+
+
+async def test_large_batches_are_classified_completely(store: Store) -> None:
+    batch = [trade(i) for i in range(1234)]  # more ids than one lookup statement takes on SQLite
+    first = await store.store_batch(connection_id="c1", account_id="A1", batch=batch, now=NOW)
+    batch[1200] = trade(1200, fees=Decimal("0.01"))
+    second = await store.store_batch(connection_id="c1", account_id="A1", batch=batch, now=NOW)
+
+    assert (first.imported, first.skipped, first.updated) == (1234, 0, 0)
+    assert (second.imported, second.skipped, second.updated) == (0, 1233, 1)

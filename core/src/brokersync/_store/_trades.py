@@ -18,10 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from brokersync._store._schema import trades
 from brokersync._store._types import decimal_text, utc_text
 from brokersync.models import Trade
 
@@ -102,6 +100,7 @@ def _upsert_sql(dialect: str) -> str:
 
 
 _SQL = {name: _upsert_sql(name) for name in ("sqlite", "postgresql")}
+_SQLITE_CHUNK = 500
 
 
 def _fingerprint(trade: Trade, opened: str, closed: str) -> str:
@@ -195,17 +194,22 @@ async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, 
             "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])",
             (connection_id, account_id, list(ids)),
         )
-        rows: Sequence[Any] = result.all()
-        return {str(row[0]): str(row[1]) for row in rows}
-    query = select(trades.c.broker_trade_id, trades.c.fingerprint).where(
-        and_(
-            trades.c.connection_id == connection_id,
-            trades.c.account_id == account_id,
-            trades.c.broker_trade_id.in_(ids),
+        pg_rows: Sequence[Any] = result.all()
+        return {str(row[0]): str(row[1]) for row in pg_rows}
+    # Plain SQL in chunks: SQLite caps bound parameters per statement, and compiling an expanding
+    # IN clause per batch cost more than the lookup itself.
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _SQLITE_CHUNK):
+        chunk = list(ids[start : start + _SQLITE_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        result = await conn.exec_driver_sql(
+            "SELECT broker_trade_id, fingerprint FROM trades "  # noqa: S608 - only placeholders are interpolated
+            f"WHERE connection_id = ? AND account_id = ? AND broker_trade_id IN ({marks})",
+            (connection_id, account_id, *chunk),
         )
-    )
-    result = await conn.execute(query)
-    return {row[0]: row[1] for row in result}
+        rows: Sequence[Any] = result.all()
+        found.update((str(row[0]), str(row[1])) for row in rows)
+    return found
 
 
 async def upsert_trades(
