@@ -66,6 +66,10 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    import importlib.util
+
+    if importlib.util.find_spec("asyncpg") is None:
+        raise ConfigurationError("PostgreSQL needs the asyncpg driver: pip install 'brokersync[postgres]'")
     options.setdefault("pool_pre_ping", True)
     connect_args = options.setdefault("connect_args", {})
     # Plan each statement with its parameters: a generic plan cannot hash a "= ANY($n)" array, and
