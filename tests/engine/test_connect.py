@@ -118,3 +118,32 @@ async def test_a_wrong_key_is_a_vault_error_naming_the_connection(engine: Broker
         await other.sync_broker_trades(connection.connection_id, "alice")
     runs = await other.list_runs(connection_id=connection.connection_id)
     assert [(r.status.value, r.error_type) for r in runs] == [("failed", "unknown")]
+
+
+async def test_status_summarizes_schema_connections_trades_and_keys(engine: BrokerSync, db_url: str) -> None:
+    first = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)
+    second = await engine.connect_broker("bob", fakebroker.KEY, fakebroker.CREDENTIALS)
+    await engine.sync_broker_trades(first.connection_id, "alice")
+    await engine.disconnect_broker(second.connection_id, "bob")
+
+    status = await engine.status()
+
+    assert status.schema_current
+    assert status.dialect == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+    assert dict(status.connections) == {"active": 1, "disabled": 1}
+    assert dict(status.last_runs) == {"succeeded": 1}
+    assert status.trades == 35
+    assert status.active_key_id == "k1"
+
+
+async def test_postgresql_schema_is_upgraded_explicitly(make_engine, db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        engine = make_engine()  # SQLite: migrated on first use
+        assert await engine.list_connections() == []
+        assert (await engine.status()).schema_current
+        return
+    engine = make_engine()
+    with pytest.raises(ConfigurationError, match="brokersync db upgrade"):
+        await engine.list_connections()
+    assert await engine.upgrade_database() == (None, "0001")
+    assert await engine.list_connections() == []
