@@ -1,14 +1,14 @@
 """Deterministic market data for the simulated broker: the same seed always gives the same trades.
 
 Nothing here is stored: trade ``i`` of an account is computed from ``(seed, account, i, version)``
-on demand, so an account with a million trades costs a few bytes until it is read.
+on demand (SplitMix64 bits, integer tick arithmetic), so an account with a million trades costs a
+few bytes until it is read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import random
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,16 @@ import attrs
 __all__ = ["Instrument", "SimAccount", "stable_int", "wire_trade"]
 
 _CENT = Decimal("0.01")
+_MIN_FEE = Decimal("1.00")
+_M64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """SplitMix64's finalizer: 64 well-mixed bits from an integer (fast, same in every process)."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
 
 
 @attrs.frozen(kw_only=True)
@@ -29,6 +39,11 @@ class Instrument:
     multiplier: Decimal
     fee: Decimal
     quantities: tuple[int, ...]
+
+    @property
+    def price_ticks(self) -> int:
+        """The reference price in ticks."""
+        return int(self.price / self.tick)
 
 
 _FUTURES = (
@@ -142,6 +157,11 @@ class SimAccount:
     history_days: int
     open_trades: int
 
+    @property
+    def history_start(self) -> dt.datetime:
+        """When the account's history begins."""
+        return self.history_end - dt.timedelta(days=self.history_days)
+
     def wire(self) -> dict[str, Any]:
         """The account as the sim API lists it."""
         return {"id": self.id, "name": self.name, "currency": self.currency, "type": self.type}
@@ -161,24 +181,24 @@ def wire_trade(
     trade still open at version 1 gets closed, a closed one gets its commission re-billed.
     ``malformed`` garbles one field the way broken broker records do (the record keeps its id).
     """
-    rng = random.Random(account.base + index)  # noqa: S311 - simulated prices, not cryptography
-    instrument = account.instruments[rng.randrange(len(account.instruments))]
-    long = rng.random() < 0.55
-    quantity = instrument.quantities[rng.randrange(len(instrument.quantities))]
-    span = dt.timedelta(days=account.history_days) / max(account.n_trades, 1)
-    opened_at = (
-        account.history_end
-        - dt.timedelta(days=account.history_days)
-        + span * index
-        + dt.timedelta(seconds=rng.randrange(0, max(int(span.total_seconds() / 2), 1)))
-    ).replace(microsecond=0)
-    closed_at = opened_at + dt.timedelta(seconds=rng.randrange(30, 4 * 3600))
-    drift = Decimal(rng.randrange(-1000, 1000)) / Decimal(10000)
-    entry = (instrument.price * (1 + drift) / instrument.tick).quantize(Decimal(1)) * instrument.tick
-    exit_ = entry + instrument.tick * rng.randrange(-60, 61)
-    commission = max((instrument.fee * quantity).quantize(_CENT), Decimal("1.00"))
+    h = _mix(account.base + index)
+    g = _mix(h)
+    instrument = account.instruments[h % len(account.instruments)]
+    long = (h >> 8) % 100 < 55
+    quantity = instrument.quantities[(h >> 16) % len(instrument.quantities)]
+    span = account.history_days * 86400 / max(account.n_trades, 1)
+    offset = int(span * index) + (h >> 24) % max(int(span / 2), 1)
+    opened_at = account.history_start + dt.timedelta(seconds=offset)
+    closed_at = opened_at + dt.timedelta(seconds=30 + g % (4 * 3600 - 30))
+    base_ticks = instrument.price_ticks
+    entry_ticks = base_ticks + base_ticks * ((g >> 16) % 2000 - 1000) // 10000
+    exit_ticks = entry_ticks + (g >> 32) % 121 - 60
+    entry, exit_ = instrument.tick * entry_ticks, instrument.tick * exit_ticks
+    commission = max((instrument.fee * quantity).quantize(_CENT), _MIN_FEE)
     sign = 1 if long else -1
-    pnl: Decimal | None = ((exit_ - entry) * quantity * instrument.multiplier * sign).quantize(_CENT)
+    pnl: Decimal | None = (
+        instrument.tick * ((exit_ticks - entry_ticks) * quantity * sign) * instrument.multiplier
+    ).quantize(_CENT)
     is_open = version == 1 and index >= account.n_trades - account.open_trades
     if version > 1:
         commission += Decimal("0.25") * (version - 1)  # the broker re-billed exchange fees
