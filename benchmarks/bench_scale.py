@@ -1,0 +1,251 @@
+"""Scale benchmarks for the sim broker, the engine and the scheduler's fan-out (issue 5).
+
+1. fan-out: N sim connections (one account, a few trades each) with simulated latency per request,
+   synced by ``run_scheduled_sync`` vs a serial loop of ``sync_broker_trades`` over a sample of
+   other connections in the same process (the serial time per connection, times N). The fake
+   counts requests per window: its documented per-user and app limits must never be exceeded.
+2. bulk: one sim connection with T trades synced into SQLite: trades/s and peak RSS (each part
+   runs in a fresh subprocess so its peak memory is its own), against a baseline in the same
+   process: reading the same trades through the broker facade without storing them.
+
+    python benchmarks/bench_scale.py                       # both parts, the issue's sizes
+    python benchmarks/bench_scale.py --part fanout --connections 200
+    python benchmarks/bench_scale.py --part bulk --trades 100000
+
+Prints a markdown section to append to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from brokersync import BrokerSync, Vault, get_broker
+from brokersync_sim import SimAPI
+
+PASSWORD = "sim-password"
+
+
+async def _connect_many(engine: BrokerSync, prefix: str, count: int, user: str) -> list[str]:
+    ids: list[str] = []
+    gate = asyncio.Semaphore(20)
+
+    async def one(n: int) -> None:
+        async with gate:
+            result = await engine.connect_broker(user, "sim", {"username": f"{prefix}-{n:05d}", "password": PASSWORD})
+            ids.append(result.connection_id)
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return ids
+
+
+def _database_url(kind: str, tmp: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+    # BROKERSYNC_TEST_DATABASE_URL's server when set, else an embedded PostgreSQL (tests/_postgres.py).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _postgres import fresh_database  # type: ignore[import-not-found]
+
+    return str(fresh_database("bench"))
+
+
+async def fanout(
+    connections: int, sample: int, latency: float, concurrency: int, trades: int, database: str
+) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        api = SimAPI(seed=5, accounts=1, trades_per_account=trades, correction_rate=0, latency=latency)
+        engine = BrokerSync(
+            _database_url(database, tmp),
+            encryption_keys=Vault.generate_key("bench"),
+            transports={"sim": api.transport()},
+            concurrency=concurrency,
+        )
+        async with engine:
+            await engine.upgrade_database()
+            # Baseline: a serial loop over `sample` connections (then disabled, so the fan-out skips them).
+            serial_ids = await _connect_many(engine, "serial", sample, "bench-serial")
+            started = time.perf_counter()
+            for connection_id in serial_ids:
+                result = await engine.sync_broker_trades(connection_id, "bench-serial", trigger="scheduled")
+                assert result.ok, result.error
+            serial_seconds = time.perf_counter() - started
+            for connection_id in serial_ids:
+                await engine.disconnect_broker(connection_id, "bench-serial")
+            per_connection = serial_seconds / sample
+
+            await _connect_many(engine, "user", connections, "bench")
+            requests_before = api.stats.requests
+            started = time.perf_counter()
+            results = await engine.run_scheduled_sync()
+            fanout_seconds = time.perf_counter() - started
+            failed = [r for r in results if not r.ok]
+            imported = sum(r.imported for r in results)
+            return {
+                "database": database,
+                "connections": connections,
+                "latency_ms": latency * 1000,
+                "concurrency": concurrency,
+                "trades_per_connection": trades,
+                "serial_sample": sample,
+                "serial_seconds_per_connection": round(per_connection, 4),
+                "serial_estimated_seconds": round(per_connection * connections, 1),
+                "fanout_seconds": round(fanout_seconds, 2),
+                "speedup": round(per_connection * connections / fanout_seconds, 1),
+                "synced": len(results),
+                "failed": len(failed),
+                "imported": imported,
+                "requests": api.stats.requests - requests_before,
+                "retries": sum(r.retries for r in results),
+                "rate_limit_waits": sum(r.rate_limit_waits for r in results),
+                "broker_limit_exceeded": api.stats.limit_exceeded,
+                "peak_user_window": api.stats.peak_user_window,
+                "user_limit": list(api.user_limit),
+                "peak_app_window": api.stats.peak_app_window,
+                "app_limit": list(api.app_limit),
+            }
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+async def bulk_fetch(trades: int) -> dict[str, object]:
+    api = SimAPI(seed=9, accounts=1, trades_per_account=trades, correction_rate=0)
+    started = time.perf_counter()
+    count = 0
+    async with get_broker("sim", transport=api.transport()) as broker:
+        auth = await broker.authenticate({"username": "bulk", "password": PASSWORD})
+        (account,) = await broker.get_accounts(auth)
+        async for batch in broker.iter_trades(auth, account):
+            count += len(batch.trades)
+    seconds = time.perf_counter() - started
+    return {"trades": count, "seconds": round(seconds, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
+async def bulk_sync(trades: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        api = SimAPI(seed=9, accounts=1, trades_per_account=trades, correction_rate=0)
+        async with BrokerSync(
+            f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}",
+            encryption_keys=Vault.generate_key("bench"),
+            transports={"sim": api.transport()},
+        ) as engine:
+            await engine.upgrade_database()
+            connected = await engine.connect_broker("bulk", "sim", {"username": "bulk", "password": PASSWORD})
+            started = time.perf_counter()
+            result = await engine.sync_broker_trades(connected.connection_id, "bulk")
+            seconds = time.perf_counter() - started
+            assert result.ok, result.error
+            stored = await engine.count_trades()
+            return {
+                "trades": result.imported,
+                "stored": stored,
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "db_mb": round((Path(tmp) / "bench.db").stat().st_size / 1e6, 1),
+            }
+
+
+def _child(part: str, args: argparse.Namespace) -> dict[str, object]:
+    command = [sys.executable, __file__, "--child", part, "--trades", str(args.trades)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{part} failed:\n{done.stderr}")
+    data: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["all", "fanout", "bulk"], default="all")
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--serial-sample", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--trades-per-connection", type=int, default=20)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="for the fan-out")
+    parser.add_argument("--trades", type=int, default=1_000_000, help="trades for the bulk part")
+    parser.add_argument("--child", choices=["fetch", "sync"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child == "fetch":
+        print(json.dumps(asyncio.run(bulk_fetch(args.trades))))
+        return
+    if args.child == "sync":
+        print(json.dumps(asyncio.run(bulk_sync(args.trades))))
+        return
+
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
+        f"Python {platform.python_version()}, {platform.system()}"
+    )
+    title = "## Scale: sim fan-out and bulk sync (issue 5, `benchmarks/bench_scale.py`)"
+    lines = ["", title, "", f"Machine: {machine}."]
+    lines.append(f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`".replace(" `", "`"))
+    if args.part in ("all", "fanout"):
+        f = asyncio.run(
+            fanout(
+                args.connections,
+                args.serial_sample,
+                args.latency,
+                args.concurrency,
+                args.trades_per_connection,
+                args.database,
+            )
+        )
+        print(json.dumps(f), file=sys.stderr)
+        lines += [
+            "",
+            f"Fan-out on {f['database']}: {f['connections']} connections x {f['trades_per_connection']} trades, "
+            f"{f['latency_ms']:g} ms simulated latency per request, "
+            f"`run_scheduled_sync(concurrency={f['concurrency']})`.",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| serial loop, per connection (sample of {f['serial_sample']}) "
+            f"| {f['serial_seconds_per_connection']} s |",
+            f"| serial loop, all connections (per-connection time x N) | {f['serial_estimated_seconds']} s |",
+            f"| run_scheduled_sync, all connections | {f['fanout_seconds']} s |",
+            f"| **speed-up vs serial** | **{f['speedup']}x** |",
+            f"| synced / failed / imported | {f['synced']} / {f['failed']} / {f['imported']} |",
+            f"| broker requests / retries / rate-limit waits "
+            f"| {f['requests']} / {f['retries']} / {f['rate_limit_waits']} |",
+            f"| requests refused by the broker for exceeding its limits | {f['broker_limit_exceeded']} |",
+            f"| peak requests in one window, per user (limit) "
+            f"| {f['peak_user_window']} ({f['user_limit'][0]} per {f['user_limit'][1]:g} s) |",
+            f"| peak requests in one window, whole API (limit) "
+            f"| {f['peak_app_window']} ({f['app_limit'][0]} per {f['app_limit'][1]:g} s) |",
+        ]
+    if args.part in ("all", "bulk"):
+        fetch = _child("fetch", args)
+        sync = _child("sync", args)
+        print(json.dumps({"fetch": fetch, "sync": sync}), file=sys.stderr)
+        rate = int(sync["trades"]) / float(sync["seconds"])  # type: ignore[arg-type]
+        fetch_rate = int(fetch["trades"]) / float(fetch["seconds"])  # type: ignore[arg-type]
+        lines += [
+            "",
+            f"Bulk: one sim connection, {args.trades:,} trades, first (manual) sync into SQLite; "
+            "each measurement in its own process.",
+            "",
+            "| measure | fetch only (baseline) | engine sync into SQLite |",
+            "|---|---|---|",
+            f"| trades | {fetch['trades']} | {sync['trades']} (stored: {sync['stored']}) |",
+            f"| seconds | {fetch['seconds']} | {sync['seconds']} |",
+            f"| trades/s | {fetch_rate:,.0f} | {rate:,.0f} (**{rate / fetch_rate:.2f}x** the fetch-only rate) |",
+            f"| peak RSS | {fetch['peak_rss_mb']} MB | {sync['peak_rss_mb']} MB |",
+            f"| database size | | {sync['db_mb']} MB |",
+        ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
