@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,12 @@ from typing import Any
 import pytest
 from brokersync import BrokerSync, Vault
 from brokersync_sim import SimAPI
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:  # tests/_postgres.py: a real PostgreSQL (env URL or embedded server)
+    sys.path.insert(0, str(TESTS))
+
+from _postgres import fresh_database  # noqa: E402
 
 START = dt.datetime(2026, 2, 2, 9, 0, tzinfo=dt.UTC)
 PASSWORD = "sim-password"
@@ -63,9 +70,11 @@ def sim(fake_time: FakeTime) -> SimAPI:
     return SimAPI(seed=11, accounts=2, trades_per_account=300, clock=fake_time.utc, sleep=fake_time.sleep)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+    return fresh_database("sched")
 
 
 @pytest.fixture

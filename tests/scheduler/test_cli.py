@@ -59,8 +59,7 @@ async def _connect(db_url: str, keys: str, server: SimServer) -> str:
     [("60", True), ("0", False)],
     ids=["sigterm-finishes-the-sync", "sigterm-with-no-grace-abandons-it"],
 )
-async def test_sigterm_mid_sync_stops_the_scheduler_and_frees_the_lease(tmp_path, grace, finished):
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+async def test_sigterm_mid_sync_stops_the_scheduler_and_frees_the_lease(db_url, tmp_path, grace, finished):
     keys = Vault.generate_key("k1")
     api = SimAPI(seed=21, accounts=2, trades_per_account=2500, correction_rate=0, latency=0.05)
     with SimServer(api) as server:
