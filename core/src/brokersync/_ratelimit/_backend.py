@@ -29,8 +29,8 @@ class Decision:
         now: The decision time on the store's clock (the Redis server's clock for Redis).
         counts: Requests counted in each window after the decision.
         resets: For each window, when its oldest counted request leaves it (``now`` when empty).
-            Exact for :meth:`LimiterBackend.peek` and for refusals; a granted request may report
-            ``now`` for windows that had room (the Redis script skips that lookup).
+            Exact for :meth:`LimiterBackend.peek`; an acquire may report ``now`` (the Redis
+            script skips that lookup on its hot path).
         paused_until: When a pause (a broker's 429 / Retry-After) ends; 0 when not paused.
     """
 

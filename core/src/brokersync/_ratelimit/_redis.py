@@ -12,6 +12,7 @@ seconds and used again as soon as it answers. No request fails because Redis did
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from brokersync._log import get_logger
 from brokersync._ratelimit._backend import Decision, Window
@@ -33,35 +34,25 @@ __all__ = ["SCRIPT", "RedisBackend"]
 
 T = TypeVar("T")
 
-# Times are integer microseconds (exact in a Lua double up to 2^53). Numbers passed to redis.call
-# go through fmt(): Lua 5.1 would print them as "%.14g" and lose the microseconds.
+# Times are integer microseconds: exact in a Lua double up to 2^53, passed to redis.call as
+# "%.17g" (exact) and returned as integer replies. (Lua's own tostring() would print "%.14g".)
 SCRIPT = """
-local function fmt(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 local mode = ARGV[1]
 local ctl = KEYS[1]
 
-local function keep_control(until_us)
-  local ttl = redis.call('PTTL', ctl)
-  local want = math.ceil((until_us - now) / 1000) + 1000
-  if ttl < want then redis.call('PEXPIRE', ctl, fmt(want)) end
-end
-
-if mode == 'pause' then
-  local untl = now + tonumber(ARGV[4])
-  local cur = tonumber(redis.call('HGET', ctl, 'pause') or '0')
-  if untl > cur then
-    redis.call('HSET', ctl, 'pause', fmt(untl))
-    keep_control(untl)
+if mode == 'pause' or mode == 'pace' then
+  local untl = now + tonumber(ARGV[mode == 'pause' and 4 or 5])
+  if mode == 'pause' then
+    if untl <= tonumber(redis.call('HGET', ctl, 'pause') or '0') then return {now} end
+    redis.call('HSET', ctl, 'pause', untl)
+  else
+    redis.call('HSET', ctl, 'pace', tonumber(ARGV[4]), 'pace_until', untl)
   end
-  return {fmt(now)}
-end
-if mode == 'pace' then
-  local untl = now + tonumber(ARGV[5])
-  redis.call('HSET', ctl, 'pace', ARGV[4], 'pace_until', fmt(untl))
-  keep_control(untl)
-  return {fmt(now)}
+  local want = math.ceil((untl - now) / 1000) + 1000
+  if redis.call('PTTL', ctl) < want then redis.call('PEXPIRE', ctl, want) end
+  return {now}
 end
 
 local cost = tonumber(ARGV[2])
@@ -75,52 +66,48 @@ if pace_until > now then
   if nxt - now > wait then wait = nxt - now end
 end
 local n = #KEYS - 1
-local counts, resets, wins = {}, {}, {}
+local out = {0, 0, now, paused}
 for i = 1, n do
   local key = KEYS[i + 1]
-  local win = tonumber(ARGV[4 + 2 * i])
-  local lim = tonumber(ARGV[5 + 2 * i])
-  wins[i] = win
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - win))
+  local win = tonumber(ARGV[2 + 2 * i])
+  local lim = tonumber(ARGV[3 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - win)
   local count = redis.call('ZCARD', key)
-  counts[i] = count
-  resets[i] = now
+  local reset = now
   if count > 0 and (mode == 'peek' or count + cost > lim) then
     -- only a status query or a refusal needs to know when the oldest request leaves
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    resets[i] = tonumber(oldest[2]) + win
+    reset = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) + win
   end
   if count + cost > lim then
     local w = win
     if cost <= lim then
       local idx = count + cost - lim - 1
-      local entry = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
-      w = tonumber(entry[2]) + win - now
+      w = tonumber(redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')[2]) + win - now
     end
     if w > wait then wait = w end
   end
+  out[3 + 2 * i] = count
+  out[4 + 2 * i] = reset
 end
-local allowed = 0
 if mode == 'acquire' and wait <= 0 then
-  allowed = 1
+  out[1] = 1
   wait = 0
   for i = 1, n do
     local key = KEYS[i + 1]
+    local win = tonumber(ARGV[2 + 2 * i])
     for c = 1, cost do
-      redis.call('ZADD', key, fmt(now), ARGV[3] .. ':' .. c)
+      redis.call('ZADD', key, now, ARGV[3] .. ':' .. c)
     end
-    if counts[i] == 0 then resets[i] = now + wins[i] end
-    counts[i] = counts[i] + cost
-    redis.call('PEXPIRE', key, fmt(math.ceil(wins[i] / 1000) + 1000))
+    if out[3 + 2 * i] == 0 then out[4 + 2 * i] = now + win end
+    out[3 + 2 * i] = out[3 + 2 * i] + cost
+    redis.call('PEXPIRE', key, math.ceil(win / 1000) + 1000)
   end
-  if pace_until > now then
-    redis.call('HSET', ctl, 'next', fmt(now + tonumber(state[4] or '0')))
-  end
+  if pace_until > now then redis.call('HSET', ctl, 'next', now + tonumber(state[4] or '0')) end
 end
-local out = {allowed, fmt(wait), fmt(now), fmt(paused)}
-for i = 1, n do
-  out[#out + 1] = counts[i]
-  out[#out + 1] = fmt(resets[i])
+out[2] = wait
+if mode == 'acquire' then
+  -- a grant needs no reset times: keep the reply short (the hot path)
+  for i = n, 1, -1 do table.remove(out, 4 + 2 * i) end
 end
 return out
 """
@@ -173,7 +160,8 @@ class RedisBackend:
             self._where = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"
             self._client = client
             self._owns_client = False
-        self._script = self._client.register_script(SCRIPT)
+        self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._calls: dict[tuple[str, tuple[Window, ...]], tuple[list[str], list[str]]] = {}
         self._fallback = fallback or MemoryBackend()
         self._retry_interval = retry_interval
         self._clock = clock
@@ -195,24 +183,20 @@ class RedisBackend:
         """Whether decisions are currently made in memory because Redis is unreachable."""
         return self._down_since is not None
 
-    async def _run(self, redis_call: Callable[[], Awaitable[T]], memory_call: Callable[[], Awaitable[T]]) -> T:
-        if self._down_since is not None and self._clock() < self._next_probe:
-            return await memory_call()
-        try:
-            result = await redis_call()
-        except (RedisError, OSError) as exc:
-            now = self._clock()
-            if self._down_since is None:
-                self._down_since = now
-                self.outages += 1
-                self._log.warning(
-                    "Redis rate-limit store at {where} is unreachable ({error}); limits are kept in this "
-                    "process's memory until it is back (not shared with other processes meanwhile)",
-                    where=self._where,
-                    error=type(exc).__name__,
-                )
-            self._next_probe = now + self._retry_interval
-            return await memory_call()
+    def _went_down(self, exc: BaseException) -> None:
+        now = self._clock()
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            self._log.warning(
+                "Redis rate-limit store at {where} is unreachable ({error}); limits are kept in this "
+                "process's memory until it is back (not shared with other processes meanwhile)",
+                where=self._where,
+                error=type(exc).__name__,
+            )
+        self._next_probe = now + self._retry_interval
+
+    def _came_back(self) -> None:
         if self._down_since is not None:
             self._log.info(
                 "Redis rate-limit store at {where} is back after {seconds:.1f} s; limits are shared again",
@@ -220,40 +204,74 @@ class RedisBackend:
                 seconds=self._clock() - self._down_since,
             )
             self._down_since = None
+
+    async def _run(self, redis_call: Callable[[], Awaitable[T]], memory_call: Callable[[], Awaitable[T]]) -> T:
+        if self._down_since is not None and self._clock() < self._next_probe:
+            return await memory_call()
+        try:
+            result = await redis_call()
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return await memory_call()
+        self._came_back()
         return result
 
-    async def _eval(self, mode: str, control: str, windows: Sequence[Window], cost: int, *extra: str) -> Any:
-        args = [mode, str(cost), f"{self._token}-{next(self._ids)}", *extra]
-        args += [""] * (5 - len(args))
-        for window in windows:
-            args += [_us(window.seconds), str(window.max_requests)]
-        return await self._script(keys=[control, *(w.key for w in windows)], args=args)
+    async def _eval(self, keys: list[str], args: list[str]) -> Any:
+        try:
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or different server: load the script once more
+            self._sha = await self._client.script_load(SCRIPT)
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+
+    def _window_call(
+        self, mode: str, control: str, windows: Sequence[Window], cost: int
+    ) -> tuple[list[str], list[str]]:
+        cached = self._calls.get((control, tuple(windows)))
+        if cached is None:
+            if len(self._calls) > 4096:  # bounded: one entry per broker (account) and limit class
+                self._calls.clear()
+            cached = (
+                [control, *(w.key for w in windows)],
+                [arg for w in windows for arg in (_us(w.seconds), str(w.max_requests))],
+            )
+            self._calls[(control, tuple(windows))] = cached
+        keys, window_args = cached
+        return keys, [mode, str(cost), f"{self._token}-{next(self._ids)}", *window_args]
 
     @staticmethod
-    def _decision(reply: Sequence[Any]) -> Decision:
+    def _decision(reply: Sequence[Any], *, with_resets: bool) -> Decision:
+        now = int(reply[2]) / _MICRO
         rest = reply[4:]
+        counts = tuple(int(c) for c in (rest[0::2] if with_resets else rest))
         return Decision(
             allowed=int(reply[0]) == 1,
             wait=int(reply[1]) / _MICRO,
-            now=int(reply[2]) / _MICRO,
+            now=now,
             paused_until=int(reply[3]) / _MICRO,
-            counts=tuple(int(c) for c in rest[0::2]),
-            resets=tuple(int(r) / _MICRO for r in rest[1::2]),
+            counts=counts,
+            resets=tuple(int(r) / _MICRO for r in rest[1::2]) if with_resets else (now,) * len(counts),
         )
 
     async def acquire(self, control: str, windows: Sequence[Window], cost: int = 1) -> Decision:
         """See :class:`~brokersync._ratelimit._backend.LimiterBackend`."""
 
-        async def on_redis() -> Decision:
-            return self._decision(await self._eval("acquire", control, windows, cost))
-
-        return await self._run(on_redis, lambda: self._fallback.acquire(control, windows, cost))
+        if self._down_since is not None and self._clock() < self._next_probe:
+            return await self._fallback.acquire(control, windows, cost)
+        # The hot path, written out (no closures): one EVALSHA per decision.
+        try:
+            reply = await self._eval(*self._window_call("acquire", control, windows, cost))
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return await self._fallback.acquire(control, windows, cost)
+        if self._down_since is not None:
+            self._came_back()
+        return self._decision(reply, with_resets=False)
 
     async def peek(self, control: str, windows: Sequence[Window]) -> Decision:
         """See :class:`~brokersync._ratelimit._backend.LimiterBackend`."""
 
         async def on_redis() -> Decision:
-            return self._decision(await self._eval("peek", control, windows, 1))
+            return self._decision(await self._eval(*self._window_call("peek", control, windows, 1)), with_resets=True)
 
         return await self._run(on_redis, lambda: self._fallback.peek(control, windows))
 
@@ -261,7 +279,7 @@ class RedisBackend:
         """See :class:`~brokersync._ratelimit._backend.LimiterBackend`."""
 
         async def on_redis() -> None:
-            await self._eval("pause", control, (), 1, _us(seconds))
+            await self._eval([control], ["pause", "1", "", _us(seconds)])
 
         # Remember the pause locally too: if Redis goes away, this process still honours it.
         await self._fallback.pause(control, seconds)
@@ -271,7 +289,7 @@ class RedisBackend:
         """See :class:`~brokersync._ratelimit._backend.LimiterBackend`."""
 
         async def on_redis() -> None:
-            await self._eval("pace", control, (), 1, _us(interval), _us(seconds))
+            await self._eval([control], ["pace", "1", "", _us(interval), _us(seconds)])
 
         await self._fallback.pace(control, interval, seconds)
         await self._run(on_redis, _nothing)
