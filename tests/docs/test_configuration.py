@@ -100,3 +100,45 @@ def test_documented_variables_exist() -> None:
     read |= set().union(*(env_names_in(p.read_text(encoding="utf-8")) for p in test_files))
     stale = sorted(documented_variables() - read)
     assert stale == [], f"docs/configuration.md documents variables nothing reads: {stale}"
+
+
+def _rows() -> dict[str, list[str]]:
+    """Variable -> the cells of its row in docs/configuration.md."""
+    rows: dict[str, list[str]] = {}
+    for line in CONFIGURATION.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            for name in _DOCUMENTED.findall(cells[0]):
+                rows[name] = cells
+    return rows
+
+
+def _cli_options_with_envvar() -> list[tuple[str, str, object]]:
+    """(command, env var, default) of every CLI option that reads an environment variable."""
+    import click
+    from brokersync._cli import cli
+
+    found: list[tuple[str, str, object]] = []
+
+    def walk(command: click.Command, ctx: click.Context, path: str) -> None:
+        for param in command.params:
+            for envvar in [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ()):
+                found.append((path, envvar, param.default))
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub, click.Context(sub, info_name=name, parent=ctx), f"{path} {name}")
+
+    walk(cli, click.Context(cli, info_name="brokersync"), "brokersync")
+    return found
+
+
+def test_cli_defaults_match_the_documented_defaults() -> None:
+    options = _cli_options_with_envvar()
+    assert any(envvar == "BROKERSYNC_USER" for _, envvar, _ in options)  # the walk reaches subcommands
+    rows = _rows()
+    for command, envvar, default in options:
+        assert envvar in rows, f"{command}: option reads {envvar}, which docs/configuration.md does not list"
+        if isinstance(default, str | int | float):  # click marks "no default" with a sentinel
+            assert f"`{default}`" in rows[envvar][2], f"{command}: {envvar} defaults to {default!r}"
