@@ -84,10 +84,10 @@ def retry_delays(policy: RetryPolicy) -> Iterator[float]:
 class _Run:
     """The state of one with_retry call: attempts, the pending delay, the error to raise."""
 
-    def __init__(self, policy: RetryPolicy, context: RetryContext) -> None:
+    def __init__(self, policy: RetryPolicy, context: RetryContext, started: float) -> None:
         self.policy = policy
         self.ctx = context
-        self.started = context.clock()
+        self.started = started
         self.tries = 0
         self.delays = retry_delays(policy)
         self.delay = 0.0
@@ -171,7 +171,22 @@ async def with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, contex
         BrokerRateLimitError: The broker asked to wait longer than ``policy.max_retry_after``.
         Exception: The last error, when it is not retryable or retries or time ran out.
     """
-    run = _Run(policy, context or RetryContext())
+    ctx = context or RetryContext()
+    started = ctx.clock()
+    try:
+        return await fn()  # most calls succeed at once: no retry machinery for them
+    except Exception as exc:
+        first: Exception | None = exc
+
+    async def replay_then_call() -> T:
+        # backoff's first attempt is the failure above (replayed, not sent again).
+        nonlocal first
+        if first is not None:
+            failure, first = first, None
+            raise failure
+        return await fn()
+
+    run = _Run(policy, ctx, started)
     results: list[T] = []
     attempts = backoff.aretry_context(
         Exception,
@@ -187,7 +202,7 @@ async def with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, contex
     async with contextlib.aclosing(attempts):
         async for attempt in attempts:
             with attempt:
-                results.append(await fn())
+                results.append(await replay_then_call())
     if results:
         return results[0]
     assert run.final is not None  # backoff only stops without a result after giveup()

@@ -53,7 +53,10 @@ def parse_rate_limit_headers(headers: Mapping[str, str], *, now: float) -> RateL
         headers: Response headers (a case-insensitive mapping, such as httpx's).
         now: The current epoch time in seconds (to turn a reset timestamp into a delay).
     """
-    headers = {k.lower(): v for k, v in headers.items()}
+    # Most responses carry no rate-limit header: keep only the ones that could be one.
+    headers = {k.lower(): v for k, v in headers.items() if "rate" in k.lower()}
+    if not headers:
+        return None
     remaining = _first(headers, "RateLimit-Remaining", "X-RateLimit-Remaining", "X-Rate-Limit-Remaining")
     reset = _first(headers, "RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset")
     limit = _first(headers, "RateLimit-Limit", "X-RateLimit-Limit", "X-Rate-Limit-Limit")

@@ -85,6 +85,7 @@ class RateLimiter:
         per_account = account is not None and any(limit.scope == "account" for limit in self.limits)
         self.control_key = f"{base}:{account}:ctl" if per_account else f"{base}:ctl"
         self._windows: dict[str, list[Window]] = {}
+        self._checked_cache: dict[tuple[int, str | None], tuple[Window, ...]] = {}
         for limit in self.limits:
             scope = account if (limit.scope == "account" and account is not None) else "broker"
             key = f"{base}:{scope}:{limit.name}:{limit.window_seconds:g}"
@@ -108,6 +109,9 @@ class RateLimiter:
         return tuple(selected)
 
     def _checked(self, cost: int, name: str | None) -> tuple[Window, ...]:
+        checked = self._checked_cache.get((cost, name))
+        if checked is not None:
+            return checked
         windows = self.windows(name)
         if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise ValueError(f"rate-limit cost must be a positive integer, got {cost!r}")
@@ -118,6 +122,8 @@ class RateLimiter:
                     f"a request costing {cost} can never fit broker {self.broker!r}'s limit of "
                     f"{window.max_requests} per {window.seconds:g} s"
                 )
+        if len(self._checked_cache) < 64:
+            self._checked_cache[(cost, name)] = windows
         return windows
 
     def _full(self, decision: Decision) -> BrokerRateLimitError:
