@@ -209,3 +209,58 @@ def test_an_unreachable_redis_is_answered_from_memory_without_hanging():
             await store.aclose()
 
     asyncio.run(main())
+
+
+async def test_few_remaining_in_the_brokers_headers_paces_every_process(redis_url, backend, prefix):
+    other_process = RedisBackend(redis_url)
+    try:
+        mine = _limiter(backend, prefix, RateLimit(max_requests=100, window_seconds=60))
+        theirs = _limiter(other_process, prefix, RateLimit(max_requests=100, window_seconds=60))
+        headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "2", "X-RateLimit-Reset": "20"}
+        await mine.observe(headers, now=0)
+        await theirs.check_limit()  # the first of the two goes at once
+        with pytest.raises(BrokerRateLimitError) as info:
+            await mine.check_limit()  # the next one is 20 s / 2 later, whoever asks
+        assert 9.0 < info.value.retry_after <= 10.0
+    finally:
+        await other_process.aclose()
+
+
+async def test_a_429_through_a_redis_resilience_holds_another_process(redis_url, prefix):
+    import httpx
+    from brokersync import BrokerMetadata, CredentialField, Resilience, RetryPolicy
+
+    metadata = BrokerMetadata(
+        key="shared",
+        name="Shared",
+        auth_type="token",
+        credential_fields=[CredentialField(name="token", secret=True)],
+        environments={"live": "https://shared.test"},
+        rate_limits=[RateLimit(max_requests=50, window_seconds=1)],
+        retry=RetryPolicy(max_retries=0),
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    first = Resilience(redis=client, key_prefix=prefix)  # a ready client: the caller owns it
+    second = Resilience(redis=redis_url, key_prefix=prefix)  # another process, its own connection
+    try:
+        api = httpx.MockTransport(lambda request: httpx.Response(429, headers={"Retry-After": "40"}))
+        from brokersync._http import BrokerHttpClient
+
+        http = BrokerHttpClient(
+            broker="shared",
+            base_url="https://shared.test",
+            transport=api,
+            limiter=first.limiter(metadata),
+            retry=metadata.retry,
+        )
+        with pytest.raises(BrokerRateLimitError):
+            await http.get("/x")
+        await http.aclose()
+        with pytest.raises(BrokerRateLimitError) as info:
+            await second.limiter(metadata).check_limit()
+        assert 39 < info.value.retry_after <= 40
+    finally:
+        await first.aclose()
+        await second.aclose()
+        assert await client.ping()  # a client the caller passed in is not closed by brokersync
+        await client.aclose()
