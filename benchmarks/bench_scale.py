@@ -190,7 +190,7 @@ def main() -> None:
     )
     title = "## Scale: sim fan-out and bulk sync (issue 5, `benchmarks/bench_scale.py`)"
     lines = ["", title, "", f"Machine: {machine}."]
-    lines.append(f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`".replace(" `", "`"))
+    lines.append(f"Command: `{' '.join(['python benchmarks/bench_scale.py', *sys.argv[1:]])}`")
     if args.part in ("all", "fanout"):
         f = asyncio.run(
             fanout(
