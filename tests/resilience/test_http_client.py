@@ -294,6 +294,14 @@ async def test_no_httpx_error_escapes_the_client(fake_time, exc_type):
         assert isinstance(info.value, BrokerNetworkError)
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "https://ex\x00ample/"], ids=["bad-ipv6", "control-char"])
+async def test_a_bad_url_is_a_broker_error_not_an_httpx_one(resilience, log_records, url):
+    api = Api()
+    with pytest.raises(BrokerApiError):
+        await resilience.client_for(_broker(api)).get(url)
+    assert api.requests == []
+
+
 async def test_an_httpx_error_raised_by_a_plugin_check_is_mapped(resilience):
     api = Api(*[httpx.Response(200, json={"raise_httpx": True}) for _ in range(4)])
     with pytest.raises(BrokerServerError):

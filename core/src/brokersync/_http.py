@@ -294,7 +294,13 @@ class BrokerHttpClient:
         attempt: int,
         seconds: float,
     ) -> None:
-        target = response.request.url if response is not None else self._client.base_url.join(url)
+        if response is not None:
+            target = response.request.url
+        else:
+            try:
+                target = self._client.base_url.join(url)
+            except httpx.InvalidURL:  # the request never had a valid URL: log what the plugin asked for
+                target = httpx.URL(self._client.base_url)
         status: int | str = response.status_code if response is not None else type(error).__name__
         self._log.log(
             "INFO" if error is None else "WARNING",
