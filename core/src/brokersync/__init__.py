@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from brokersync._http import BrokerHttpClient
     from brokersync._log import enable_logging
     from brokersync._metrics import RequestMetrics
+    from brokersync._queue import QueuedSync, SyncQueue, WorkerStats
     from brokersync._ratelimit import RateLimiter, RateLimitStatus
     from brokersync._resilience import (
         Resilience,
@@ -131,6 +132,10 @@ _LAZY = {
     "ScheduledRun": "brokersync._scheduler",
     "Scheduler": "brokersync._scheduler",
     "SchedulerStats": "brokersync._scheduler",
+    # Scale-out: sync jobs on a saq queue (saq loads only when a queue is made).
+    "QueuedSync": "brokersync._queue",
+    "SyncQueue": "brokersync._queue",
+    "WorkerStats": "brokersync._queue",
 }
 
 if "loguru" in sys.modules:
@@ -248,6 +253,7 @@ __all__ = [
     "PluginError",
     "PluginFailure",
     "PluginInfo",
+    "QueuedSync",
     "RateLimit",
     "RateLimitStatus",
     "RateLimiter",
@@ -267,6 +273,7 @@ __all__ = [
     "SyncError",
     "SyncInProgressError",
     "SyncProgress",
+    "SyncQueue",
     "SyncRecordError",
     "SyncResult",
     "SyncRunInfo",
@@ -276,6 +283,7 @@ __all__ = [
     "TradePage",
     "Vault",
     "VaultError",
+    "WorkerStats",
     "__version__",
     "classify_error",
     "create_rate_limiter",

@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "db": "brokersync._cli._admin:db",
     "scheduler": "brokersync._cli._scheduler:scheduler",
     "demo": "brokersync._cli._demo:demo",
+    "worker": "brokersync._cli._worker:worker",
+    "enqueue": "brokersync._cli._worker:enqueue",
 }
 
 
