@@ -164,6 +164,8 @@ def demo(
         from rich.console import Console
 
         console = Console()
+        if not console.is_terminal:  # a log file or a CI page: wide enough for the tables
+            console = Console(width=120)
 
     async def main() -> dict[str, Any]:
         from brokersync._engine import BrokerSync
