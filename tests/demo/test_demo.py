@@ -73,3 +73,13 @@ def test_without_the_sim_plugin_the_demo_says_what_to_install():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "pip install brokersync-sim" in done.stderr
+
+
+def test_running_the_demo_again_in_the_same_directory_works_and_counts_its_own_connection(tmp_path):
+    args = ("--data-dir", str(tmp_path), "--trades", "400", "--accounts", "1", "--fault-rate", "0", "--json")
+    first = json.loads(run_demo(*args).stdout)
+    again = run_demo(*args)
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)
+    assert second["connection_id"] != first["connection_id"]
+    assert second["stored_trades"] == second["first_sync"]["imported"] == 400

@@ -101,7 +101,8 @@ def _summary_table(first: SyncResult, second: SyncResult) -> Any:
 async def _trades_table(engine: BrokerSync, connection_id: str, count: int) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"A few stored trades (of {await engine.count_trades()})", title_justify="left")
+    stored = await engine.count_trades(connection_id=connection_id)
+    table = Table(title=f"A few stored trades (of {stored})", title_justify="left")
     for column in ("trade id", "symbol", "side", "qty", "opened (UTC)", "entry", "exit", "P&L", "fees"):
         table.add_column(column, justify="right" if column in ("qty", "entry", "exit", "P&L", "fees") else "left")
     async for t in engine.iter_trades(connection_id=connection_id, limit=count):
@@ -185,7 +186,7 @@ def demo(
                 )
             first = await _sync(engine, connected.connection_id, total, "first sync ", console)
             second = await _sync(engine, connected.connection_id, total, "second sync", console)
-            stored = await engine.count_trades()
+            stored = await engine.count_trades(connection_id=connected.connection_id)
             if console is not None:
                 console.print()
                 console.print(_summary_table(first, second))
