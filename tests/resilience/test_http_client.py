@@ -247,6 +247,18 @@ async def test_an_open_circuit_fails_fast_without_calling_the_broker(fake_time):
     assert breaker.state is CircuitState.CLOSED
 
 
+async def test_account_limits_are_kept_per_connection_when_no_account_is_named(resilience, fake_time):
+    metadata = _metadata(rate_limits=[RateLimit(max_requests=1, window_seconds=10, scope="account")])
+    api = Api()
+    await resilience.client_for(_broker(api, metadata, connection_id="alice")).get("/a")
+    await resilience.client_for(_broker(api, metadata, connection_id="bob")).get("/a")
+    assert fake_time.sleeps == []  # two users, two windows
+    await resilience.client_for(_broker(api, metadata, connection_id="alice")).get("/a")
+    assert fake_time.sleeps == [pytest.approx(10.0)]
+    await resilience.client_for(_broker(api, metadata, connection_id="alice"), account_id="A-1").get("/a")
+    assert len(fake_time.sleeps) == 1  # a named broker account has a window of its own
+
+
 async def test_circuits_can_be_kept_per_connection(fake_time):
     resilience = Resilience(
         clock=fake_time.clock, sleep=fake_time.sleep, circuit_failure_threshold=1, circuit_per_connection=True

@@ -186,13 +186,17 @@ class Resilience:
         Args:
             broker: The facade (its key, metadata, base URL, connection, plugin checks, transport).
             metrics: Counters the client updates (e.g. one object per sync run).
-            account_id: Count per-account limits for this broker account.
+            account_id: Count ``scope="account"`` limits for this broker account. Without one they
+                are counted per connection (one set of credentials: brokers limit per user), or
+                per broker when the facade has no connection either.
             transport: Use this transport instead of the facade's.
             own_circuit: Give the client a circuit breaker of its own instead of the shared one
                 (a facade's default client does, so unrelated direct users of one broker do not
                 trip each other's breaker; an engine's clients share theirs).
         """
         policy = self.retry_policy(broker.metadata)
+        if account_id is None and broker.connection_id is not None:
+            account_id = f"connection:{broker.connection_id}"
         return BrokerHttpClient(
             broker=broker.key,
             base_url=broker.base_url,
