@@ -347,6 +347,21 @@ async def test_a_307_to_another_host_keeps_authorization_and_body(resilience):
     assert response.request.url.host == "org-1.fake.test"
 
 
+async def test_a_cross_host_redirect_does_not_carry_the_first_hosts_cookies(resilience):
+    def api(request):
+        if request.url.path == "/v1/login":
+            return httpx.Response(200, json={}, headers={"Set-Cookie": "session=s3cr3t; Path=/"})
+        if request.url.host == "api.fake.test":
+            assert request.headers.get("Cookie") == "session=s3cr3t"  # the first host gets its cookie
+            return httpx.Response(307, headers={"Location": "https://org-1.fake.test/v1/x"})
+        return httpx.Response(200, json={"cookie": request.headers.get("Cookie")})
+
+    client = resilience.client_for(_broker(api))
+    await client.get("/login")
+    response = await client.get("/x")
+    assert response.json() == {"cookie": None}
+
+
 async def test_a_redirect_to_plain_http_drops_the_token(resilience):
     def api(request):
         if request.url.scheme == "https":

@@ -206,6 +206,7 @@ class BrokerHttpClient:
             method = "GET"
         headers = httpx.Headers(request.headers)
         headers.pop("Host", None)
+        headers.pop("Cookie", None)  # build_request adds the jar's cookies for the new URL, and only those
         content: bytes | None = None
         if status in (307, 308):
             try:
