@@ -75,3 +75,17 @@ async def test_a_timeout_on_the_loopback_server_reaches_the_plugin_as_a_network_
         async with brokersync.get_broker("sim", base_url=server.base_url) as broker:
             with pytest.raises(brokersync.BrokerNetworkError):
                 await broker.authenticate(credentials)
+
+
+def test_brokersync_plugins_lists_the_sim_plugin_with_its_hooks():
+    import json
+
+    from brokersync._cli import cli
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    (entry,) = [p for p in json.loads(result.stdout) if p["distribution"] == "brokersync-sim"]
+    assert entry["brokers"] == ["sim"]
+    assert "refresh_token" in entry["hooks"]
+    assert entry["errors"] == []
