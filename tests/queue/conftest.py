@@ -25,9 +25,7 @@ from _postgres import fresh_database  # noqa: E402
 from _redis import redis_server  # noqa: E402
 from brokersync import BrokerSync, SyncQueue, Vault  # noqa: E402
 from engine_support import Clock  # noqa: E402
-
-ACCOUNTS = {"ACC-1": 25, "ACC-2": 10}  # 35 trades per connection
-PAGE_SIZE = 10  # several batches per account, so a sync takes a few round trips
+from queue_support import ACCOUNTS, PAGE_SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="session")

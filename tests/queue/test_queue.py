@@ -13,11 +13,10 @@ import fakebroker
 import pytest
 import redis.asyncio as aioredis
 from brokersync import BrokerSync, ConfigurationError, ConnectionStatus, SyncQueue
+from queue_support import TRADES_PER_CONNECTION
 
 # saq calls redis-py commands that redis 8 marks deprecated (setex); harmless, but pytest makes warnings errors.
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")]
-
-TRADES_PER_CONNECTION = 35
 
 
 async def drain(queue: SyncQueue, engine: BrokerSync, **options: Any) -> Any:

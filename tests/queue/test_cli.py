@@ -1,0 +1,115 @@
+"""``brokersync enqueue`` and ``brokersync worker`` as users run them: processes, Redis, SQLite, sim on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from brokersync import BrokerSync, SyncQueue, Vault
+from brokersync_sim import SimAPI
+from brokersync_sim.server import SimServer
+
+# saq calls redis-py commands that redis 8 marks deprecated (setex); harmless, but pytest makes warnings errors.
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")]
+
+SIM_PASSWORD = "sim-password"
+SIM_TRADES = 2 * 40  # two accounts of 40 trades per sim user
+
+
+def brokersync_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from brokersync._cli import main; main(sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimAPI(seed=5, accounts=2, trades_per_account=40)) as server:
+        yield server
+
+
+@pytest.fixture
+def setting(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """What an operator exports: the database, the keys, the queue (a name of its own per test)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKERSYNC_")}
+    env.update(
+        BROKERSYNC_DATA_DIR=str(tmp_path / "data"),
+        BROKERSYNC_DATABASE_URL=f"sqlite:///{tmp_path / 'trades.db'}",
+        BROKERSYNC_ENCRYPTION_KEYS=Vault.generate_key("k1"),
+        BROKERSYNC_QUEUE_URL=redis_url,
+        BROKERSYNC_PLUGINS="sim",
+    )
+    return env
+
+
+@pytest.fixture
+async def sim_engine(setting: dict[str, str], sim: SimServer) -> AsyncIterator[BrokerSync]:
+    engine = BrokerSync(
+        setting["BROKERSYNC_DATABASE_URL"],
+        encryption_keys=setting["BROKERSYNC_ENCRYPTION_KEYS"],
+        base_urls={"sim": sim.base_url},
+    )
+    yield engine
+    await engine.aclose()
+
+
+async def test_enqueue_then_worker_syncs_every_connection(
+    setting: dict[str, str], sim: SimServer, sim_engine: BrokerSync
+) -> None:
+    ids = []
+    for user in ("ann", "bob", "cid"):
+        connected = await sim_engine.connect_broker(user, "sim", {"username": user, "password": SIM_PASSWORD})
+        ids.append(connected.connection_id)
+    name = ["--queue-name", f"cli-{uuid.uuid4().hex[:8]}"]
+
+    first = brokersync_cli("enqueue", "--all", *name, env=setting)
+    assert first.returncode == 0, first.stderr
+    assert "3 queued, 0 already queued" in first.stdout
+    again = brokersync_cli("enqueue", ids[0], "--json", *name, env=setting)
+    assert again.returncode == 0 and json.loads(again.stdout) == {ids[0]: False}
+
+    worker = brokersync_cli(
+        "worker", "--burst", "--concurrency", "2", "--base-url", f"sim={sim.base_url}", *name, env=setting
+    )
+
+    assert worker.returncode == 0, worker.stderr
+    assert "worker stopped: 3 complete, 0 failed" in worker.stdout
+    for connection_id in ids:
+        assert await sim_engine.count_trades(connection_id=connection_id) == SIM_TRADES
+    assert SIM_PASSWORD not in worker.stdout + worker.stderr
+    async with SyncQueue(setting["BROKERSYNC_QUEUE_URL"], name=name[1]) as queue:
+        assert await queue.counts() == {"queued": 0, "active": 0, "scheduled": 0}
+
+
+async def test_enqueue_refuses_unknown_connections_and_bad_usage(setting: dict[str, str]) -> None:
+    unknown = brokersync_cli("enqueue", "no-such-connection", env=setting)
+    assert unknown.returncode == 2 and "no connection no-such-connection" in unknown.stderr
+    neither = brokersync_cli("enqueue", env=setting)
+    assert neither.returncode == 2 and "CONNECTION_ID" in neither.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "enqueue"])
+def test_missing_queue_url_is_a_configuration_error(setting: dict[str, str], command: str) -> None:
+    del setting["BROKERSYNC_QUEUE_URL"]
+    result = brokersync_cli(command, *(["--all"] if command == "enqueue" else []), env=setting)
+    assert result.returncode == 2
+    assert "BROKERSYNC_QUEUE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "enqueue"])
+def test_without_saq_the_commands_say_what_to_install(setting: dict[str, str], command: str) -> None:
+    # A Python where saq is not installed: the import fails like a missing package does.
+    code = "import sys; sys.modules['saq'] = None; from brokersync._cli import main; main(sys.argv[1:])"
+    args = [command, *(["--all"] if command == "enqueue" else [])]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], env=setting, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "pip install 'brokersync[queue]'" in result.stderr
