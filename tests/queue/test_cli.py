@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from brokersync import BrokerSync, SyncQueue, Vault
+from brokersync._cli import cli
 from brokersync_sim import SimAPI
 from brokersync_sim.server import SimServer
+from click.testing import CliRunner, Result
 
 # saq calls redis-py commands that redis 8 marks deprecated (setex); harmless, but pytest makes warnings errors.
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")]
@@ -88,28 +90,42 @@ async def test_enqueue_then_worker_syncs_every_connection(
         assert await queue.counts() == {"queued": 0, "active": 0, "scheduled": 0}
 
 
-async def test_enqueue_refuses_unknown_connections_and_bad_usage(setting: dict[str, str]) -> None:
-    unknown = brokersync_cli("enqueue", "no-such-connection", env=setting)
-    assert unknown.returncode == 2 and "no connection no-such-connection" in unknown.stderr
-    neither = brokersync_cli("enqueue", env=setting)
-    assert neither.returncode == 2 and "CONNECTION_ID" in neither.stderr
+def run_in_process(*args: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Result:
+    """The CLI in this process (fast) with exactly the operator's environment."""
+    for name in [k for k in os.environ if k.startswith("BROKERSYNC_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("BROKERSYNC_"):
+            monkeypatch.setenv(name, value)
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_enqueue_refuses_unknown_connections_and_bad_usage(
+    setting: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unknown = run_in_process("enqueue", "no-such-connection", env=setting, monkeypatch=monkeypatch)
+    assert unknown.exit_code == 2 and "no connection no-such-connection" in unknown.stderr
+    neither = run_in_process("enqueue", env=setting, monkeypatch=monkeypatch)
+    assert neither.exit_code == 2 and "CONNECTION_ID" in neither.stderr
 
 
 @pytest.mark.parametrize("command", ["worker", "enqueue"])
-def test_missing_queue_url_is_a_configuration_error(setting: dict[str, str], command: str) -> None:
+def test_missing_queue_url_is_a_configuration_error(
+    setting: dict[str, str], command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     del setting["BROKERSYNC_QUEUE_URL"]
-    result = brokersync_cli(command, *(["--all"] if command == "enqueue" else []), env=setting)
-    assert result.returncode == 2
-    assert "BROKERSYNC_QUEUE_URL" in result.stderr and "Traceback" not in result.stderr
+    args = [command, *(["--all"] if command == "enqueue" else [])]
+    result = run_in_process(*args, env=setting, monkeypatch=monkeypatch)
+    assert result.exit_code == 2
+    assert "BROKERSYNC_QUEUE_URL" in result.stderr and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", ["worker", "enqueue"])
-def test_without_saq_the_commands_say_what_to_install(setting: dict[str, str], command: str) -> None:
-    # A Python where saq is not installed: the import fails like a missing package does.
-    code = "import sys; sys.modules['saq'] = None; from brokersync._cli import main; main(sys.argv[1:])"
+def test_without_saq_the_commands_say_what_to_install(
+    setting: dict[str, str], command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "saq", None)  # a Python without saq: `import saq` fails as when missing
     args = [command, *(["--all"] if command == "enqueue" else [])]
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], env=setting, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 2
+    result = run_in_process(*args, env=setting, monkeypatch=monkeypatch)
+    assert result.exit_code == 2
     assert "pip install 'brokersync[queue]'" in result.stderr
