@@ -171,3 +171,35 @@ async def test_bad_settings_are_refused_with_a_clear_message(engine, options, me
 def test_a_connection_schedule_needs_a_positive_interval():
     with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
         ConnectionSchedule(connection_id="c", user_id="u", interval=-5)
+
+
+async def test_a_database_failure_is_reported_and_the_scheduler_keeps_going(engine, connect, fake_time):
+    from sqlalchemy import text
+
+    await connect("alice")
+    runs = []
+
+    async def rename(old: str, new: str) -> None:
+        async with engine.store.engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    async def outage_then_recovery(run) -> None:
+        runs.append(run)
+        if len(runs) == 1:
+            await rename("connections", "connections_gone")  # the next run finds no connections table
+        elif len(runs) == 2:
+            await rename("connections_gone", "connections")
+
+    scheduler = Scheduler(
+        engine, interval=60, clock=fake_time.monotonic, sleep=fake_time.idle_sleep, on_run=outage_then_recovery
+    )
+    fake_time.busy = lambda: scheduler.in_flight > 0
+    stats = await scheduler.run(max_runs=3)
+
+    assert runs[0].results[0].ok
+    assert runs[1].error is not None
+    assert runs[1].error.technical_details["exception"] == "brokersync.errors.StoreError"
+    assert "listing the connections to sync" in runs[1].error.technical_details["message"]
+    assert runs[1].results == ()
+    assert runs[2].results[0].ok, "the scheduler survived the outage and synced again"
+    assert (stats.runs, stats.run_errors) == (3, 1)
