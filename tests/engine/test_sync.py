@@ -330,3 +330,35 @@ async def test_a_second_caller_gets_sync_in_progress_until_the_lease_expires(
 
     clock.advance(seconds=engine.settings.lease_ttl.total_seconds() + 1)
     assert (await engine.sync_broker_trades(connection.connection_id, "alice")).imported == 35
+
+
+async def test_scheduled_sync_concurrency_is_bounded(make_engine, api: fakebroker.FakeBrokerApi) -> None:
+    import httpx
+
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        if request.url.path != "/trades":
+            return await api.handle(request)
+        in_flight += 1
+        peak = max(peak, in_flight)
+        for _ in range(2000):  # stay "in flight" so a third concurrent sync, if allowed, would overlap
+            if in_flight > 2:
+                break
+            await asyncio.sleep(0)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        in_flight -= 1
+        return await api.handle(request)
+
+    engine = make_engine(transports={fakebroker.KEY: httpx.MockTransport(handler)})
+    await engine.upgrade_database()
+    for user in ("ann", "ben", "cat", "dan"):
+        await engine.connect_broker(user, fakebroker.KEY, fakebroker.CREDENTIALS)
+
+    results = await engine.run_scheduled_sync(concurrency=2)
+
+    assert [r.status for r in results] == [RunStatus.SUCCEEDED] * 4
+    assert peak == 2  # two connections synced at once, never more
