@@ -362,3 +362,29 @@ async def test_scheduled_sync_concurrency_is_bounded(make_engine, api: fakebroke
 
     assert [r.status for r in results] == [RunStatus.SUCCEEDED] * 4
     assert peak == 2  # two connections synced at once, never more
+
+
+async def test_a_cancelled_sync_is_recorded_and_releases_its_lease(
+    engine: BrokerSync, api: fakebroker.FakeBrokerApi
+) -> None:
+    api.page_size = 5
+    connection = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)
+    second_batch = asyncio.Event()
+
+    async def on_progress(progress: SyncProgress) -> None:
+        if progress.batches == 2:
+            second_batch.set()
+            await asyncio.Event().wait()  # the sync hangs here until it is cancelled
+
+    task = asyncio.create_task(engine.sync_broker_trades(connection.connection_id, "alice", on_progress=on_progress))
+    await second_batch.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    [cancelled] = await engine.list_runs(connection_id=connection.connection_id)
+    assert cancelled.status is RunStatus.FAILED
+    info = await engine.get_connection(connection.connection_id, "alice")
+    assert [a.watermark for a in info.accounts] == [None, None]
+    result = await engine.sync_broker_trades(connection.connection_id, "alice")  # no lease left behind
+    assert (result.imported, result.skipped) == (25, 10)
