@@ -48,6 +48,17 @@ def test_classify_error(exc, kind, retryable, severity):
     assert result.technical_details["exception"].endswith(type(exc).__qualname__)
 
 
+def test_database_and_concurrency_failures_get_actionable_messages():
+    store = classify_error(brokersync.StoreError("writing trades of connection c-1 failed: database is locked"))
+    assert store.retryable
+    assert store.user_message.startswith("The database failed; the sync can be retried.")
+    assert "database is locked" in store.user_message
+    busy = classify_error(brokersync.SyncInProgressError("connection c-1 is being synced by host-2"))
+    assert busy.retryable and "Another sync of this connection is running" in busy.user_message
+    vault = classify_error(brokersync.VaultError("the credentials of connection c-1: unknown key id k2"))
+    assert not vault.retryable and "could not be decrypted" in vault.user_message
+
+
 def test_rate_limit_classification_carries_retry_after():
     result = classify_error(brokersync.BrokerRateLimitError("slow down", retry_after=42, broker="tradovate"))
     assert result.retry_after == 42.0

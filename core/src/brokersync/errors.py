@@ -309,7 +309,7 @@ def _classify_type(exc: BaseException) -> tuple[ErrorType, bool]:
         return ErrorType.VALIDATION, False
     if isinstance(exc, BrokerError):
         return ErrorType.API, exc.retryable
-    if isinstance(exc, SyncInProgressError):
+    if isinstance(exc, SyncInProgressError | StoreError):
         return ErrorType.UNKNOWN, True
     from_httpx = _httpx_type(exc)
     if from_httpx is not None:
@@ -351,6 +351,12 @@ def classify_error(exc: BaseException) -> ErrorClassification:
     user_message = _USER_MESSAGES[error_type]
     if error_type is ErrorType.RATE_LIMIT and isinstance(retry_after, int | float):
         user_message = f"The broker asked us to slow down; retry in {retry_after:.0f} s."
+    if isinstance(exc, SyncInProgressError):
+        user_message = "Another sync of this connection is running; this one was not started."
+    elif isinstance(exc, StoreError):
+        user_message = f"The database failed; the sync can be retried. {exc.message}"
+    elif isinstance(exc, VaultError):
+        user_message = f"Stored credentials could not be decrypted. {exc.message}"
     if isinstance(exc, BrokerSyncError) and error_type in (ErrorType.VALIDATION, ErrorType.API):
         user_message = f"{user_message} {exc.message}"
     details: dict[str, Any] = {
