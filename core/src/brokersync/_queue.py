@@ -325,7 +325,9 @@ class SyncQueue:
         from brokersync._store import ConnectionStatus
 
         connections = await engine.list_connections(status=ConnectionStatus.ACTIVE)
-        return {info.id: await self.enqueue(info.id, info.user_id) for info in connections}
+        # Concurrent round trips; saq caps them at 20 in flight per queue.
+        queued = await asyncio.gather(*(self.enqueue(info.id, info.user_id) for info in connections))
+        return {info.id: was_queued for info, was_queued in zip(connections, queued, strict=True)}
 
     async def job(self, connection_id: str) -> QueuedSync | None:
         """The connection's current (or last finished, within ``result_ttl``) job, if any."""
