@@ -145,6 +145,8 @@ class BrokerError(BrokerSyncError):
         broker: The broker key, when known.
         connection_id: The connection, when known.
         status_code: The HTTP status the broker answered with, when there was one.
+        retry_after: Seconds to wait before the next attempt, when known (``Retry-After``, a
+            broker penalty, an open circuit's remaining time).
     """
 
     #: Whether the core retries this error by default.
@@ -157,11 +159,14 @@ class BrokerError(BrokerSyncError):
         broker: str | None = None,
         connection_id: str | None = None,
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.broker = broker
         self.connection_id = connection_id
         self.status_code = status_code
+        #: Seconds to wait before trying again, when the broker (or the core) said so.
+        self.retry_after = retry_after
 
 
 class BrokerAuthError(BrokerError):
@@ -173,18 +178,6 @@ class BrokerRateLimitError(BrokerError):
 
     retryable = True
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        broker: str | None = None,
-        connection_id: str | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(message, broker=broker, connection_id=connection_id, status_code=status_code)
-        self.retry_after = retry_after
-
 
 class BrokerApiError(BrokerError):
     """The broker answered with an error that retrying will not fix (4xx other than auth/429)."""
@@ -194,18 +187,6 @@ class BrokerServerError(BrokerApiError):
     """The broker failed on its side (5xx). Retried (after ``retry_after`` when the broker sent one)."""
 
     retryable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        broker: str | None = None,
-        connection_id: str | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(message, broker=broker, connection_id=connection_id, status_code=status_code)
-        self.retry_after = retry_after
 
 
 class BrokerNetworkError(BrokerError):
@@ -222,17 +203,6 @@ class BrokerUnavailableError(BrokerError):
     """The circuit breaker for this broker is open: requests fail fast until ``retry_after``."""
 
     retryable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        broker: str | None = None,
-        connection_id: str | None = None,
-    ) -> None:
-        super().__init__(message, broker=broker, connection_id=connection_id)
-        self.retry_after = retry_after
 
 
 class ErrorType(enum.StrEnum):
