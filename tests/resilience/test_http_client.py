@@ -471,3 +471,16 @@ async def test_configured_limits_and_policies_replace_the_declared_ones(fake_tim
     with pytest.raises(BrokerServerError):
         await client.get("/b")
     assert fake_time.sleeps == [pytest.approx(5.0)]  # the configured 1 per 5 s; no retry of the 503
+
+
+async def test_requests_go_through_when_the_redis_store_is_down(fake_time, log_records):
+    resilience = Resilience(redis="redis://127.0.0.1:1/0", sleep=fake_time.sleep)  # nothing listens there
+    api = Api(httpx.Response(200, json={"n": 1}), httpx.Response(200, json={"n": 2}))
+    try:
+        client = resilience.client_for(_broker(api))
+        assert (await client.get("/a")).json() == {"n": 1}
+        assert (await client.get("/b")).json() == {"n": 2}
+    finally:
+        await resilience.aclose()
+    warnings = [r for r in log_records if r["level"].name == "WARNING" and "Redis" in r["message"]]
+    assert len(warnings) == 1  # one warning for the outage, not one per request
