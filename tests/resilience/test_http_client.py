@@ -259,6 +259,23 @@ async def test_account_limits_are_kept_per_connection_when_no_account_is_named(r
     assert len(fake_time.sleeps) == 1  # a named broker account has a window of its own
 
 
+async def test_a_request_can_name_its_broker_account(resilience, fake_time):
+    metadata = _metadata(
+        rate_limits=[
+            RateLimit(max_requests=1, window_seconds=10, scope="account"),
+            RateLimit(max_requests=3, window_seconds=10),
+        ]
+    )
+    client = resilience.client_for(_broker(Api(), metadata, connection_id="alice"))
+    await client.get("/trades", account_id="A-1")
+    await client.get("/trades", account_id="A-2")  # another account: its own window
+    assert fake_time.sleeps == []
+    broker_wide = resilience.limiter(metadata)  # the broker-wide limit counts every account's requests
+    assert tuple(await broker_wide.status())[:2] == (2, 3)
+    await client.get("/trades", account_id="A-1")
+    assert fake_time.sleeps == [pytest.approx(10.0)]
+
+
 async def test_circuits_can_be_kept_per_connection(fake_time):
     resilience = Resilience(
         clock=fake_time.clock, sleep=fake_time.sleep, circuit_failure_threshold=1, circuit_per_connection=True

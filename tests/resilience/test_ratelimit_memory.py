@@ -68,6 +68,19 @@ async def test_every_window_must_have_room_and_a_refusal_takes_nothing(fake_time
     assert tuple(await limiter.status())[:2] == (2, 3)
 
 
+async def test_limits_with_the_same_window_never_count_a_request_twice(fake_time):
+    limiter = _limiter(
+        fake_time,
+        RateLimit(max_requests=2, window_seconds=10),
+        RateLimit(max_requests=2, window_seconds=10, scope="account"),  # no account: counted broker-wide
+        RateLimit(max_requests=2, window_seconds=10),  # declared twice
+    )
+    await limiter.check_limit()
+    await limiter.check_limit()  # each window holds one request, not two
+    with pytest.raises(BrokerRateLimitError):
+        await limiter.check_limit()
+
+
 async def test_cost_takes_several_slots(fake_time):
     limiter = _limiter(fake_time, RateLimit(max_requests=4, window_seconds=10))
     await limiter.acquire(cost=3)

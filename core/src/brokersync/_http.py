@@ -250,11 +250,15 @@ class BrokerHttpClient:
         """One attempt, no retry: limiter, circuit breaker, send, error mapping, plugin checks, log."""
         rate_limit: str | None = kwargs.pop("rate_limit", None)
         cost: int = kwargs.pop("cost", 1)
+        account_id: str | None = kwargs.pop("account_id", None)
+        limiter = self.limiter
+        if limiter is not None and account_id is not None:
+            limiter = limiter.for_account(account_id)
         if self.circuit is not None and self.circuit.retry_after > 0:
             self.circuit.before_call()  # fail fast before taking a rate-limit slot
-        if self.limiter is not None:
+        if limiter is not None:
             max_wait = self.retry.max_retry_after if self.retry is not None else None
-            self.metrics.record_wait(await self.limiter.acquire(cost, name=rate_limit, max_wait=max_wait))
+            self.metrics.record_wait(await limiter.acquire(cost, name=rate_limit, max_wait=max_wait))
         if self.circuit is not None:
             self.circuit.before_call()
         started = time.perf_counter()
@@ -262,8 +266,8 @@ class BrokerHttpClient:
         error: BaseException | None = None
         try:
             response = await self._send(method, url, kwargs)
-            if self.limiter is not None:
-                await self.limiter.observe(response.headers, now=self._wall_clock())
+            if limiter is not None:
+                await limiter.observe(response.headers, now=self._wall_clock())
             map_response(response, broker=self.broker, connection_id=self.connection_id, now=self._wall_clock())
             if self._validate is not None:
                 try:
@@ -272,10 +276,10 @@ class BrokerHttpClient:
                     raise map_transport_error(exc, broker=self.broker, connection_id=self.connection_id) from exc
         except BaseException as exc:
             error = exc
-            if isinstance(exc, BrokerRateLimitError) and self.limiter is not None:
+            if isinstance(exc, BrokerRateLimitError) and limiter is not None:
                 # The broker said slow down: hold the key for every process sharing the store.
                 pause = exc.retry_after if exc.retry_after else max(_DEFAULT_PAUSE, self._initial_delay())
-                await self.limiter.pause(pause)
+                await limiter.pause(pause)
             raise
         finally:
             if self.circuit is not None and self.circuit.record(error):
@@ -325,7 +329,8 @@ class BrokerHttpClient:
             method: The HTTP method.
             url: Absolute, or relative to the environment's base URL.
             **kwargs: httpx request arguments (``params``, ``json``, ``headers``, ...), plus
-                ``rate_limit`` (the limit class, e.g. ``"auth"``) and ``cost`` (slots taken).
+                ``rate_limit`` (the limit class, e.g. ``"auth"``), ``cost`` (slots taken) and
+                ``account_id`` (count ``scope="account"`` limits for this broker account).
 
         Returns:
             The response (status below 400, accepted by the plugin's ``validate_response``).

@@ -77,6 +77,8 @@ class RateLimiter:
         self.limits = tuple(limits)
         self.backend = backend
         self._sleep = sleep
+        self._prefix = prefix
+        self._per_account: dict[str, RateLimiter] = {}
         #: The store's last answer to this limiter (its ``now`` is the decision time on the store's clock).
         self.last_decision: Decision | None = None
         # {broker} is a Redis Cluster hash tag: every key of one broker lives on the same node.
@@ -86,15 +88,41 @@ class RateLimiter:
         self.control_key = f"{base}:{account}:ctl" if per_account else f"{base}:ctl"
         self._windows: dict[str, list[Window]] = {}
         self._checked_cache: dict[tuple[int, str | None], tuple[Window, ...]] = {}
-        for limit in self.limits:
-            scope = account if (limit.scope == "account" and account is not None) else "broker"
-            key = f"{base}:{scope}:{limit.name}:{limit.window_seconds:g}"
+        for limit in dict.fromkeys(self.limits):  # a limit declared twice is one limit
+            if limit.scope == "account":
+                # Without an account, an account limit is counted over the whole broker.
+                scope = account if account is not None else "any-account"
+            else:
+                scope = "broker"
+            # One key per limit: two windows never share a log (a request would count twice).
+            key = f"{base}:{scope}:{limit.name}:{limit.window_seconds:g}s:{limit.max_requests}"
             self._windows.setdefault(limit.name, []).append(
                 Window(key, limit.max_requests, float(limit.window_seconds))
             )
 
     def __repr__(self) -> str:
         return f"RateLimiter(broker={self.broker!r}, account_id={self.account_id!r}, limits={list(self.limits)!r})"
+
+    def for_account(self, account_id: str) -> RateLimiter:
+        """This limiter's limits, with ``scope="account"`` ones counted for broker account ``account_id``."""
+        if not isinstance(account_id, str) or not account_id:
+            raise ValueError(f"account_id must be a non-empty string, got {account_id!r}")
+        if account_id == self.account_id:
+            return self
+        limiter = self._per_account.get(account_id)
+        if limiter is None:
+            if len(self._per_account) > 1024:  # bounded: accounts of one connection
+                self._per_account.clear()
+            limiter = RateLimiter(
+                broker=self.broker,
+                limits=self.limits,
+                backend=self.backend,
+                account_id=account_id,
+                sleep=self._sleep,
+                prefix=self._prefix,
+            )
+            self._per_account[account_id] = limiter
+        return limiter
 
     def windows(self, name: str | None = None) -> tuple[Window, ...]:
         """The windows a request of class ``name`` counts in (the default ones, plus ``name``'s)."""
