@@ -58,6 +58,7 @@ from brokersync.errors import (
 
 if TYPE_CHECKING:
     import saq
+    from saq.queue.redis import RedisQueue
     from saq.types import Context, PartialTimersDict
 
     from brokersync._engine import BrokerSync
@@ -136,6 +137,31 @@ class WorkerStats:
     failed: int
     retried: int
     aborted: int
+
+
+#: Seconds a worker pauses after failing to reach Redis, instead of retrying in a tight loop.
+OUTAGE_PAUSE = 1.0
+
+
+@functools.cache
+def _queue_class() -> type[RedisQueue]:
+    from redis.exceptions import RedisError
+    from saq.queue.redis import RedisQueue
+
+    class Queue(RedisQueue):
+        """saq's Redis queue; a failed dequeue pauses before saq's worker loop tries again at once."""
+
+        async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> saq.Job | None:
+            try:
+                return await super().dequeue(timeout, poll_interval)
+            except (RedisError, OSError) as exc:
+                get_logger(component="queue").warning(
+                    "the job queue's Redis cannot be reached ({error}); retrying", error=type(exc).__name__
+                )
+                await asyncio.sleep(OUTAGE_PAUSE)
+                raise
+
+    return Queue
 
 
 @functools.cache
@@ -220,6 +246,9 @@ class SyncQueue:
             (its worker died) is taken back and retried by the next worker's sweep.
         result_ttl: Seconds a finished job (and its result) stays readable with :meth:`job`.
 
+    Methods that talk to Redis raise redis-py's ``redis.exceptions.ConnectionError`` when it cannot
+    be reached (a running worker instead logs, pauses and keeps trying).
+
     Raises:
         ConfigurationError: No URL, a URL that is not Redis, or saq is not installed.
     """
@@ -247,8 +276,6 @@ class SyncQueue:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.url = _queue_url(url)
         _require_saq()
-        from saq.queue.redis import RedisQueue
-
         self.name = name
         self.retries = retries
         self.retry_delay = float(retry_delay)
@@ -256,7 +283,7 @@ class SyncQueue:
         self.job_timeout = max(1, round(job_timeout))
         self.heartbeat = max(1, round(heartbeat))
         self.result_ttl = max(1, round(result_ttl))
-        self.queue: saq.Queue = RedisQueue.from_url(self.url, name=name)
+        self.queue: RedisQueue = _queue_class().from_url(self.url, name=name)
         self._log = get_logger(component="queue")
         self._connected = False
 
@@ -419,6 +446,7 @@ class SyncQueue:
         """
         worker = self.worker(engine, concurrency=concurrency, grace=grace, burst=burst, poll=poll)
         await self.connect()
+        await self.queue.redis.ping()  # fail fast when Redis is unreachable at start
         before = (self.queue.complete, self.queue.failed, self.queue.retried, self.queue.aborted)
         self._log.info("worker started on queue {name}, {n} at once", name=self.name, n=concurrency)
         await worker.start()

@@ -54,6 +54,8 @@ def _run(
     limiter_url: str | None = None,
     base_urls: dict[str, str] | None = None,
 ) -> T:
+    from redis.exceptions import RedisError
+
     from brokersync._engine import BrokerSync
     from brokersync._queue import SyncQueue
     from brokersync.errors import BrokerSyncError, ConfigurationError, VaultError
@@ -74,7 +76,7 @@ def _run(
     except BrokerSyncError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(1) from None
-    except (OSError, ConnectionError) as exc:  # Redis unreachable (redis-py's errors are ConnectionErrors)
+    except (RedisError, OSError) as exc:  # only the type: redis-py's messages name the host
         click.echo(f"Error: the job queue's Redis cannot be reached ({type(exc).__name__})", err=True)
         raise SystemExit(1) from None
 
