@@ -120,3 +120,32 @@ async def test_sigterm_mid_job_releases_the_lease_and_requeues_the_job(
     job = await queue.job(connection_id)
     assert job is not None and (job.status, job.outcome, job.attempts) == ("complete", "synced", 2)
     assert await stored_trade_ids(engine, connection_id) == set(api.expected())
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_a_job_in_flight_finish_within_the_grace_period(
+    engine: BrokerSync,
+    connect: Callable[..., Any],
+    queue: SyncQueue,
+    api: fakebroker.FakeBrokerApi,
+    db_url: str,
+    keys: str,
+    redis_url: str,
+    queue_name: str,
+    tmp_path: Path,
+) -> None:
+    connection_id = await connect()
+    await queue.enqueue(connection_id, "u1")
+    hold = tmp_path / "release"
+    worker = start_worker(db_url, keys, redis_url, queue_name, "serve", grace=60, hold=hold)
+    await wait_for_line(worker, "started")
+
+    worker.send_signal(signal.SIGTERM)  # stop requested while the sync waits for the broker ...
+    hold.touch()  # ... which then answers: the job finishes inside the grace period
+    out = await finish(worker)
+
+    assert "stats 1 0 0 0" in out
+    job = await queue.job(connection_id)
+    assert job is not None and (job.status, job.outcome, job.attempts) == ("complete", "synced", 1)
+    assert await stored_trade_ids(engine, connection_id) == set(api.expected())
+    assert await engine.store.lease_holder(connection_id) is None
