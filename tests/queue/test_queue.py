@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import fakebroker
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from brokersync import BrokerSync, ConfigurationError, ConnectionStatus, SyncQueue
@@ -219,3 +220,31 @@ async def test_configuration_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -
     await queue.aclose()
     with pytest.raises(ValueError, match="connection_id"):
         await SyncQueue("redis://127.0.0.1:1/0").enqueue("", "u1")
+
+
+async def test_a_brokers_retry_after_postpones_the_retry(
+    queue: SyncQueue,
+    make_engine: Callable[..., BrokerSync],
+    engine: BrokerSync,
+    connect: Callable[..., Any],
+    api: fakebroker.FakeBrokerApi,
+) -> None:
+    connection_id = await connect()
+
+    async def throttled(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/trades":  # the broker keeps throttling this login
+            return httpx.Response(429, headers={"Retry-After": "900"}, json={"error": "slow down"})
+        return await api.handle(request)
+
+    worker_engine = make_engine(transports={fakebroker.KEY: httpx.MockTransport(throttled)})
+    await queue.enqueue(connection_id, "u1")
+
+    stats = await drain(queue, worker_engine)
+
+    assert (stats.complete, stats.failed, stats.retried) == (0, 0, 1)
+    job = await queue.job(connection_id)
+    assert job is not None and (job.status, job.attempts) == ("queued", 1)
+    assert job.error is not None and "BrokerRateLimitError" in job.error
+    # Not due again before the broker's 900 s: it waits in the schedule, no worker may take it now.
+    assert await queue.counts() == {"queued": 0, "active": 0, "scheduled": 1}
+    assert await queue.enqueue(connection_id, "u1") is False  # and the next tick does not double it
