@@ -7,9 +7,15 @@ python -m nox -s demo       # the main job
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
+
+# uv ships its own certificate roots; machines behind a TLS-inspecting proxy (like our CI) trust an
+# extra CA in the system store only. Use the system store (pip already does). Older uv: UV_NATIVE_TLS.
+os.environ.setdefault("UV_SYSTEM_CERTS", "1")
+os.environ.setdefault("UV_NATIVE_TLS", "1")
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typing", "tests"]
