@@ -195,3 +195,19 @@ def test_rate_limit_headers_are_read_in_every_common_dialect(headers, expected):
 def test_a_limit_that_is_not_a_rate_limit_object_is_a_type_error():
     with pytest.raises(TypeError, match="RateLimit objects"):
         RateLimiter(broker="sim", limits=[{"max_requests": 1}], backend=MemoryBackend())
+
+
+async def test_a_sleep_that_does_not_move_the_clock_is_an_error_not_a_spin(fake_time):
+    async def sleep_without_time(seconds):
+        fake_time.sleeps.append(seconds)
+
+    limiter = RateLimiter(
+        broker="sim",
+        limits=[RateLimit(max_requests=1, window_seconds=10)],
+        backend=MemoryBackend(clock=fake_time.clock),
+        sleep=sleep_without_time,
+    )
+    await limiter.acquire()
+    with pytest.raises(RuntimeError, match="inject the clock and the sleep together"):
+        await limiter.acquire()
+    assert len(fake_time.sleeps) == 5

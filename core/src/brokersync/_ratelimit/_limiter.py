@@ -27,6 +27,8 @@ DEFAULT_CLASS = "default"
 # not say its limit, this many requests) remain in its window.
 _LOW_SHARE = 0.1
 _LOW_COUNT = 5
+# Sleeps in a row after which a clock that does not move is a set-up error, not bad luck.
+_STALLED_SLEEPS = 5
 
 
 class RateLimitStatus(NamedTuple):
@@ -177,15 +179,30 @@ class RateLimiter:
 
         Raises:
             BrokerRateLimitError: The wait would exceed ``max_wait``; ``retry_after`` says how long.
+            RuntimeError: The injected sleep does not let the store's clock advance (a test set-up
+                error that would otherwise spin forever).
         """
         windows = self._checked(cost, name)
         waited = 0.0
+        stalled = 0
+        previous: Decision | None = None
         while True:
             decision = self.last_decision = await self.backend.acquire(self.control_key, windows, cost)
             if decision.allowed:
                 return waited
             if max_wait is not None and waited + decision.wait > max_wait:
                 raise self._full(decision)
+            if previous is not None and decision.now - previous.now < previous.wait / 2:
+                stalled += 1
+                if stalled >= _STALLED_SLEEPS:
+                    raise RuntimeError(
+                        f"rate limiter of broker {self.broker!r}: {stalled} sleeps of {previous.wait:.3f} s did "
+                        "not move the limiter's clock; inject the clock and the sleep together "
+                        "(Resilience(clock=..., sleep=...))"
+                    )
+            else:
+                stalled = 0
+            previous = decision
             await self._sleep(decision.wait)
             waited += decision.wait
 
