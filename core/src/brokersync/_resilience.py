@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Resilience",
-    "conformance_client",
     "create_rate_limiter",
     "get_default_resilience",
     "set_default_resilience",
@@ -304,23 +303,3 @@ async def with_rate_limit(
     except BrokerRateLimitError as exc:
         await limiter.pause(exc.retry_after if exc.retry_after else 1.0)
         raise
-
-
-def conformance_client(
-    broker: Broker, *, transport: httpx.AsyncBaseTransport, sleep: Callable[[float], Awaitable[None]]
-) -> BrokerHttpClient:
-    """The core client for the conformance suite: a private memory store on a virtual clock.
-
-    The suite's ``sleep`` records waits without sleeping; the clock advances by each wait, so
-    the limiter and the retry budget see the time pass.
-    """
-    now = [time.time()]
-
-    def clock() -> float:
-        return now[0]
-
-    async def virtual_sleep(seconds: float) -> None:
-        now[0] += max(0.0, seconds)
-        await sleep(seconds)
-
-    return Resilience(clock=clock, sleep=virtual_sleep).client_for(broker, transport=transport)
