@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._redact import redact
@@ -37,6 +38,11 @@ __all__ = ["SyncRunner"]
 def _run_id() -> str:
     # Time-ordered (nanoseconds, then random): runs sort newest first even within one clock tick.
     return f"{time.time_ns():016x}-{uuid.uuid4().hex[:19]}"
+
+
+@attrs.define
+class _Lease:
+    released: bool = False  # set once the run's final transaction gave the lease back
 
 
 class SyncRunner:
@@ -64,42 +70,14 @@ class SyncRunner:
             raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")
         run_id = _run_id()
         started_at = self._engine._clock()
-        if not await self._engine._store.acquire_lease(
+        # Lease, stale-run check and the audit row in one transaction (one commit, not three).
+        if not await self._engine._store.begin_run(
             connection_id,
             holder=self._engine.holder,
             run_id=run_id,
             now=started_at,
             ttl=self._engine.settings.lease_ttl,
-        ):
-            current = await self._engine._store.lease_holder(connection_id)
-            who = f" by {current[0]} (lease until {current[1].isoformat()})" if current else ""
-            raise SyncInProgressError(f"connection {connection_id} is already being synced{who}; try again later")
-        try:
-            return await self._run(row, run_id, trigger, since, started_at, on_progress)
-        finally:
-            try:
-                await self._engine._store.release_lease(connection_id, holder=self._engine.holder)
-            except SQLAlchemyError as exc:  # the lease expires by itself; do not hide the run's outcome
-                self._engine._log.warning(
-                    "could not release the lease of {c}: {e}", c=connection_id, e=type(exc).__name__
-                )
-
-    async def _run(
-        self,
-        row: Row[Any],
-        run_id: str,
-        trigger: SyncTrigger,
-        since: dt.datetime | None,
-        started_at: dt.datetime,
-        on_progress: ProgressCallback | None,
-    ) -> tuple[SyncResult, BaseException | None]:
-        from brokersync._metrics import RequestMetrics
-
-        connection_id = row.id
-        perf = time.perf_counter()
-        await self._engine._store.interrupt_stale_runs(connection_id, except_run=run_id, now=started_at)
-        await self._engine._store.insert_run(
-            {
+            run={
                 "id": run_id,
                 "connection_id": connection_id,
                 "user_id": row.user_id,
@@ -115,8 +93,37 @@ class SyncRunner:
                 "rate_limit_waits": 0,
                 "rate_limit_wait_ms": 0,
                 "holder": self._engine.holder,
-            }
-        )
+            },
+        ):
+            current = await self._engine._store.lease_holder(connection_id)
+            who = f" by {current[0]} (lease until {current[1].isoformat()})" if current else ""
+            raise SyncInProgressError(f"connection {connection_id} is already being synced{who}; try again later")
+        lease = _Lease()
+        try:
+            return await self._run(row, run_id, trigger, since, started_at, on_progress, lease)
+        finally:
+            if not lease.released:  # the run's outcome could not be recorded: still give the lease back
+                try:
+                    await self._engine._store.release_lease(connection_id, holder=self._engine.holder)
+                except SQLAlchemyError as exc:  # the lease expires by itself; do not hide the run's outcome
+                    self._engine._log.warning(
+                        "could not release the lease of {c}: {e}", c=connection_id, e=type(exc).__name__
+                    )
+
+    async def _run(
+        self,
+        row: Row[Any],
+        run_id: str,
+        trigger: SyncTrigger,
+        since: dt.datetime | None,
+        started_at: dt.datetime,
+        on_progress: ProgressCallback | None,
+        lease: _Lease,
+    ) -> tuple[SyncResult, BaseException | None]:
+        from brokersync._metrics import RequestMetrics
+
+        connection_id = row.id
+        perf = time.perf_counter()
         metrics = RequestMetrics()
         lock = self._engine._token_locks.setdefault(connection_id, asyncio.Lock())
         outcome: JobOutcome | None = None
@@ -163,13 +170,13 @@ class SyncRunner:
             error: BaseException = exc
             if isinstance(exc, SQLAlchemyError):
                 error = wrap_store_errors(exc, f"syncing connection {connection_id}")
-            return await self._record_failure(row, run_id, trigger, started_at, perf, metrics, error), error
+            return await self._record_failure(row, run_id, trigger, started_at, perf, metrics, error, lease), error
         except BaseException as exc:  # cancelled or interrupted: record it, then let it propagate
-            await self._record_failure(row, run_id, trigger, started_at, perf, metrics, exc)
+            await self._record_failure(row, run_id, trigger, started_at, perf, metrics, exc, lease)
             raise
         status = RunStatus.PARTIAL if outcome.error_count else RunStatus.SUCCEEDED
         result = self._result(row, run_id, trigger, started_at, perf, metrics, status, outcome)
-        await self._finish(row, result, error_type=None, error_message=None)
+        await self._finish(row, result, lease, error_type=None, error_message=None)
         return result, None
 
     def _result(
@@ -207,30 +214,27 @@ class SyncRunner:
         )
 
     async def _finish(
-        self, row: Row[Any], result: SyncResult, *, error_type: str | None, error_message: str | None
+        self, row: Row[Any], result: SyncResult, lease: _Lease, *, error_type: str | None, error_message: str | None
     ) -> None:
         record_errors = [
             {"account_id": e.account_id, "broker_trade_id": e.broker_trade_id, "reason": redact(e.reason)}
             for e in result.errors
         ]
-        await self._engine._store.finish_run(
-            str(result.run_id),
-            {
-                "status": result.status.value,
-                "finished_at": result.finished_at,
-                "duration_ms": result.duration_ms,
-                "imported": result.imported,
-                "skipped": result.skipped,
-                "updated": result.updated,
-                "error_count": result.error_count,
-                "retries": result.retries,
-                "rate_limit_waits": result.rate_limit_waits,
-                "rate_limit_wait_ms": int(result.rate_limit_wait_seconds * 1000),
-                "error_type": error_type,
-                "error_message": error_message,
-                "record_errors": json.dumps(record_errors) if record_errors else None,
-            },
-        )
+        run_values = {
+            "status": result.status.value,
+            "finished_at": result.finished_at,
+            "duration_ms": result.duration_ms,
+            "imported": result.imported,
+            "skipped": result.skipped,
+            "updated": result.updated,
+            "error_count": result.error_count,
+            "retries": result.retries,
+            "rate_limit_waits": result.rate_limit_waits,
+            "rate_limit_wait_ms": int(result.rate_limit_wait_seconds * 1000),
+            "error_type": error_type,
+            "error_message": error_message,
+            "record_errors": json.dumps(record_errors) if record_errors else None,
+        }
         values: dict[str, Any] = {
             "last_sync_at": result.finished_at,
             "last_sync_status": result.status.value,
@@ -239,7 +243,11 @@ class SyncRunner:
         }
         if error_type == ErrorType.AUTH.value:
             values["status"] = ConnectionStatus.NEEDS_REAUTH.value
-        await self._engine._store.update_connection(row.id, **values)
+        # Audit row, connection status and lease release in one transaction (one commit, not three).
+        await self._engine._store.finish_sync(
+            str(result.run_id), run_values, row.id, values, holder=self._engine.holder
+        )
+        lease.released = True
 
     async def _record_failure(
         self,
@@ -250,12 +258,13 @@ class SyncRunner:
         perf: float,
         metrics: RequestMetrics,
         error: BaseException,
+        lease: _Lease,
     ) -> SyncResult:
         result = self._result(row, run_id, trigger, started_at, perf, metrics, RunStatus.FAILED, None, error)
         assert result.error is not None
         message = redact(f"{result.error.user_message} {result.error.technical_details.get('message', '')}".strip())
         try:
-            await self._finish(row, result, error_type=result.error.type.value, error_message=message[:2000])
+            await self._finish(row, result, lease, error_type=result.error.type.value, error_message=message[:2000])
         except Exception as exc:  # the database may be what failed; the run stays "running" until the next sync
             self._engine._log.error("could not record the failed run {r}: {e}", r=run_id, e=type(exc).__name__)
         self._engine._log.warning(

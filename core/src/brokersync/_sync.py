@@ -171,8 +171,8 @@ class SyncJob:
         except BrokerAuthError:
             auth = await self._tokens.reissue(auth)
             account_list = await self._broker.get_accounts(auth)
-        await self._store.upsert_accounts(self._connection_id, account_list, self._clock())
-        positions = {a.account_id: a for a in await self._store.list_accounts(self._connection_id)}
+        stored = await self._store.sync_accounts(self._connection_id, account_list, self._clock())
+        positions = {a.account_id: a for a in stored}
         for account in account_list:
             await self._sync_account(account, positions.get(account.id))
         totals = self._totals

@@ -17,7 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from brokersync._config import normalize_database_url
 from brokersync.errors import ConfigurationError
 
-__all__ = ["create_engine", "current_revision", "head_revision", "safe_url", "upgrade_schema"]
+__all__ = ["READ_ONLY", "create_engine", "current_revision", "head_revision", "safe_url", "upgrade_schema"]
+
+# Execution option of a connection that only reads: on SQLite it runs in autocommit (each SELECT
+# sees a consistent WAL snapshot) instead of BEGIN IMMEDIATE, so reads never queue for the writer.
+READ_ONLY = "brokersync_read_only"
 
 _SCRIPT_LOCATION = "brokersync:_migrations"
 _PG_MIGRATION_LOCK = 0x62726F6B  # advisory lock id: one migrator at a time across processes
@@ -39,10 +43,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+
     cursor.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get(READ_ONLY):
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from brokersync.models import Direction, Trade
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 __all__ = [
     "AccountInfo",
@@ -142,3 +146,68 @@ class SyncRunInfo:
     error_type: str | None
     error_message: str | None
     record_errors: tuple[Mapping[str, Any], ...] = ()
+
+
+# -- rows to records (the store's SELECT results) ---------------------------------------------------
+
+
+def connection_info(row: Row[Any], account_rows: Sequence[AccountInfo] = ()) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=row.id,
+        user_id=row.user_id,
+        broker=row.broker,
+        environment=row.environment,
+        status=ConnectionStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        token_expires_at=row.token_expires_at,
+        last_sync_at=row.last_sync_at,
+        last_sync_status=RunStatus(row.last_sync_status) if row.last_sync_status else None,
+        last_error=row.last_error,
+        accounts=tuple(account_rows),
+    )
+
+
+def run_info(row: Row[Any]) -> SyncRunInfo:
+    return SyncRunInfo(
+        id=row.id,
+        connection_id=row.connection_id,
+        user_id=row.user_id,
+        broker=row.broker,
+        trigger=SyncTrigger(row.trigger),
+        status=RunStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        imported=row.imported,
+        skipped=row.skipped,
+        updated=row.updated,
+        error_count=row.error_count,
+        retries=row.retries,
+        rate_limit_waits=row.rate_limit_waits,
+        rate_limit_wait_ms=row.rate_limit_wait_ms,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
+    )
+
+
+def stored_trade(row: Row[Any]) -> StoredTrade:
+    return StoredTrade(
+        connection_id=row.connection_id,
+        account_id=row.account_id,
+        broker_trade_id=row.broker_trade_id,
+        symbol=row.symbol,
+        direction=Direction(row.direction),
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        entry_price=row.entry_price,
+        exit_price=row.exit_price,
+        quantity=row.quantity,
+        realized_pnl=row.realized_pnl,
+        fees=row.fees,
+        currency=row.currency,
+        first_seen_at=row.first_seen_at,
+        updated_at=row.updated_at,
+        raw=json.loads(row.raw) if row.raw else {},
+    )

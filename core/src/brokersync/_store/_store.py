@@ -6,18 +6,19 @@ Only the engine (and the CLI through it) uses this class; integrators go through
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import functools
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from brokersync._store._database import create_engine, current_revision, head_revision, upgrade_schema
+from brokersync._store._database import READ_ONLY, create_engine, current_revision, head_revision, upgrade_schema
 from brokersync._store._records import (
     AccountInfo,
     ConnectionInfo,
@@ -25,12 +26,15 @@ from brokersync._store._records import (
     RunStatus,
     StoredTrade,
     SyncRunInfo,
-    SyncTrigger,
+    connection_info,
+    run_info,
+    stored_trade,
 )
 from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
 from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trades
+from brokersync._store._types import UTCDateTime
 from brokersync.errors import StoreError, SyncInProgressError
-from brokersync.models import Account, Direction, Trade
+from brokersync.models import Account, Trade
 
 __all__ = ["LeaseLostError", "Store", "store_errors", "wrap_store_errors"]
 
@@ -41,70 +45,74 @@ class LeaseLostError(SyncInProgressError):
     """This process's lease on a connection expired and another process took it over."""
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return dialect_insert(conn.dialect.name)
+# The upserts are built once per dialect: building an ON CONFLICT construct (its "excluded" alias
+# copies the table's columns) cost more CPU than running the statement.
 
 
-def _connection_info(row: Row[Any], account_rows: Sequence[AccountInfo] = ()) -> ConnectionInfo:
-    return ConnectionInfo(
-        id=row.id,
-        user_id=row.user_id,
-        broker=row.broker,
-        environment=row.environment,
-        status=ConnectionStatus(row.status),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        token_expires_at=row.token_expires_at,
-        last_sync_at=row.last_sync_at,
-        last_sync_status=RunStatus(row.last_sync_status) if row.last_sync_status else None,
-        last_error=row.last_error,
-        accounts=tuple(account_rows),
+@functools.cache
+def _accounts_upsert(dialect: str) -> Any:
+    stmt = dialect_insert(dialect)(accounts)
+    return stmt.on_conflict_do_update(
+        index_elements=[accounts.c.connection_id, accounts.c.account_id],
+        set_={k: stmt.excluded[k] for k in ("name", "currency", "type", "updated_at")},
     )
 
 
-def _run_info(row: Row[Any]) -> SyncRunInfo:
-    return SyncRunInfo(
-        id=row.id,
-        connection_id=row.connection_id,
-        user_id=row.user_id,
-        broker=row.broker,
-        trigger=SyncTrigger(row.trigger),
-        status=RunStatus(row.status),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-        imported=row.imported,
-        skipped=row.skipped,
-        updated=row.updated,
-        error_count=row.error_count,
-        retries=row.retries,
-        rate_limit_waits=row.rate_limit_waits,
-        rate_limit_wait_ms=row.rate_limit_wait_ms,
-        error_type=row.error_type,
-        error_message=row.error_message,
-        record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
+@functools.cache
+def _cursor_upsert(dialect: str) -> Any:
+    # A cursor or watermark given as None keeps the stored one (a page without a cursor).
+    stmt = dialect_insert(dialect)(sync_cursors)
+    return stmt.on_conflict_do_update(
+        index_elements=[sync_cursors.c.connection_id, sync_cursors.c.account_id],
+        set_={
+            "cursor": func.coalesce(stmt.excluded.cursor, sync_cursors.c.cursor),
+            "watermark": func.coalesce(stmt.excluded.watermark, sync_cursors.c.watermark),
+            "updated_at": stmt.excluded.updated_at,
+        },
     )
 
 
-def _stored_trade(row: Row[Any]) -> StoredTrade:
-    return StoredTrade(
-        connection_id=row.connection_id,
-        account_id=row.account_id,
-        broker_trade_id=row.broker_trade_id,
-        symbol=row.symbol,
-        direction=Direction(row.direction),
-        opened_at=row.opened_at,
-        closed_at=row.closed_at,
-        entry_price=row.entry_price,
-        exit_price=row.exit_price,
-        quantity=row.quantity,
-        realized_pnl=row.realized_pnl,
-        fees=row.fees,
-        currency=row.currency,
-        first_seen_at=row.first_seen_at,
-        updated_at=row.updated_at,
-        raw=json.loads(row.raw) if row.raw else {},
+@functools.cache
+def _lease_upsert(dialect: str) -> Any:
+    # Taken when free, or when the holder's lease expired ("now" is a parameter).
+    stmt = dialect_insert(dialect)(sync_leases)
+    return stmt.on_conflict_do_update(
+        index_elements=[sync_leases.c.connection_id],
+        set_={k: stmt.excluded[k] for k in ("holder", "run_id", "acquired_at", "expires_at")},
+        where=sync_leases.c.expires_at <= bindparam("now", type_=UTCDateTime()),
+    ).returning(sync_leases.c.holder)
+
+
+_ACCOUNTS_QUERY = (
+    select(accounts, sync_cursors.c.watermark, sync_cursors.c.cursor)
+    .select_from(
+        accounts.outerjoin(
+            sync_cursors,
+            and_(
+                sync_cursors.c.connection_id == accounts.c.connection_id,
+                sync_cursors.c.account_id == accounts.c.account_id,
+            ),
+        )
     )
+    .where(accounts.c.connection_id == bindparam("connection_id"))
+    .order_by(accounts.c.account_id)
+)
+
+
+async def _accounts_of(conn: AsyncConnection, connection_id: str) -> list[AccountInfo]:
+    result = await conn.execute(_ACCOUNTS_QUERY, {"connection_id": connection_id})
+    return [
+        AccountInfo(
+            connection_id=row.connection_id,
+            account_id=row.account_id,
+            name=row.name,
+            currency=row.currency,
+            type=row.type,
+            watermark=row.watermark,
+            cursor=row.cursor,
+        )
+        for row in result
+    ]
 
 
 class Store:
@@ -124,6 +132,34 @@ class Store:
         else:
             self._owns_engine = False
         self.engine = engine
+        self._write_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. On SQLite, this process's writers queue on an asyncio lock.
+
+        SQLite has one writer at a time; without the lock, concurrent syncs of one process would
+        wait for each other inside SQLite's sleep-and-retry busy handler (slow, and each waiter
+        holds a pooled connection). Other processes still meet the busy timeout as before.
+        """
+        if self.engine.dialect.name != "sqlite":
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        loop = asyncio.get_running_loop()
+        if self._write_lock is None or self._lock_loop is not loop:  # a lock belongs to one event loop
+            self._write_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection: on SQLite it takes no write lock (see ``_database.READ_ONLY``)."""
+        async with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                await conn.execution_options(**{READ_ONLY: True})
+            yield conn
 
     @property
     def dialect(self) -> str:
@@ -156,7 +192,7 @@ class Store:
         self, values: Mapping[str, Any], account_list: Sequence[Account], now: dt.datetime
     ) -> None:
         """Insert a connection and its accounts in one transaction."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(insert(connections), [dict(values)])
             await self._upsert_accounts(conn, str(values["id"]), account_list, now)
 
@@ -165,16 +201,7 @@ class Store:
     ) -> None:
         if not account_list:
             return
-        stmt = _insert(conn)(accounts)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[accounts.c.connection_id, accounts.c.account_id],
-            set_={
-                "name": stmt.excluded.name,
-                "currency": stmt.excluded.currency,
-                "type": stmt.excluded.type,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
+        stmt = _accounts_upsert(conn.dialect.name)
         await conn.execute(
             stmt,
             [
@@ -193,23 +220,23 @@ class Store:
 
     async def upsert_accounts(self, connection_id: str, account_list: Sequence[Account], now: dt.datetime) -> None:
         """Add new accounts and refresh the names of known ones."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await self._upsert_accounts(conn, connection_id, account_list, now)
 
     async def connection_row(self, connection_id: str) -> Row[Any] | None:
         """The raw connection row (with ciphertexts), for the engine only."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             result = await conn.execute(select(connections).where(connections.c.id == connection_id))
             return result.first()
 
     async def update_connection(self, connection_id: str, **values: Any) -> None:
         """Set columns of a connection."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(update(connections).where(connections.c.id == connection_id).values(**values))
 
     async def delete_connection(self, connection_id: str) -> None:
         """Delete a connection with its accounts, cursors, trades and lease (audit rows stay)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(delete(sync_leases).where(sync_leases.c.connection_id == connection_id))
             await conn.execute(delete(trades).where(trades.c.connection_id == connection_id))
             await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
@@ -218,34 +245,16 @@ class Store:
 
     async def list_accounts(self, connection_id: str) -> list[AccountInfo]:
         """The connection's accounts with their watermark and cursor."""
-        query = (
-            select(accounts, sync_cursors.c.watermark, sync_cursors.c.cursor)
-            .select_from(
-                accounts.outerjoin(
-                    sync_cursors,
-                    and_(
-                        sync_cursors.c.connection_id == accounts.c.connection_id,
-                        sync_cursors.c.account_id == accounts.c.account_id,
-                    ),
-                )
-            )
-            .where(accounts.c.connection_id == connection_id)
-            .order_by(accounts.c.account_id)
-        )
-        async with self.engine.connect() as conn:
-            result = await conn.execute(query)
-            return [
-                AccountInfo(
-                    connection_id=row.connection_id,
-                    account_id=row.account_id,
-                    name=row.name,
-                    currency=row.currency,
-                    type=row.type,
-                    watermark=row.watermark,
-                    cursor=row.cursor,
-                )
-                for row in result
-            ]
+        async with self._read() as conn:
+            return await _accounts_of(conn, connection_id)
+
+    async def sync_accounts(
+        self, connection_id: str, account_list: Sequence[Account], now: dt.datetime
+    ) -> list[AccountInfo]:
+        """Add new accounts, refresh known ones, and return all with their positions: ONE transaction."""
+        async with self._write() as conn:
+            await self._upsert_accounts(conn, connection_id, account_list, now)
+            return await _accounts_of(conn, connection_id)
 
     async def list_connections(
         self,
@@ -266,12 +275,12 @@ class Store:
             query = query.where(connections.c.broker == broker)
         if connection_id is not None:
             query = query.where(connections.c.id == connection_id)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         result = []
         for row in rows:
             account_rows = await self.list_accounts(row.id) if with_accounts else []
-            result.append(_connection_info(row, account_rows))
+            result.append(connection_info(row, account_rows))
         return result
 
     # -- secrets rotation ------------------------------------------------------------------------
@@ -283,7 +292,7 @@ class Store:
         moved = 0
         after = ""
         while True:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 query = (
                     select(connections.c.id, connections.c.credentials, connections.c.token)
                     .where(connections.c.id > after)
@@ -312,25 +321,35 @@ class Store:
         self, connection_id: str, *, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
     ) -> bool:
         """Take the connection's lease if it is free or expired. Atomic across processes."""
-        values = {
-            "connection_id": connection_id,
-            "holder": holder,
-            "run_id": run_id,
-            "acquired_at": now,
-            "expires_at": now + ttl,
-        }
-        async with self.engine.begin() as conn:
-            stmt = _insert(conn)(sync_leases).values(values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[sync_leases.c.connection_id],
-                set_={k: stmt.excluded[k] for k in ("holder", "run_id", "acquired_at", "expires_at")},
-                where=sync_leases.c.expires_at <= now,
-            ).returning(sync_leases.c.holder)
-            return (await conn.execute(stmt)).first() is not None
+        async with self._write() as conn:
+            return await _acquire(conn, connection_id, holder, run_id, now, ttl)
+
+    async def begin_run(
+        self,
+        connection_id: str,
+        *,
+        holder: str,
+        run_id: str,
+        now: dt.datetime,
+        ttl: dt.timedelta,
+        run: Mapping[str, Any],
+    ) -> bool:
+        """Start a sync in ONE transaction: take the lease, mark runs a dead process left
+        ``running`` as ``interrupted``, and open this run's audit row (``run``, status running).
+
+        Returns ``False``, writing nothing, when another holder has the lease. Once this commits,
+        a crash leaves the audit row and a lease that expires by itself, as separate commits did.
+        """
+        async with self._write() as conn:
+            if not await _acquire(conn, connection_id, holder, run_id, now, ttl):
+                return False
+            await _interrupt(conn, connection_id, run_id, now)
+            await conn.execute(insert(sync_runs), [dict(run)])
+            return True
 
     async def lease_holder(self, connection_id: str) -> tuple[str, dt.datetime] | None:
         """Who holds the connection's lease and until when (``None``: nobody)."""
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(
                     select(sync_leases.c.holder, sync_leases.c.expires_at).where(
@@ -355,12 +374,8 @@ class Store:
 
     async def release_lease(self, connection_id: str, *, holder: str) -> None:
         """Give the lease back (only if this holder still has it)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(sync_leases).where(
-                    and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder)
-                )
-            )
+        async with self._write() as conn:
+            await _release(conn, connection_id, holder)
 
     # -- trades ----------------------------------------------------------------------------------
 
@@ -381,22 +396,21 @@ class Store:
         process lost it the whole batch is rolled back (:class:`LeaseLostError`). ``cursor`` and
         ``watermark`` are only written when given (a page without a cursor keeps the last one).
         """
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             if lease is not None:
                 await self._renew(conn, connection_id, lease[0], lease[1])
             counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
             if cursor is not None or watermark is not None:
-                values: dict[str, Any] = {"connection_id": connection_id, "account_id": account_id, "updated_at": now}
-                if cursor is not None:
-                    values["cursor"] = cursor
-                if watermark is not None:
-                    values["watermark"] = watermark
-                stmt = _insert(conn)(sync_cursors).values(values)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[sync_cursors.c.connection_id, sync_cursors.c.account_id],
-                    set_={k: stmt.excluded[k] for k in values if k not in ("connection_id", "account_id")},
+                await conn.execute(
+                    _cursor_upsert(conn.dialect.name),
+                    {
+                        "connection_id": connection_id,
+                        "account_id": account_id,
+                        "cursor": cursor,
+                        "watermark": watermark,
+                        "updated_at": now,
+                    },
                 )
-                await conn.execute(stmt)
             return counts
 
     def _trade_query(
@@ -437,51 +451,53 @@ class Store:
         ).order_by(trades.c.opened_at, trades.c.id)
         if limit is not None:
             query = query.limit(limit)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             result = await conn.stream(query.execution_options(yield_per=_STREAM_CHUNK))
             async for partition in result.partitions(_STREAM_CHUNK):
                 for row in partition:
-                    yield _stored_trade(row)
+                    yield stored_trade(row)
 
     async def count_trades(self, *, connection_ids: Sequence[str] | None = None, account_id: str | None = None) -> int:
         """How many trades are stored (for the given connections/account)."""
         query = self._trade_query(
             connection_ids=connection_ids, account_id=account_id, symbol=None, since=None, until=None
         ).with_only_columns(func.count(), maintain_column_froms=True)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     # -- audit -----------------------------------------------------------------------------------
 
     async def insert_run(self, values: Mapping[str, Any]) -> None:
         """Open an audit row (status ``running``), committed at once so a crash leaves a trace."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(insert(sync_runs), [dict(values)])
 
     async def finish_run(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Close an audit row."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
 
     async def interrupt_stale_runs(self, connection_id: str, *, except_run: str, now: dt.datetime) -> int:
         """Mark runs left ``running`` by a dead process as ``interrupted``; return how many."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(sync_runs)
-                .where(
-                    and_(
-                        sync_runs.c.connection_id == connection_id,
-                        sync_runs.c.status == RunStatus.RUNNING.value,
-                        sync_runs.c.id != except_run,
-                    )
-                )
-                .values(
-                    status=RunStatus.INTERRUPTED.value,
-                    finished_at=now,
-                    error_message="the process running this sync stopped before it finished",
-                )
-            )
-            return int(result.rowcount)
+        async with self._write() as conn:
+            return await _interrupt(conn, connection_id, except_run, now)
+
+    async def finish_sync(
+        self,
+        run_id: str,
+        run: Mapping[str, Any],
+        connection_id: str,
+        connection: Mapping[str, Any],
+        *,
+        holder: str,
+    ) -> None:
+        """End a sync in ONE transaction: close its audit row (``run`` values), update the
+        connection (``connection`` values) and give the lease back (if ``holder`` still has it).
+        """
+        async with self._write() as conn:
+            await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**run))
+            await conn.execute(update(connections).where(connections.c.id == connection_id).values(**connection))
+            await _release(conn, connection_id, holder)
 
     async def list_runs(
         self,
@@ -498,8 +514,47 @@ class Store:
             query = query.where(sync_runs.c.status == RunStatus(status).value)
         if limit is not None:
             query = query.limit(limit)
-        async with self.engine.connect() as conn:
-            return [_run_info(row) for row in await conn.execute(query)]
+        async with self._read() as conn:
+            return [run_info(row) for row in await conn.execute(query)]
+
+
+async def _acquire(
+    conn: AsyncConnection, connection_id: str, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
+) -> bool:
+    values = {
+        "connection_id": connection_id,
+        "holder": holder,
+        "run_id": run_id,
+        "acquired_at": now,
+        "expires_at": now + ttl,
+        "now": now,
+    }
+    return (await conn.execute(_lease_upsert(conn.dialect.name), values)).first() is not None
+
+
+async def _release(conn: AsyncConnection, connection_id: str, holder: str) -> None:
+    await conn.execute(
+        delete(sync_leases).where(and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder))
+    )
+
+
+async def _interrupt(conn: AsyncConnection, connection_id: str, except_run: str, now: dt.datetime) -> int:
+    result = await conn.execute(
+        update(sync_runs)
+        .where(
+            and_(
+                sync_runs.c.connection_id == connection_id,
+                sync_runs.c.status == RunStatus.RUNNING.value,
+                sync_runs.c.id != except_run,
+            )
+        )
+        .values(
+            status=RunStatus.INTERRUPTED.value,
+            finished_at=now,
+            error_message="the process running this sync stopped before it finished",
+        )
+    )
+    return int(result.rowcount)
 
 
 def wrap_store_errors(exc: SQLAlchemyError | OSError, what: str) -> StoreError:

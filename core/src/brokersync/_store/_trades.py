@@ -10,14 +10,17 @@ cause an update.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import attrs
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._types import decimal_text, utc_text
@@ -100,7 +103,8 @@ def _upsert_sql(dialect: str) -> str:
 
 
 _SQL = {name: _upsert_sql(name) for name in ("sqlite", "postgresql")}
-_SQLITE_CHUNK = 500
+_SQLITE_CHUNK = 500  # SQLite allows 32766 bound parameters; 500 ids keep each lookup short
+_PIPELINE_CHUNK = 250  # trades prepared here while the previous chunk is written there
 
 
 def _fingerprint(trade: Trade, opened: str, closed: str) -> str:
@@ -142,58 +146,70 @@ def _money_text(value: Decimal | None) -> str | None:
     return None if value is None else decimal_text(value)
 
 
-def _sqlite_row(trade: Trade, connection_id: str, fp: str, opened: str, closed: str, now: str) -> tuple[Any, ...]:
-    return (
-        connection_id,
-        trade.account_id,
-        trade.broker_trade_id,
-        trade.symbol,
-        str(trade.direction),
-        opened,
-        closed or None,
-        decimal_text(trade.entry_price),
-        _money_text(trade.exit_price),
-        decimal_text(trade.quantity),
-        _money_text(trade.realized_pnl),
-        decimal_text(trade.fees),
-        trade.currency,
-        _raw(trade),
-        fp,
-        now,
-        now,
-    )
+def _prepare(
+    latest: Mapping[str, Trade], connection_id: str, now: dt.datetime, sqlite: bool
+) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """(broker trade id, fingerprint, row) per trade: the per-trade work, done once per value.
+
+    Each Decimal and time is turned into text once and that text feeds both the fingerprint and
+    (on SQLite) the stored row; ``f"{value}"`` of a Decimal is ``str(value)``, so fingerprints
+    are unchanged from earlier versions (stored rows do not all turn into "updated").
+    """
+    encode = _ENCODER.encode
+    blake2b = hashlib.blake2b
+    now_text = utc_text(now)
+    prepared: list[tuple[str, str, tuple[Any, ...]]] = []
+    append = prepared.append
+    for trade_id, trade in latest.items():
+        opened = utc_text(trade.opened_at)
+        closed_at = trade.closed_at
+        closed = "" if closed_at is None else utc_text(closed_at)
+        direction = trade.direction.value
+        entry = str(trade.entry_price)
+        exit_ = None if trade.exit_price is None else str(trade.exit_price)
+        quantity = str(trade.quantity)
+        pnl = None if trade.realized_pnl is None else str(trade.realized_pnl)
+        fees = str(trade.fees)
+        # The exact decimal text: a broker that changes "1.5" to "1.50" changed what is stored
+        # (NUMERIC keeps the scale), so that counts as an update too. None is spelled "None".
+        fp = blake2b(
+            f"{trade.symbol}\x1f{direction}\x1f{opened}\x1f{closed}\x1f{entry}\x1f{exit_}\x1f{quantity}\x1f"
+            f"{pnl}\x1f{fees}\x1f{trade.currency}".encode(),
+            digest_size=16,
+        ).hexdigest()
+        raw = encode(trade.raw)
+        if sqlite:
+            row: tuple[Any, ...] = (
+                connection_id, trade.account_id, trade_id, trade.symbol, direction, opened, closed or None,
+                entry, exit_, quantity, pnl, fees, trade.currency, raw, fp, now_text, now_text,
+            )  # fmt: skip
+        else:
+            row = (
+                connection_id, trade.account_id, trade_id, trade.symbol, direction, trade.opened_at, closed_at,
+                trade.entry_price, trade.exit_price, trade.quantity, trade.realized_pnl, trade.fees,
+                trade.currency, raw, fp, now, now,
+            )  # fmt: skip
+        append((trade_id, fp, row))
+    return prepared
 
 
-def _pg_row(trade: Trade, connection_id: str, fp: str, now: dt.datetime) -> tuple[Any, ...]:
+_PG_LOOKUP = (
+    "SELECT broker_trade_id, fingerprint FROM trades "
+    "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])"
+)
+
+
+def _sqlite_lookup(chunk: int) -> str:
     return (
-        connection_id,
-        trade.account_id,
-        trade.broker_trade_id,
-        trade.symbol,
-        trade.direction.value,
-        trade.opened_at,
-        trade.closed_at,
-        trade.entry_price,
-        trade.exit_price,
-        trade.quantity,
-        trade.realized_pnl,
-        trade.fees,
-        trade.currency,
-        _raw(trade),
-        fp,
-        now,
-        now,
+        "SELECT broker_trade_id, fingerprint FROM trades "  # noqa: S608 - only placeholders are interpolated
+        f"WHERE connection_id = ? AND account_id = ? AND broker_trade_id IN ({','.join('?' * chunk)})"
     )
 
 
 async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, str]:
     if conn.dialect.name == "postgresql":
         # One array parameter: the same prepared statement (and plan) for every batch size.
-        result = await conn.exec_driver_sql(
-            "SELECT broker_trade_id, fingerprint FROM trades "
-            "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])",
-            (connection_id, account_id, list(ids)),
-        )
+        result = await conn.exec_driver_sql(_PG_LOOKUP, (connection_id, account_id, list(ids)))
         pg_rows: Sequence[Any] = result.all()
         return {str(row[0]): str(row[1]) for row in pg_rows}
     # Plain SQL in chunks: SQLite caps bound parameters per statement, and compiling an expanding
@@ -201,15 +217,105 @@ async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, 
     found: dict[str, str] = {}
     for start in range(0, len(ids), _SQLITE_CHUNK):
         chunk = list(ids[start : start + _SQLITE_CHUNK])
-        marks = ",".join("?" * len(chunk))
-        result = await conn.exec_driver_sql(
-            "SELECT broker_trade_id, fingerprint FROM trades "  # noqa: S608 - only placeholders are interpolated
-            f"WHERE connection_id = ? AND account_id = ? AND broker_trade_id IN ({marks})",
-            (connection_id, account_id, *chunk),
-        )
+        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), (connection_id, account_id, *chunk))
         rows: Sequence[Any] = result.all()
         found.update((str(row[0]), str(row[1])) for row in rows)
     return found
+
+
+async def _sqlite_existing(driver: Any, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, str]:
+    # Straight on the aiosqlite connection: one hop to its thread per chunk (execute + fetch),
+    # where SQLAlchemy's cursor adapter takes four (cursor, execute, fetchall, close).
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _SQLITE_CHUNK):
+        chunk = ids[start : start + _SQLITE_CHUNK]
+        sql = _sqlite_lookup(len(chunk))
+        try:
+            rows = await driver.execute_fetchall(sql, (connection_id, account_id, *chunk))
+        except sqlite3.Error as exc:
+            raise _dbapi_error(sql, exc) from None
+        found.update((str(row[0]), str(row[1])) for row in rows)
+    return found
+
+
+def _dbapi_error(sql: str, exc: sqlite3.Error) -> BaseException:
+    # What SQLAlchemy would have raised: callers turn SQLAlchemyError into a StoreError.
+    error = DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True)
+    error.__cause__ = exc
+    return error
+
+
+def _classify(
+    prepared: Sequence[tuple[str, str, tuple[Any, ...]]], stored: Mapping[str, str]
+) -> tuple[list[tuple[Any, ...]], int, int, int]:
+    rows: list[tuple[Any, ...]] = []
+    imported = updated = skipped = 0
+    get = stored.get
+    for trade_id, fp, row in prepared:
+        previous = get(trade_id)
+        if previous is None:
+            imported += 1
+        elif previous == fp:
+            skipped += 1
+            continue
+        else:
+            updated += 1
+        rows.append(row)
+    return rows, imported, skipped, updated
+
+
+async def _sqlite_executemany(driver: Any, rows: list[tuple[Any, ...]]) -> Any:
+    # Returns the driver's cursor, which the caller keeps until every chunk is written: dropping it
+    # resets its statement from this thread, and the next chunk runs the same cached statement in
+    # the driver's thread.
+    try:
+        return await driver.executemany(_SQL["sqlite"], rows)
+    except sqlite3.Error as exc:
+        raise _dbapi_error(_SQL["sqlite"], exc) from None
+
+
+async def _upsert_sqlite(
+    conn: AsyncConnection, connection_id: str, account_id: str, latest: Mapping[str, Trade], now: dt.datetime
+) -> tuple[int, int, int]:
+    """The SQLite path: pipelined, so the database thread and this thread work at the same time.
+
+    aiosqlite runs every statement in its own thread, in the order they were queued, and SQLite
+    releases the GIL while it searches and writes. So the fingerprint lookup of the whole batch is
+    queued first, then each chunk of trades is turned into rows here while the previous chunk's
+    ``executemany`` runs there. Classification still sees the database as it was before this
+    batch (the lookup is queued before any insert, inside the caller's ``BEGIN IMMEDIATE``
+    transaction), so the counts are exact; a failure anywhere fails the caller's transaction.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection
+    items = list(latest.items())
+    tasks: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(_sqlite_existing(driver, connection_id, account_id, list(latest)))
+    ]
+    imported = skipped = updated = 0
+    try:
+        await asyncio.sleep(0)  # let the lookup reach the driver's queue before the CPU work starts
+        stored: dict[str, str] | None = None
+        for start in range(0, len(items), _PIPELINE_CHUNK):
+            prepared = _prepare(dict(items[start : start + _PIPELINE_CHUNK]), connection_id, now, sqlite=True)
+            if stored is None:
+                stored = await tasks[0]
+            rows, new, same, changed = _classify(prepared, stored)
+            imported, skipped, updated = imported + new, skipped + same, updated + changed
+            if rows:
+                tasks.append(asyncio.ensure_future(_sqlite_executemany(driver, rows)))
+                await asyncio.sleep(0)  # queue it now; the next chunk is prepared meanwhile
+        cursors = await asyncio.gather(*tasks)
+        del cursors  # every statement of the batch is done: nothing runs in the driver's thread now
+    finally:
+        # On failure or cancellation: wait until nothing of this batch is still queued, so the
+        # caller's rollback comes after it (the driver runs requests in order either way).
+        pending = [task for task in tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the first failure already propagates
+    return imported, skipped, updated
 
 
 async def upsert_trades(
@@ -235,29 +341,11 @@ async def upsert_trades(
             )
         latest[trade.broker_trade_id] = trade
     repeated = len(batch) - len(latest)
-    stored = await _existing(conn, connection_id, account_id, list(latest))
-    sqlite = conn.dialect.name == "sqlite"
-    now_text = utc_text(now)
-    rows: list[tuple[Any, ...]] = []
-    imported = updated = 0
-    skipped = repeated
-    for trade_id, trade in latest.items():
-        opened = utc_text(trade.opened_at)
-        closed = "" if trade.closed_at is None else utc_text(trade.closed_at)
-        fp = _fingerprint(trade, opened, closed)
-        previous = stored.get(trade_id)
-        if previous == fp:
-            skipped += 1
-            continue
-        if previous is None:
-            imported += 1
-        else:
-            updated += 1
-        rows.append(
-            _sqlite_row(trade, connection_id, fp, opened, closed, now_text)
-            if sqlite
-            else _pg_row(trade, connection_id, fp, now)
-        )
-    if rows:
-        await conn.exec_driver_sql(_SQL["sqlite" if sqlite else "postgresql"], rows)
-    return UpsertCounts(imported=imported, skipped=skipped, updated=updated)
+    if conn.dialect.name == "sqlite":
+        imported, skipped, updated = await _upsert_sqlite(conn, connection_id, account_id, latest, now)
+    else:
+        stored = await _existing(conn, connection_id, account_id, list(latest))
+        rows, imported, skipped, updated = _classify(_prepare(latest, connection_id, now, sqlite=False), stored)
+        if rows:
+            await conn.exec_driver_sql(_SQL["postgresql"], rows)
+    return UpsertCounts(imported=imported, skipped=skipped + repeated, updated=updated)
