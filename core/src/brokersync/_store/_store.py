@@ -31,8 +31,8 @@ from brokersync._store._records import (
     stored_trade,
 )
 from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
+from brokersync._store._sql import run_sql, update_sql
 from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trades
-from brokersync._store._types import UTCDateTime
 from brokersync.errors import StoreError, SyncInProgressError
 from brokersync.models import Account, Trade
 
@@ -58,29 +58,23 @@ def _accounts_upsert(dialect: str) -> Any:
     )
 
 
-@functools.cache
-def _cursor_upsert(dialect: str) -> Any:
-    # A cursor or watermark given as None keeps the stored one (a page without a cursor).
-    stmt = dialect_insert(dialect)(sync_cursors)
-    return stmt.on_conflict_do_update(
-        index_elements=[sync_cursors.c.connection_id, sync_cursors.c.account_id],
-        set_={
-            "cursor": func.coalesce(stmt.excluded.cursor, sync_cursors.c.cursor),
-            "watermark": func.coalesce(stmt.excluded.watermark, sync_cursors.c.watermark),
-            "updated_at": stmt.excluded.updated_at,
-        },
-    )
-
-
-@functools.cache
-def _lease_upsert(dialect: str) -> Any:
-    # Taken when free, or when the holder's lease expired ("now" is a parameter).
-    stmt = dialect_insert(dialect)(sync_leases)
-    return stmt.on_conflict_do_update(
-        index_elements=[sync_leases.c.connection_id],
-        set_={k: stmt.excluded[k] for k in ("holder", "run_id", "acquired_at", "expires_at")},
-        where=sync_leases.c.expires_at <= bindparam("now", type_=UTCDateTime()),
-    ).returning(sync_leases.c.holder)
+_LEASE_TAKE = (
+    "INSERT INTO sync_leases (connection_id, holder, run_id, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id, "
+    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+    "WHERE sync_leases.expires_at <= ? RETURNING holder"
+)  # taken when free, or when the holder's lease has expired
+_LEASE_RENEW = "UPDATE sync_leases SET expires_at = ? WHERE connection_id = ? AND holder = ? RETURNING holder"
+_LEASE_RELEASE = "DELETE FROM sync_leases WHERE connection_id = ? AND holder = ?"
+_CURSOR_UPSERT = (
+    "INSERT INTO sync_cursors (connection_id, account_id, cursor, watermark, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (connection_id, account_id) DO UPDATE SET cursor = COALESCE(excluded.cursor, sync_cursors.cursor), "
+    "watermark = COALESCE(excluded.watermark, sync_cursors.watermark), updated_at = excluded.updated_at"
+)  # a cursor or watermark given as None keeps the stored one (a page without a cursor)
+_INTERRUPT = (
+    "UPDATE sync_runs SET status = ?, finished_at = ?, error_message = ? "
+    "WHERE connection_id = ? AND status = ? AND id <> ? RETURNING id"
+)
 
 
 _ACCOUNTS_QUERY = (
@@ -344,7 +338,10 @@ class Store:
             if not await _acquire(conn, connection_id, holder, run_id, now, ttl):
                 return False
             await _interrupt(conn, connection_id, run_id, now)
-            await conn.execute(insert(sync_runs), [dict(run)])
+            columns = list(run)
+            marks = ", ".join("?" * len(columns))
+            sql = f"INSERT INTO sync_runs ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - names from code
+            await run_sql(conn, sql, [run[name] for name in columns])
             return True
 
     async def lease_holder(self, connection_id: str) -> tuple[str, dt.datetime] | None:
@@ -361,12 +358,8 @@ class Store:
 
     @staticmethod
     async def _renew(conn: AsyncConnection, connection_id: str, holder: str, expires_at: dt.datetime) -> None:
-        result = await conn.execute(
-            update(sync_leases)
-            .where(and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder))
-            .values(expires_at=expires_at)
-        )
-        if result.rowcount != 1:
+        renewed = await run_sql(conn, _LEASE_RENEW, (expires_at, connection_id, holder))
+        if len(renewed) != 1:
             raise LeaseLostError(
                 f"connection {connection_id}: this sync's lease expired and another sync took over; "
                 "nothing from the current batch was stored"
@@ -401,16 +394,7 @@ class Store:
                 await self._renew(conn, connection_id, lease[0], lease[1])
             counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
             if cursor is not None or watermark is not None:
-                await conn.execute(
-                    _cursor_upsert(conn.dialect.name),
-                    {
-                        "connection_id": connection_id,
-                        "account_id": account_id,
-                        "cursor": cursor,
-                        "watermark": watermark,
-                        "updated_at": now,
-                    },
-                )
+                await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
             return counts
 
     def _trade_query(
@@ -495,8 +479,8 @@ class Store:
         connection (``connection`` values) and give the lease back (if ``holder`` still has it).
         """
         async with self._write() as conn:
-            await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**run))
-            await conn.execute(update(connections).where(connections.c.id == connection_id).values(**connection))
+            await run_sql(conn, update_sql("sync_runs", run, "id = ?"), [*run.values(), run_id])
+            await run_sql(conn, update_sql("connections", connection, "id = ?"), [*connection.values(), connection_id])
             await _release(conn, connection_id, holder)
 
     async def list_runs(
@@ -521,40 +505,21 @@ class Store:
 async def _acquire(
     conn: AsyncConnection, connection_id: str, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
 ) -> bool:
-    values = {
-        "connection_id": connection_id,
-        "holder": holder,
-        "run_id": run_id,
-        "acquired_at": now,
-        "expires_at": now + ttl,
-        "now": now,
-    }
-    return (await conn.execute(_lease_upsert(conn.dialect.name), values)).first() is not None
+    return bool(await run_sql(conn, _LEASE_TAKE, (connection_id, holder, run_id, now, now + ttl, now)))
 
 
 async def _release(conn: AsyncConnection, connection_id: str, holder: str) -> None:
-    await conn.execute(
-        delete(sync_leases).where(and_(sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder))
-    )
+    await run_sql(conn, _LEASE_RELEASE, (connection_id, holder))
 
 
 async def _interrupt(conn: AsyncConnection, connection_id: str, except_run: str, now: dt.datetime) -> int:
-    result = await conn.execute(
-        update(sync_runs)
-        .where(
-            and_(
-                sync_runs.c.connection_id == connection_id,
-                sync_runs.c.status == RunStatus.RUNNING.value,
-                sync_runs.c.id != except_run,
-            )
-        )
-        .values(
-            status=RunStatus.INTERRUPTED.value,
-            finished_at=now,
-            error_message="the process running this sync stopped before it finished",
-        )
+    message = "the process running this sync stopped before it finished"
+    interrupted = await run_sql(
+        conn,
+        _INTERRUPT,
+        (RunStatus.INTERRUPTED.value, now, message, connection_id, RunStatus.RUNNING.value, except_run),
     )
-    return int(result.rowcount)
+    return len(interrupted)
 
 
 def wrap_store_errors(exc: SQLAlchemyError | OSError, what: str) -> StoreError:

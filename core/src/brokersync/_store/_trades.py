@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from brokersync._store._sql import dbapi_error
 from brokersync._store._types import decimal_text, utc_text
 from brokersync.models import Trade
 
@@ -233,16 +233,9 @@ async def _sqlite_existing(driver: Any, connection_id: str, account_id: str, ids
         try:
             rows = await driver.execute_fetchall(sql, (connection_id, account_id, *chunk))
         except sqlite3.Error as exc:
-            raise _dbapi_error(sql, exc) from None
+            raise dbapi_error(sql, exc) from None
         found.update((str(row[0]), str(row[1])) for row in rows)
     return found
-
-
-def _dbapi_error(sql: str, exc: sqlite3.Error) -> BaseException:
-    # What SQLAlchemy would have raised: callers turn SQLAlchemyError into a StoreError.
-    error = DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True)
-    error.__cause__ = exc
-    return error
 
 
 def _classify(
@@ -271,7 +264,7 @@ async def _sqlite_executemany(driver: Any, rows: list[tuple[Any, ...]]) -> Any:
     try:
         return await driver.executemany(_SQL["sqlite"], rows)
     except sqlite3.Error as exc:
-        raise _dbapi_error(_SQL["sqlite"], exc) from None
+        raise dbapi_error(_SQL["sqlite"], exc) from None
 
 
 async def _upsert_sqlite(
