@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,7 @@ import attrs
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._sql import dbapi_error
-from brokersync._store._types import decimal_text, utc_text
+from brokersync._store._types import utc_text
 from brokersync.models import Trade
 
 __all__ = ["UpsertCounts", "dialect_insert", "fingerprint", "upsert_trades"]
@@ -138,12 +138,23 @@ def _json_default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
 
 
-def _raw(trade: Trade) -> str:
-    return _ENCODER.encode(trade.raw)
+def _make_encode() -> Callable[[Any], str]:
+    # json builds a new C encoder on every encode() call, which costs as much as encoding a small
+    # record. Build it once, with the same settings as _ENCODER. No circular-reference markers: a
+    # raw record parsed from a broker's JSON cannot be circular (one built circular by a plugin
+    # fails the batch with RecursionError instead of a ValueError).
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (e.g. another Python implementation)
+        return _ENCODER.encode
+    encoder = make(None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
 
 
-def _money_text(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(value)
+_encode = _make_encode()
 
 
 def _prepare(
@@ -155,15 +166,23 @@ def _prepare(
     (on SQLite) the stored row; ``f"{value}"`` of a Decimal is ``str(value)``, so fingerprints
     are unchanged from earlier versions (stored rows do not all turn into "updated").
     """
-    encode = _ENCODER.encode
+    encode = _encode
     blake2b = hashlib.blake2b
     now_text = utc_text(now)
     prepared: list[tuple[str, str, tuple[Any, ...]]] = []
     append = prepared.append
+    utc = dt.UTC
     for trade_id, trade in latest.items():
-        opened = utc_text(trade.opened_at)
+        # utc_text, inlined for the common case (Trade's converter already made the time UTC).
+        opened_at = trade.opened_at
+        opened = opened_at.isoformat(" ", "microseconds")[:26] if opened_at.tzinfo is utc else utc_text(opened_at)
         closed_at = trade.closed_at
-        closed = "" if closed_at is None else utc_text(closed_at)
+        if closed_at is None:
+            closed = ""
+        elif closed_at.tzinfo is utc:
+            closed = closed_at.isoformat(" ", "microseconds")[:26]
+        else:
+            closed = utc_text(closed_at)
         direction = trade.direction.value
         entry = str(trade.entry_price)
         exit_ = None if trade.exit_price is None else str(trade.exit_price)
