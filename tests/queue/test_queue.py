@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import fakebroker
 import httpx
 import pytest
@@ -20,9 +21,26 @@ from queue_support import TRADES_PER_CONNECTION
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")]
 
 
-async def drain(queue: SyncQueue, engine: BrokerSync, **options: Any) -> Any:
-    """Run a worker until the queue is empty."""
-    return await queue.run_worker(engine, burst=True, poll=0.2, **options)
+async def drain(queue: SyncQueue, engine: BrokerSync, *, until_done: str | None = None, **options: Any) -> Any:
+    """Run a burst worker until the queue is empty (and, with ``until_done``, that job has finished).
+
+    A burst worker stops as soon as it sees no queued job; a retry re-queued a moment later (on a
+    busy machine) would be left behind, so ``until_done`` runs bursts again until the job ends.
+    """
+    total = await queue.run_worker(engine, burst=True, poll=0.2, **options)
+    for _ in range(20):
+        job = await queue.job(until_done) if until_done else None
+        if job is None or job.status in ("complete", "failed"):
+            return total
+        more = await queue.run_worker(engine, burst=True, poll=0.2, **options)
+        total = attrs.evolve(
+            total,
+            complete=total.complete + more.complete,
+            failed=total.failed + more.failed,
+            retried=total.retried + more.retried,
+            aborted=total.aborted + more.aborted,
+        )
+    raise AssertionError(f"job {until_done} did not finish: {job}")
 
 
 async def stored_trade_ids(engine: BrokerSync, connection_id: str) -> set[tuple[str, str]]:
@@ -132,7 +150,7 @@ async def test_retryable_failures_retry_a_bounded_number_of_times(
     api.fail_trades_for = {"ACC-2"}  # the broker answers 500 for this account's trades
     await queue.enqueue(connection_id, "u1")
 
-    stats = await drain(queue, engine)
+    stats = await drain(queue, engine, until_done=connection_id)
 
     job = await queue.job(connection_id)
     assert job is not None and job.status == "failed" and job.attempts == queue.retries == 2
