@@ -77,6 +77,7 @@ _INTERRUPT = (
 )
 
 
+_CONNECTION_QUERY = select(connections).where(connections.c.id == bindparam("connection_id"))
 _ACCOUNTS_QUERY = (
     select(accounts, sync_cursors.c.watermark, sync_cursors.c.cursor)
     .select_from(
@@ -220,8 +221,7 @@ class Store:
     async def connection_row(self, connection_id: str) -> Row[Any] | None:
         """The raw connection row (with ciphertexts), for the engine only."""
         async with self._read() as conn:
-            result = await conn.execute(select(connections).where(connections.c.id == connection_id))
-            return result.first()
+            return (await conn.execute(_CONNECTION_QUERY, {"connection_id": connection_id})).first()
 
     async def update_connection(self, connection_id: str, **values: Any) -> None:
         """Set columns of a connection."""
@@ -245,7 +245,16 @@ class Store:
     async def sync_accounts(
         self, connection_id: str, account_list: Sequence[Account], now: dt.datetime
     ) -> list[AccountInfo]:
-        """Add new accounts, refresh known ones, and return all with their positions: ONE transaction."""
+        """Add new accounts, refresh changed ones, and return all with their sync positions.
+
+        Usually nothing changed since the last sync: then this is one read and no write
+        transaction (the positions cannot move meanwhile: the caller holds the sync lease).
+        """
+        async with self._read() as conn:
+            stored = await _accounts_of(conn, connection_id)
+        known = {a.account_id: (a.name, a.currency, a.type) for a in stored}
+        if all(known.get(a.id) == (a.name, a.currency, a.type) for a in account_list):
+            return stored
         async with self._write() as conn:
             await self._upsert_accounts(conn, connection_id, account_list, now)
             return await _accounts_of(conn, connection_id)
