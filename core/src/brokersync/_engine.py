@@ -25,6 +25,7 @@ from brokersync._results import ConnectResult, SyncResult
 from brokersync._run import SyncRunner
 from brokersync._store import (
     ConnectionInfo,
+    ConnectionRow,
     ConnectionStatus,
     RunStatus,
     Store,
@@ -45,7 +46,6 @@ from brokersync.models import AuthResult
 
 if TYPE_CHECKING:
     import httpx
-    from sqlalchemy.engine import Row
 
     from brokersync._broker import Broker
     from brokersync._metrics import RequestMetrics
@@ -250,14 +250,14 @@ class BrokerSync(EngineQueries):
     def _seal_token(self, connection_id: str, auth: AuthResult) -> str:
         return self.vault.encrypt_json(auth_to_json(auth), aad=f"{connection_id}:token")
 
-    def _open_credentials(self, row: Row[Any]) -> dict[str, Any]:
+    def _open_credentials(self, row: ConnectionRow) -> dict[str, Any]:
         if not row.credentials:
             raise NeedsReauthError(f"connection {row.id} has no stored credentials; reconnect it")
         return self.vault.decrypt_json(
             row.credentials, aad=f"{row.id}:credentials", what=f"the credentials of connection {row.id}"
         )
 
-    def _open_token(self, row: Row[Any]) -> AuthResult | None:
+    def _open_token(self, row: ConnectionRow) -> AuthResult | None:
         if not row.token:
             return None
         data = self.vault.decrypt_json(row.token, aad=f"{row.id}:token", what=f"the token of connection {row.id}")
@@ -338,7 +338,7 @@ class BrokerSync(EngineQueries):
                 accounts=tuple(account_list),
             )
 
-    async def _own_row(self, connection_id: str, user_id: str) -> Row[Any]:
+    async def _own_row(self, connection_id: str, user_id: str) -> ConnectionRow:
         _require_text("connection_id", connection_id)
         _require_text("user_id", user_id)
         await self._ensure_ready()

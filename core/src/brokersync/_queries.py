@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,8 +27,7 @@ from brokersync._store._database import safe_url
 from brokersync.errors import BrokerSyncError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Row
-
+    from brokersync._store import ConnectionRow
     from brokersync._vault import Vault
 
 __all__ = ["EngineQueries"]
@@ -47,7 +46,7 @@ class EngineQueries:
     async def _ensure_ready(self) -> None:
         raise NotImplementedError
 
-    async def _own_row(self, connection_id: str, user_id: str) -> Row[Any]:
+    async def _own_row(self, connection_id: str, user_id: str) -> ConnectionRow:
         raise NotImplementedError
 
     @store_errors("reading a connection")

@@ -27,10 +27,9 @@ from brokersync.errors import ErrorType, NeedsReauthError, SyncError, SyncInProg
 from brokersync.models import AuthResult
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Row
-
     from brokersync._engine import BrokerSync
     from brokersync._metrics import RequestMetrics
+    from brokersync._store import ConnectionRow
 
 __all__ = ["SyncRunner"]
 
@@ -112,7 +111,7 @@ class SyncRunner:
 
     async def _run(
         self,
-        row: Row[Any],
+        row: ConnectionRow,
         run_id: str,
         trigger: SyncTrigger,
         since: dt.datetime | None,
@@ -181,7 +180,7 @@ class SyncRunner:
 
     def _result(
         self,
-        row: Row[Any],
+        row: ConnectionRow,
         run_id: str,
         trigger: SyncTrigger,
         started_at: dt.datetime,
@@ -214,7 +213,13 @@ class SyncRunner:
         )
 
     async def _finish(
-        self, row: Row[Any], result: SyncResult, lease: _Lease, *, error_type: str | None, error_message: str | None
+        self,
+        row: ConnectionRow,
+        result: SyncResult,
+        lease: _Lease,
+        *,
+        error_type: str | None,
+        error_message: str | None,
     ) -> None:
         record_errors = [
             {"account_id": e.account_id, "broker_trade_id": e.broker_trade_id, "reason": redact(e.reason)}
@@ -251,7 +256,7 @@ class SyncRunner:
 
     async def _record_failure(
         self,
-        row: Row[Any],
+        row: ConnectionRow,
         run_id: str,
         trigger: SyncTrigger,
         started_at: dt.datetime,

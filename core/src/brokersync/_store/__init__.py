@@ -5,6 +5,7 @@ from __future__ import annotations
 from brokersync._store._records import (
     AccountInfo,
     ConnectionInfo,
+    ConnectionRow,
     ConnectionStatus,
     RunStatus,
     StoredTrade,
@@ -17,6 +18,7 @@ from brokersync._store._trades import UpsertCounts, fingerprint
 __all__ = [
     "AccountInfo",
     "ConnectionInfo",
+    "ConnectionRow",
     "ConnectionStatus",
     "LeaseLostError",
     "RunStatus",

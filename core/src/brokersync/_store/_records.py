@@ -7,7 +7,7 @@ import enum
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountInfo",
     "ConnectionInfo",
+    "ConnectionRow",
     "ConnectionStatus",
     "RunStatus",
     "StoredTrade",
@@ -50,6 +51,18 @@ class RunStatus(enum.StrEnum):
     PARTIAL = "partial"  # finished, but some records were invalid and not stored
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # the process died mid-run; found and closed by the next sync
+
+
+class ConnectionRow(NamedTuple):
+    """The columns of a connection the engine needs to sync it, ciphertexts included (engine only)."""
+
+    id: str
+    user_id: str
+    broker: str
+    environment: str
+    status: str
+    credentials: str | None
+    token: str | None
 
 
 @attrs.frozen(kw_only=True)

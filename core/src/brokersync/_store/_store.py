@@ -13,8 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +21,7 @@ from brokersync._store._database import READ_ONLY, create_engine, current_revisi
 from brokersync._store._records import (
     AccountInfo,
     ConnectionInfo,
+    ConnectionRow,
     ConnectionStatus,
     RunStatus,
     StoredTrade,
@@ -33,6 +33,7 @@ from brokersync._store._records import (
 from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
 from brokersync._store._sql import run_sql, update_sql
 from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trades
+from brokersync._store._types import parse_utc
 from brokersync.errors import StoreError, SyncInProgressError
 from brokersync.models import Account, Trade
 
@@ -77,36 +78,27 @@ _INTERRUPT = (
 )
 
 
-_CONNECTION_QUERY = select(connections).where(connections.c.id == bindparam("connection_id"))
+_CONNECTION_QUERY = f"SELECT {', '.join(ConnectionRow._fields)} FROM connections WHERE id = ?"  # noqa: S608 - names from code
 _ACCOUNTS_QUERY = (
-    select(accounts, sync_cursors.c.watermark, sync_cursors.c.cursor)
-    .select_from(
-        accounts.outerjoin(
-            sync_cursors,
-            and_(
-                sync_cursors.c.connection_id == accounts.c.connection_id,
-                sync_cursors.c.account_id == accounts.c.account_id,
-            ),
-        )
-    )
-    .where(accounts.c.connection_id == bindparam("connection_id"))
-    .order_by(accounts.c.account_id)
+    "SELECT a.account_id, a.name, a.currency, a.type, c.watermark, c.cursor FROM accounts a "
+    "LEFT JOIN sync_cursors c ON c.connection_id = a.connection_id AND c.account_id = a.account_id "
+    "WHERE a.connection_id = ? ORDER BY a.account_id"
 )
 
 
 async def _accounts_of(conn: AsyncConnection, connection_id: str) -> list[AccountInfo]:
-    result = await conn.execute(_ACCOUNTS_QUERY, {"connection_id": connection_id})
+    rows = await run_sql(conn, _ACCOUNTS_QUERY, (connection_id,))
     return [
         AccountInfo(
-            connection_id=row.connection_id,
-            account_id=row.account_id,
-            name=row.name,
-            currency=row.currency,
-            type=row.type,
-            watermark=row.watermark,
-            cursor=row.cursor,
+            connection_id=connection_id,
+            account_id=account_id,
+            name=name,
+            currency=currency,
+            type=type_,
+            watermark=parse_utc(watermark),
+            cursor=cursor,
         )
-        for row in result
+        for account_id, name, currency, type_, watermark, cursor in rows
     ]
 
 
@@ -218,10 +210,11 @@ class Store:
         async with self._write() as conn:
             await self._upsert_accounts(conn, connection_id, account_list, now)
 
-    async def connection_row(self, connection_id: str) -> Row[Any] | None:
-        """The raw connection row (with ciphertexts), for the engine only."""
+    async def connection_row(self, connection_id: str) -> ConnectionRow | None:
+        """The connection's identity, status and ciphertexts, for the engine only."""
         async with self._read() as conn:
-            return (await conn.execute(_CONNECTION_QUERY, {"connection_id": connection_id})).first()
+            rows = await run_sql(conn, _CONNECTION_QUERY, (connection_id,))
+        return ConnectionRow(*rows[0]) if rows else None
 
     async def update_connection(self, connection_id: str, **values: Any) -> None:
         """Set columns of a connection."""

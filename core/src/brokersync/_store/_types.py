@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, Numeric, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["Money", "UTCDateTime", "decimal_text", "utc_text"]
+__all__ = ["Money", "UTCDateTime", "decimal_text", "parse_utc", "utc_text"]
 
 
 def decimal_text(value: Decimal) -> str:
@@ -69,10 +69,15 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return utc_text(value) if dialect.name == "sqlite" else value.astimezone(dt.UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
-        return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
+        return parse_utc(value)
+
+
+def parse_utc(value: Any) -> dt.datetime | None:
+    """A stored time as a tz-aware UTC datetime (SQLite: the text :func:`utc_text` wrote)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+    return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
