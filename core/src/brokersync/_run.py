@@ -2,9 +2,10 @@
 
 :class:`SyncRunner` wraps a :class:`~brokersync._sync.SyncJob` (the work) for
 :class:`~brokersync.BrokerSync` (the API): it takes the connection's lease, opens the audit row
-(committed at once, so a crash leaves a trace that the next run marks ``interrupted``), runs the job,
-records success or failure (classified, redacted), marks the connection ``needs_reauth`` on an auth
-failure, and always gives the lease back.
+(committed at once with the lease, so a crash leaves a trace that the next run marks
+``interrupted``), runs the job, records success or failure (classified, redacted) and marks the
+connection ``needs_reauth`` on an auth failure in the same transaction that gives the lease back
+(and if recording fails, still gives the lease back).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The store: every read and write the engine does, one short transaction each.
 
+A sync needs few of them: ``begin_run`` (lease, stale runs, audit row), ``sync_accounts`` (a read;
+a write only when the broker's accounts changed), ``store_batch`` per page, ``finish_sync`` (audit
+row, connection status, lease release). Their statements are plain SQL on the driver
+(``_sql.py``); on SQLite, writers of this process queue on an asyncio lock and reads take no lock.
+
 Only the engine (and the CLI through it) uses this class; integrators go through
 :class:`brokersync.BrokerSync`.
 """
