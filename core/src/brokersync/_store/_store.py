@@ -458,21 +458,6 @@ class Store:
 
     # -- audit -----------------------------------------------------------------------------------
 
-    async def insert_run(self, values: Mapping[str, Any]) -> None:
-        """Open an audit row (status ``running``), committed at once so a crash leaves a trace."""
-        async with self._write() as conn:
-            await conn.execute(insert(sync_runs), [dict(values)])
-
-    async def finish_run(self, run_id: str, values: Mapping[str, Any]) -> None:
-        """Close an audit row."""
-        async with self._write() as conn:
-            await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
-
-    async def interrupt_stale_runs(self, connection_id: str, *, except_run: str, now: dt.datetime) -> int:
-        """Mark runs left ``running`` by a dead process as ``interrupted``; return how many."""
-        async with self._write() as conn:
-            return await _interrupt(conn, connection_id, except_run, now)
-
     async def finish_sync(
         self,
         run_id: str,
