@@ -53,7 +53,8 @@ def normalize_database_url(url: str) -> str:
     if base == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
     raise ConfigurationError(
-        f"unsupported database {scheme!r} in {DATABASE_URL_ENV}: brokersync supports SQLite and PostgreSQL"
+        f"unsupported database {scheme!r} in the database URL (BrokerSync(database_url=...), --database-url or "
+        f"{DATABASE_URL_ENV}): brokersync supports SQLite and PostgreSQL"
     )
 
 

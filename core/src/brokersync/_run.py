@@ -268,7 +268,13 @@ class SyncRunner:
     ) -> SyncResult:
         result = self._result(row, run_id, trigger, started_at, perf, metrics, RunStatus.FAILED, None, error)
         assert result.error is not None
-        message = redact(f"{result.error.user_message} {result.error.technical_details.get('message', '')}".strip())
+        detail = str(result.error.technical_details.get("message", ""))
+        # The user message already quotes our own errors' text; add the technical one only when it says more.
+        message = redact(
+            result.error.user_message
+            if detail in result.error.user_message
+            else f"{result.error.user_message} {detail}"
+        )
         try:
             await self._finish(row, result, lease, error_type=result.error.type.value, error_message=message[:2000])
         except Exception as exc:  # the database may be what failed; the run stays "running" until the next sync
