@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -95,3 +95,29 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def parse_pairs(values: Sequence[str], option: str, what: str) -> list[tuple[str, str]]:
+    """Split repeated ``LEFT=RIGHT`` option values; a malformed one is a usage error naming ``option``."""
+    pairs = []
+    for value in values:
+        left, sep, right = value.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise click.BadParameter(f"{value!r} must look like {what}", param_hint=option)
+        pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
+#: ``--base-url BROKER=URL`` (repeatable), for commands that run syncs against a test or local broker.
+base_url_option = click.option(
+    "--base-url",
+    "base_url_specs",
+    multiple=True,
+    metavar="BROKER=URL",
+    help="Send a broker's requests to another base URL, e.g. sim=http://127.0.0.1:8765/v1 (repeatable).",
+)
+
+
+def base_urls(specs: Sequence[str]) -> dict[str, str]:
+    """``--base-url`` values as broker key -> base URL."""
+    return dict(parse_pairs(specs, "--base-url", "BROKER=URL"))

@@ -5,24 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from brokersync._cli._engine import base_url_option, base_urls, parse_pairs
+
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync._scheduler import ConnectionSchedule, ScheduledRun
-
-
-def _pairs(values: Sequence[str], option: str, what: str) -> list[tuple[str, str]]:
-    pairs = []
-    for value in values:
-        left, sep, right = value.partition("=")
-        if not sep or not left.strip() or not right.strip():
-            raise click.BadParameter(f"{value!r} must look like {what}", param_hint=option)
-        pairs.append((left.strip(), right.strip()))
-    return pairs
 
 
 def _describe(run: ScheduledRun) -> str:
@@ -113,13 +104,7 @@ async def _schedules(engine: BrokerSync, specs: list[tuple[str, str]]) -> list[C
     help="On SIGINT/SIGTERM, seconds to let syncs in flight finish before abandoning them.",
 )
 @click.option("--once", is_flag=True, help="Run every job once, then exit (status 1 if a sync failed).")
-@click.option(
-    "--base-url",
-    "base_url_specs",
-    multiple=True,
-    metavar="BROKER=URL",
-    help="Send a broker's requests to another base URL, e.g. sim=http://127.0.0.1:8765/v1 (repeatable).",
-)
+@base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
 def scheduler(
     database_url: str | None,
@@ -137,8 +122,8 @@ def scheduler(
     Abandoned syncs roll back their open batch and release their connection, so another process
     can take over at once.
     """
-    specs = _pairs(connection_specs, "--connection", "ID=SECONDS")
-    base_urls = dict(_pairs(base_url_specs, "--base-url", "BROKER=URL"))
+    specs = parse_pairs(connection_specs, "--connection", "ID=SECONDS")
+    urls = base_urls(base_url_specs)
     if interval < 0:
         raise click.BadParameter("must be >= 0", param_hint="--interval")
     if interval == 0 and not specs:
@@ -152,7 +137,7 @@ def scheduler(
         click.echo(_as_json(run) if as_json else _describe(run))
 
     async def main() -> Any:
-        async with BrokerSync(database_url or None, base_urls=base_urls) as engine:
+        async with BrokerSync(database_url or None, base_urls=urls) as engine:
             schedules = await _schedules(engine, specs)
             runner = Scheduler(
                 engine,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from brokersync._cli._engine import base_url_option, base_urls
+
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync._queue import SyncQueue
@@ -81,16 +83,6 @@ def _run(
         raise SystemExit(1) from None
 
 
-def _base_urls(specs: tuple[str, ...]) -> dict[str, str]:
-    urls: dict[str, str] = {}
-    for spec in specs:
-        broker, sep, url = spec.partition("=")
-        if not sep or not broker.strip() or not url.strip():
-            raise click.BadParameter(f"{spec!r} must look like BROKER=URL", param_hint="--base-url")
-        urls[broker.strip()] = url.strip()
-    return urls
-
-
 @click.command()
 @_queue_options
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Jobs run at once.")
@@ -107,13 +99,7 @@ def _base_urls(specs: tuple[str, ...]) -> dict[str, str]:
     help="Redis for the rate limits every worker shares (default: the queue's Redis).",
 )
 @click.option("--local-limits", is_flag=True, help="Keep rate limits in this process instead of Redis.")
-@click.option(
-    "--base-url",
-    "base_url_specs",
-    multiple=True,
-    metavar="BROKER=URL",
-    help="Send a broker's requests to another base URL, e.g. sim=http://127.0.0.1:8765/v1 (repeatable).",
-)
+@base_url_option
 def worker(
     queue_url: str | None,
     queue_name: str,
@@ -133,7 +119,7 @@ def worker(
     rolls back, the connection's lease is released and the job goes back on the queue.
     """
     _require_queue_extra()
-    base_urls = _base_urls(base_url_specs)
+    urls = base_urls(base_url_specs)
     if local_limits and limiter_url:
         raise click.UsageError("give --limiter-url or --local-limits, not both")
 
@@ -150,7 +136,7 @@ def worker(
         queue_name=queue_name,
         database_url=database_url,
         limiter_url=shared,
-        base_urls=base_urls,
+        base_urls=urls,
     )
     click.echo(
         f"worker stopped: {stats.complete} complete, {stats.failed} failed, "
