@@ -188,6 +188,9 @@ class BrokerHttpClient:
             timeout=timeout,
             headers=headers,
             follow_redirects=False,
+            # A given transport carries every request (no proxy mounts from the environment around
+            # it); without one, httpx's own transport honours proxy and certificate settings.
+            trust_env=transport is None,
         )
 
     def __repr__(self) -> str:

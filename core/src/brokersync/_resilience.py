@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from brokersync._circuit import CircuitBreaker
 from brokersync._http import BrokerHttpClient
 from brokersync._metrics import RequestMetrics
+from brokersync._pool import ConnectionPools
 from brokersync._ratelimit import LimiterBackend, MemoryBackend, RateLimiter
 from brokersync.errors import BrokerRateLimitError
 from brokersync.models import BrokerMetadata, RateLimit, RetryPolicy
@@ -66,6 +67,10 @@ class Resilience:
         sleep: Awaitable sleep, injected in tests.
         key_prefix: Prefix of the limiter's store keys.
         redis_retry_interval: Seconds between attempts to reach Redis again during an outage.
+        share_connections: Clients without a transport of their own send through keep-alive
+            connection pools shared by every client of this object (one per event loop), instead
+            of opening a transport (a TLS context and new connections) per client. Closed by
+            :meth:`aclose`.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class Resilience:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         key_prefix: str = "brokersync",
         redis_retry_interval: float = 5.0,
+        share_connections: bool = True,
     ) -> None:
         if redis is not None and backend is not None:
             raise ValueError("Resilience takes either redis= or backend=, not both")
@@ -108,6 +114,7 @@ class Resilience:
         self.backend: LimiterBackend = backend
         self._circuits: dict[tuple[str, str | None], CircuitBreaker] = {}
         self._lock = threading.Lock()
+        self._pools = ConnectionPools() if share_connections else None
 
     def __repr__(self) -> str:
         return f"Resilience(backend={type(self.backend).__name__}, circuits={len(self._circuits)})"
@@ -196,10 +203,14 @@ class Resilience:
         policy = self.retry_policy(broker.metadata)
         if account_id is None and broker.connection_id is not None:
             account_id = f"connection:{broker.connection_id}"
+        if transport is None:
+            transport = broker.transport
+        if transport is None and self._pools is not None:
+            transport = self._pools.transport()
         return BrokerHttpClient(
             broker=broker.key,
             base_url=broker.base_url,
-            transport=transport if transport is not None else broker.transport,
+            transport=transport,
             timeout=policy.request_timeout,
             validate_response=broker.validate_response,
             connection_id=broker.connection_id,
@@ -222,7 +233,9 @@ class Resilience:
         return asyncio.sleep
 
     async def aclose(self) -> None:
-        """Release the limiter store's connections."""
+        """Release the limiter store's connections and this event loop's pooled HTTP connections."""
+        if self._pools is not None:
+            await self._pools.aclose()
         await self.backend.aclose()
 
 
@@ -248,7 +261,9 @@ def get_default_resilience() -> Resilience:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Resilience()
+            # Nobody closes the process-wide object: its clients keep transports of their own,
+            # closed with each facade, rather than pooled connections left open at exit.
+            _default = Resilience(share_connections=False)
         return _default
 
 

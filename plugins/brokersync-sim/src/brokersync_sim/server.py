@@ -34,6 +34,7 @@ class SimServer:
         self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._connections = 0
 
     @property
     def base_url(self) -> str:
@@ -41,11 +42,24 @@ class SimServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}{httpx.URL(self.api.base_url).path}"
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections clients have opened to this server so far (keep-alive reuse shows here)."""
+        return self._connections
+
     def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm
+            # holds the body back until the client's delayed ACK (~40 ms per response).
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections += 1
 
             def log_message(self, format: str, *args: object) -> None:
                 return  # quiet: the API's stats say what happened
