@@ -11,6 +11,12 @@
     python benchmarks/bench_scale.py                       # both parts, the issue's sizes
     python benchmarks/bench_scale.py --part fanout --connections 200
     python benchmarks/bench_scale.py --part bulk --trades 100000
+    python benchmarks/bench_scale.py --part fanout --broker loopback   # the sim in another process
+
+``--broker in-process`` (default) serves the sim through an httpx transport inside the benchmark
+process, so the fake broker's own CPU counts against the engine; ``--broker loopback`` serves it on a
+loopback port from a separate process, as a real broker is reached: real sockets, HTTP parsing and
+keep-alive connections, and the broker's CPU is not the engine's.
 
 Prints a markdown section to append to benchmarks/RESULTS.md.
 """
@@ -30,7 +36,7 @@ import time
 from pathlib import Path
 
 from brokersync import BrokerSync, Vault, get_broker
-from brokersync_sim import SimAPI
+from brokersync_sim import SimAPI, SimServer
 
 PASSWORD = "sim-password"
 
@@ -58,16 +64,64 @@ def _database_url(kind: str, tmp: str) -> str:
     return str(fresh_database("bench"))
 
 
+def _fanout_api(latency: float, trades: int) -> SimAPI:
+    return SimAPI(seed=5, accounts=1, trades_per_account=trades, correction_rate=0, latency=latency)
+
+
+def _api_stats(api: SimAPI, connections_opened: int | None = None) -> dict[str, object]:
+    return {
+        "requests": api.stats.requests,
+        "limit_exceeded": api.stats.limit_exceeded,
+        "peak_user_window": api.stats.peak_user_window,
+        "peak_app_window": api.stats.peak_app_window,
+        "connections_opened": connections_opened,
+    }
+
+
+def serve_child(latency: float, trades: int) -> None:
+    """The sim on a loopback port until stdin closes; then its counters as JSON on stdout."""
+    api = _fanout_api(latency, trades)
+    with SimServer(api) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+        stats = _api_stats(api, server.connections_opened)
+    print(json.dumps(stats), flush=True)
+
+
+class _LoopbackBroker:
+    """The sim served by a child process (started by this benchmark script)."""
+
+    def __init__(self, latency: float, trades: int) -> None:
+        command = [sys.executable, __file__, "--child", "serve", "--latency", str(latency)]
+        command += ["--trades-per-connection", str(trades)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.base_url = self.process.stdout.readline().strip()
+
+    def stats(self) -> dict[str, object]:
+        out, _ = self.process.communicate("", timeout=60)
+        data: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+        return data
+
+
 async def fanout(
-    connections: int, sample: int, latency: float, concurrency: int, trades: int, database: str
+    connections: int, sample: int, latency: float, concurrency: int, trades: int, database: str, broker: str
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        api = SimAPI(seed=5, accounts=1, trades_per_account=trades, correction_rate=0, latency=latency)
+        api: SimAPI | None = None
+        loopback: _LoopbackBroker | None = None
+        where: dict[str, object]
+        if broker == "loopback":
+            loopback = _LoopbackBroker(latency, trades)
+            where = {"base_urls": {"sim": loopback.base_url}}
+        else:
+            api = _fanout_api(latency, trades)
+            where = {"transports": {"sim": api.transport()}}
         engine = BrokerSync(
             _database_url(database, tmp),
             encryption_keys=Vault.generate_key("bench"),
-            transports={"sim": api.transport()},
             concurrency=concurrency,
+            **where,  # type: ignore[arg-type]
         )
         async with engine:
             await engine.upgrade_database()
@@ -84,41 +138,43 @@ async def fanout(
             per_connection = serial_seconds / sample
 
             await _connect_many(engine, "user", connections, "bench")
-            requests_before = api.stats.requests
             started, cpu_started = time.perf_counter(), time.process_time()
             results = await engine.run_scheduled_sync()
             fanout_seconds = time.perf_counter() - started
             fanout_cpu = time.process_time() - cpu_started
             failed = [r for r in results if not r.ok]
             imported = sum(r.imported for r in results)
-            return {
-                "database": database,
-                "connections": connections,
-                "latency_ms": latency * 1000,
-                "concurrency": concurrency,
-                "trades_per_connection": trades,
-                "serial_sample": sample,
-                "serial_seconds_per_connection": round(per_connection, 4),
-                "serial_estimated_seconds": round(per_connection * connections, 1),
-                "fanout_seconds": round(fanout_seconds, 2),
-                "speedup": round(per_connection * connections / fanout_seconds, 1),
-                "serial_cpu_ms_per_connection": round(serial_cpu / sample * 1000, 1),
-                "fanout_cpu_ms_per_connection": round(fanout_cpu / connections * 1000, 1),
-                # The fan-out cannot beat its own CPU: the best ratio this process could reach on
-                # the cores it had is serial time / (fan-out CPU time / usable cores).
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-                "synced": len(results),
-                "failed": len(failed),
-                "imported": imported,
-                "requests": api.stats.requests - requests_before,
-                "retries": sum(r.retries for r in results),
-                "rate_limit_waits": sum(r.rate_limit_waits for r in results),
-                "broker_limit_exceeded": api.stats.limit_exceeded,
-                "peak_user_window": api.stats.peak_user_window,
-                "user_limit": list(api.user_limit),
-                "peak_app_window": api.stats.peak_app_window,
-                "app_limit": list(api.app_limit),
-            }
+        stats = loopback.stats() if loopback is not None else _api_stats(api)  # type: ignore[arg-type]
+        return {
+            "database": database,
+            "broker": broker,
+            "connections": connections,
+            "latency_ms": latency * 1000,
+            "concurrency": concurrency,
+            "trades_per_connection": trades,
+            "serial_sample": sample,
+            "serial_seconds_per_connection": round(per_connection, 4),
+            "serial_estimated_seconds": round(per_connection * connections, 1),
+            "fanout_seconds": round(fanout_seconds, 2),
+            "speedup": round(per_connection * connections / fanout_seconds, 1),
+            "serial_cpu_ms_per_connection": round(serial_cpu / sample * 1000, 1),
+            "fanout_cpu_ms_per_connection": round(fanout_cpu / connections * 1000, 1),
+            # The fan-out cannot beat its own CPU: the best ratio this process could reach on
+            # the cores it had is serial time / (fan-out CPU time / usable cores).
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "synced": len(results),
+            "failed": len(failed),
+            "imported": imported,
+            "requests": sum(r.requests for r in results),
+            "retries": sum(r.retries for r in results),
+            "rate_limit_waits": sum(r.rate_limit_waits for r in results),
+            "broker_limit_exceeded": stats["limit_exceeded"],
+            "peak_user_window": stats["peak_user_window"],
+            "user_limit": list(SimAPI().user_limit),
+            "peak_app_window": stats["peak_app_window"],
+            "app_limit": list(SimAPI().app_limit),
+            "tcp_connections_opened": stats["connections_opened"],
+        }
 
 
 def _peak_rss_mb() -> float:
@@ -181,7 +237,10 @@ def main() -> None:
     parser.add_argument("--trades-per-connection", type=int, default=20)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="for the fan-out")
     parser.add_argument("--trades", type=int, default=1_000_000, help="trades for the bulk part")
-    parser.add_argument("--child", choices=["fetch", "sync"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--broker", choices=["in-process", "loopback"], default="in-process", help="where the sim runs (fan-out)"
+    )
+    parser.add_argument("--child", choices=["fetch", "sync", "serve"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child == "fetch":
@@ -189,6 +248,9 @@ def main() -> None:
         return
     if args.child == "sync":
         print(json.dumps(asyncio.run(bulk_sync(args.trades))))
+        return
+    if args.child == "serve":
+        serve_child(args.latency, args.trades_per_connection)
         return
 
     machine = (
@@ -207,12 +269,14 @@ def main() -> None:
                 args.concurrency,
                 args.trades_per_connection,
                 args.database,
+                args.broker,
             )
         )
         print(json.dumps(f), file=sys.stderr)
         lines += [
             "",
-            f"Fan-out on {f['database']}: {f['connections']} connections x {f['trades_per_connection']} trades, "
+            f"Fan-out on {f['database']}, sim broker {f['broker']}: "
+            f"{f['connections']} connections x {f['trades_per_connection']} trades, "
             f"{f['latency_ms']:g} ms simulated latency per request, "
             f"`run_scheduled_sync(concurrency={f['concurrency']})`.",
             "",
@@ -235,6 +299,8 @@ def main() -> None:
             f"| peak requests in one window, whole API (limit) "
             f"| {f['peak_app_window']} ({f['app_limit'][0]} per {f['app_limit'][1]:g} s) |",
         ]
+        if f["tcp_connections_opened"] is not None:
+            lines.append(f"| TCP connections the broker accepted (whole run) | {f['tcp_connections_opened']} |")
     if args.part in ("all", "bulk"):
         fetch = _child("fetch", args)
         sync = _child("sync", args)
