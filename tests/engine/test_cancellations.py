@@ -201,3 +201,54 @@ async def test_the_sim_broker_busts_trades_end_to_end(db_url: str, keys: str) ->
         everything = await listed(engine, cid, include_cancelled=True)
         assert {k for k, t in everything.items() if t.is_cancelled} == busted_before_third
         assert all(t.cancel_reason == "busted by the exchange" for t in everything.values() if t.is_cancelled)
+
+
+async def test_upgrading_from_0001_keeps_audit_rows_with_zero_cancelled(db_url: str) -> None:
+    from brokersync._store import Store
+
+    store = Store(db_url)
+    try:
+        assert await store.upgrade("0001") == (None, "0001")
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO sync_runs (id, connection_id, user_id, broker, trigger, status, started_at, "
+                    "imported, skipped, updated, error_count, retries, rate_limit_waits, rate_limit_wait_ms) "
+                    "VALUES ('r1', 'c1', 'u', 'b', 'manual', 'succeeded', :at, 3, 0, 0, 0, 0, 0, 0)"
+                ),
+                {"at": "2025-03-03 12:00:00.000000" if store.dialect == "sqlite" else BUST_AT},
+            )
+        assert await store.upgrade() == ("0001", "0002")
+        [run] = await store.list_runs()
+        assert (run.imported, run.cancelled) == (3, 0)
+    finally:
+        await store.aclose()
+
+
+async def test_repeats_within_one_page_are_one_tombstone_and_the_first_report_wins(db_url: str) -> None:
+    from brokersync import Account, TradeCancellation
+    from brokersync._store import Store
+
+    store = Store(db_url)
+    try:
+        await store.upgrade()
+        now = BUST_AT + dt.timedelta(hours=1)
+        await store.create_connection(
+            {"id": "c1", "user_id": "u", "broker": "b", "environment": "live", "status": "active",
+             "created_at": now, "updated_at": now},
+            [Account(id="A1")],
+            now,
+        )  # fmt: skip
+        first = TradeCancellation(account_id="A1", broker_trade_id="T1", cancelled_at=BUST_AT, reason="Ca")
+        again = TradeCancellation(account_id="A1", broker_trade_id="T1", cancelled_at=now, reason="later")
+        counts = await store.store_batch(
+            connection_id="c1", account_id="A1", batch=[], now=now, cursor="9", cancellations=[first, again]
+        )
+        repeat = await store.store_batch(connection_id="c1", account_id="A1", batch=[], now=now, cancellations=[again])
+        assert (counts.cancelled, repeat.cancelled) == (1, 0)
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT broker_trade_id, reason FROM trade_cancellations"))).all()
+        assert [tuple(r) for r in rows] == [("T1", "Ca")]
+        assert [a.cursor for a in await store.list_accounts("c1")] == ["9"]
+    finally:
+        await store.aclose()
