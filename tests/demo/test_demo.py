@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import stat
 import subprocess
@@ -83,3 +85,33 @@ def test_running_the_demo_again_in_the_same_directory_works_and_counts_its_own_c
     second = json.loads(again.stdout)
     assert second["connection_id"] != first["connection_id"]
     assert second["stored_trades"] == second["first_sync"]["imported"] == 400
+
+
+def test_the_second_sync_records_the_trades_the_broker_busted(report):
+    second = report["second_sync"]
+    assert report["first_sync"]["cancelled"] == 0  # the sim busts trades only after a complete listing
+    assert second["cancelled"] == report["cancelled_trades"] == 3  # 0.1% of 1000 trades in each of 3 accounts
+
+
+def test_trades_leaves_cancelled_trades_out_unless_asked(report, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'brokersync.db'}"
+    args = ["trades", "--database-url", url, "--user", "demo-user", "--format", "csv"]
+    default = CliRunner().invoke(cli, args, catch_exceptions=False)
+    everything = CliRunner().invoke(cli, [*args, "--include-cancelled"], catch_exceptions=False)
+    as_json = CliRunner().invoke(cli, [*args[:-2], "--format", "json", "--include-cancelled"], catch_exceptions=False)
+    assert default.exit_code == everything.exit_code == as_json.exit_code == 0, default.output + everything.output
+
+    plain = list(csv.DictReader(io.StringIO(default.stdout)))
+    rows = list(csv.DictReader(io.StringIO(everything.stdout)))
+    assert "status" not in plain[0]
+    assert len(plain) == report["stored_trades"] - report["cancelled_trades"]
+    assert len(rows) == report["stored_trades"]
+    busted = [r for r in rows if r["status"] == "cancelled"]
+    assert len(busted) == report["cancelled_trades"]
+    assert all(r["cancelled_at"] and r["cancel_reason"] == "busted by the exchange" for r in busted)
+    assert {r["status"] for r in rows} == {"ok", "cancelled"}
+    assert not {r["broker_trade_id"] for r in busted} & {r["broker_trade_id"] for r in plain}
+    records = json.loads(as_json.stdout)
+    assert sorted(r["broker_trade_id"] for r in records if r["status"] == "cancelled") == sorted(
+        r["broker_trade_id"] for r in busted
+    )

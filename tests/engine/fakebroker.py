@@ -5,9 +5,10 @@ The API behaves like a broker with a transaction log (think OANDA transaction id
 * ``POST /auth`` {username, password} -> {access_token, refresh_token, expires_in}; 401 when wrong.
 * ``POST /auth/refresh`` {refresh_token} -> a new token pair; 401 when the refresh token is unknown.
 * ``GET /accounts`` (Bearer token) -> [{id, name, currency}]; 401 for an unknown or expired token.
-* ``GET /trades?account=&since=&after=&limit=`` -> {"trades": [...], "cursor": "<seq>", "more": bool}.
-  Every trade carries ``seq``, bumped whenever the broker changes it; ``after`` returns trades with
-  a higher ``seq`` (the opaque cursor); ``since`` keeps trades opened at or after that time.
+* ``GET /trades?account=&since=&after=&limit=`` -> {"trades": [...], "cancellations": [...],
+  "cursor": "<seq>", "more": bool}. Every trade carries ``seq``, bumped whenever the broker changes
+  it; a cancellation (bust) is an event with its own ``seq`` in the same log. ``after`` returns
+  events with a higher ``seq`` (the opaque cursor); ``since`` keeps trades opened at or after that time.
 
 Everything is deterministic from a seed, so a subprocess can rebuild the same broker.
 """
@@ -71,6 +72,8 @@ class FakeBrokerApi:
         self.hold_file: Path | None = None  # when set, /trades waits until this file exists
         self.on_trades: Callable[[], None] | None = None  # called when a /trades request arrives
         self.invalid: dict[str, list[dict[str, Any]]] = {}
+        self.invalid_cancellations: dict[str, list[dict[str, Any]]] = {}  # sent on every first page
+        self.cancellations: dict[str, dict[str, dict[str, Any]]] = {}
         self.seq = 0
         self.trades: dict[str, dict[str, dict[str, Any]]] = {}
         for account, count in (accounts or {"ACC-1": 25}).items():
@@ -111,6 +114,20 @@ class FakeBrokerApi:
         trade = dict(self.trades[account][trade_id])
         trade.update(changes)
         self._put(account, trade)
+
+    def cancel(
+        self, account: str, trade_id: str, *, at: dt.datetime | None = None, reason: str | None = "busted"
+    ) -> dict[str, Any]:
+        """The broker cancels (busts) a trade, known to it or not yet: an event in the log."""
+        self.seq += 1
+        event = {
+            "broker_trade_id": trade_id,
+            "cancelled_at": (at or self.clock()).isoformat(),
+            "reason": reason,
+            "seq": self.seq,
+        }
+        self.cancellations.setdefault(account, {})[trade_id] = event
+        return event
 
     def expected(self) -> dict[tuple[str, str], dict[str, Any]]:
         """(account, trade id) -> the broker's current version of every trade."""
@@ -179,12 +196,20 @@ class FakeBrokerApi:
         rows = sorted((t for t in self.trades.get(account, {}).values() if t["seq"] > after), key=lambda t: t["seq"])
         if since is not None:
             rows = [t for t in rows if dt.datetime.fromisoformat(t["opened_at"]) >= since]
+        busts = [c for c in self.cancellations.get(account, {}).values() if c["seq"] > after]
+        rows = sorted(rows + busts, key=lambda t: t["seq"])
         page = rows[: self.page_size]
-        records: list[dict[str, Any]] = [dict(t) for t in page]
+        records: list[dict[str, Any]] = [dict(t) for t in page if "cancelled_at" not in t]
+        cancellations: list[dict[str, Any]] = [dict(c) for c in page if "cancelled_at" in c]
         if after == 0 and account in self.invalid:
             records += self.invalid[account]
+        if after == 0 and account in self.invalid_cancellations:
+            cancellations += self.invalid_cancellations[account]
         cursor = str(page[-1]["seq"]) if page else (str(after) if after else None)
-        return httpx.Response(200, json={"trades": records, "cursor": cursor, "more": len(rows) > len(page)})
+        body = {"trades": records, "cursor": cursor, "more": len(rows) > len(page)}
+        if cancellations:
+            body["cancellations"] = cancellations
+        return httpx.Response(200, json=body)
 
 
 # -- the plugin ------------------------------------------------------------------------------------
@@ -248,7 +273,8 @@ class FakeBrokerPlugin:
             )
             body = response.json()
             records = [{k: v for k, v in t.items() if k != "seq"} for t in body["trades"]]
-            yield TradePage(records=records, cursor=body["cursor"])
+            cancellations = [{k: v for k, v in c.items() if k != "seq"} for c in body.get("cancellations", [])]
+            yield TradePage(records=records, cursor=body["cursor"], cancellations=cancellations)
             if not body["more"]:
                 return
             after = body["cursor"]

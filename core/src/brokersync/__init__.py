@@ -53,6 +53,7 @@ from brokersync.models import (
     RateLimit,
     RetryPolicy,
     Trade,
+    TradeCancellation,
     TradePage,
 )
 
@@ -280,6 +281,7 @@ __all__ = [
     "SyncTrigger",
     "Trade",
     "TradeBatch",
+    "TradeCancellation",
     "TradePage",
     "Vault",
     "VaultError",

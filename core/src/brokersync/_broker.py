@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from brokersync._context import BrokerContext, HttpClient
-from brokersync._converters import normalize_trade, wire_converter
+from brokersync._converters import normalize_cancellation, normalize_trade, wire_converter
 from brokersync._log import get_logger
 from brokersync.errors import PluginContractError, RecordValidationError
-from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradePage
+from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradeCancellation, TradePage
 
 if TYPE_CHECKING:
     import httpx
@@ -42,11 +42,12 @@ class RecordError:
 
 @attrs.frozen(kw_only=True)
 class TradeBatch:
-    """One normalized page of trades, the records that failed validation, and the page's cursor."""
+    """One normalized page of trades and cancellations, the records that failed validation, and the page's cursor."""
 
     trades: tuple[Trade, ...]
     errors: tuple[RecordError, ...] = ()
     cursor: str | None = None
+    cancellations: tuple[TradeCancellation, ...] = ()
 
 
 def trace_enabled() -> bool:
@@ -261,7 +262,7 @@ class Broker:
                         if pending:
                             yield self._normalize(pending, account, None)
                             pending = []
-                        yield self._normalize(item.records, account, item.cursor)
+                        yield self._normalize(item.records, account, item.cursor, item.cancellations)
                     else:
                         pending.append(item)
                         if len(pending) >= _PAGE_SIZE:
@@ -272,7 +273,7 @@ class Broker:
             else:
                 result = await await_me_maybe(result)
                 if isinstance(result, TradePage):
-                    yield self._normalize(result.records, account, result.cursor)
+                    yield self._normalize(result.records, account, result.cursor, result.cancellations)
                 elif isinstance(result, Mapping | str | bytes) or not hasattr(result, "__iter__"):
                     raise self._contract(  # noqa: TRY301 - traced by the handler below like any hook failure
                         "get_trades", f"returned {type(result).__name__}, expected TradePage pages or a list of trades"
@@ -286,7 +287,7 @@ class Broker:
             raise
         self._trace_call("get_trades", started, "ok")
 
-    def _normalize(self, records: Any, account: Account, cursor: str | None) -> TradeBatch:
+    def _normalize(self, records: Any, account: Account, cursor: str | None, cancellations: Any = ()) -> TradeBatch:
         trades: list[Trade] = []
         errors: list[RecordError] = []
         for record in records:
@@ -294,6 +295,12 @@ class Broker:
                 trades.append(normalize_trade(record, account_id=account.id))
             except RecordValidationError as exc:
                 errors.append(RecordError(broker_trade_id=exc.broker_trade_id, reason=exc.message))
+        cancelled: list[TradeCancellation] = []
+        for entry in cancellations:
+            try:
+                cancelled.append(normalize_cancellation(entry, account_id=account.id))
+            except RecordValidationError as exc:
+                errors.append(RecordError(broker_trade_id=exc.broker_trade_id, reason=exc.message))
         if cursor is not None and not isinstance(cursor, str):
             raise self._contract("get_trades", f"returned a cursor of type {type(cursor).__name__}, expected str")
-        return TradeBatch(trades=tuple(trades), errors=tuple(errors), cursor=cursor)
+        return TradeBatch(trades=tuple(trades), errors=tuple(errors), cursor=cursor, cancellations=tuple(cancelled))

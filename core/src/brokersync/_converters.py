@@ -19,9 +19,9 @@ from typing import Any
 import cattrs
 
 from brokersync.errors import RecordValidationError
-from brokersync.models import Trade
+from brokersync.models import Trade, TradeCancellation
 
-__all__ = ["describe_error", "normalize_trade", "strict_converter", "wire_converter"]
+__all__ = ["describe_error", "normalize_cancellation", "normalize_trade", "strict_converter", "wire_converter"]
 
 
 def _structure_decimal(value: Any, _: type) -> Decimal:
@@ -114,3 +114,37 @@ def normalize_trade(record: Trade | Mapping[str, Any], *, account_id: str) -> Tr
             broker_trade_id=trade.broker_trade_id,
         )
     return trade
+
+
+def normalize_cancellation(record: TradeCancellation | Mapping[str, Any], *, account_id: str) -> TradeCancellation:
+    """Validate one entry of ``TradePage.cancellations`` into a :class:`TradeCancellation` for ``account_id``.
+
+    Raises:
+        RecordValidationError: naming the cancelled trade's id (when there is one) and why.
+    """
+    if isinstance(record, TradeCancellation):
+        cancellation = record
+    elif isinstance(record, Mapping):
+        data = dict(record)
+        data.setdefault("account_id", account_id)
+        if "raw" not in data:
+            data["raw"] = dict(record)
+        try:
+            cancellation = wire_converter().structure(data, TradeCancellation)
+        except Exception as exc:
+            trade_id = record.get("broker_trade_id")
+            raise RecordValidationError(
+                f"invalid cancellation of trade {trade_id!r}: {describe_error(exc)}",
+                broker_trade_id=str(trade_id) if trade_id is not None else None,
+            ) from exc
+    else:
+        raise RecordValidationError(
+            f"a cancellation must be a TradeCancellation or a mapping, got {type(record).__name__}"
+        )
+    if cancellation.account_id != account_id:
+        raise RecordValidationError(
+            f"cancellation of trade {cancellation.broker_trade_id!r} belongs to account {cancellation.account_id!r}, "
+            f"but get_trades was asked for account {account_id!r}",
+            broker_trade_id=cancellation.broker_trade_id,
+        )
+    return cancellation

@@ -84,23 +84,37 @@ class EngineQueries:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int | None = None,
+        include_cancelled: bool = False,
     ) -> AsyncIterator[StoredTrade]:
-        """Stream stored trades (oldest opened first), filtered; memory stays flat."""
+        """Stream stored trades (oldest opened first), filtered; memory stays flat.
+
+        Trades the broker cancelled (busted) are left out unless ``include_cancelled``; then they
+        come with ``cancelled_at`` and ``cancel_reason`` set.
+        """
         await self._ensure_ready()
         try:
             ids = await self._connection_ids(user_id, connection_id)
             async for trade in self._store.iter_trades(
-                connection_ids=ids, account_id=account_id, symbol=symbol, since=since, until=until, limit=limit
+                connection_ids=ids,
+                account_id=account_id,
+                symbol=symbol,
+                since=since,
+                until=until,
+                limit=limit,
+                include_cancelled=include_cancelled,
             ):
                 yield trade
         except SQLAlchemyError as exc:
             raise wrap_store_errors(exc, "reading trades") from None
 
     @store_errors("counting trades")
-    async def count_trades(self, *, user_id: str | None = None, connection_id: str | None = None) -> int:
-        """How many trades are stored (for a user or a connection)."""
+    async def count_trades(
+        self, *, user_id: str | None = None, connection_id: str | None = None, include_cancelled: bool = False
+    ) -> int:
+        """How many trades are stored (for a user or a connection); cancelled ones only if ``include_cancelled``."""
         await self._ensure_ready()
-        return await self._store.count_trades(connection_ids=await self._connection_ids(user_id, connection_id))
+        ids = await self._connection_ids(user_id, connection_id)
+        return await self._store.count_trades(connection_ids=ids, include_cancelled=include_cancelled)
 
     @store_errors("listing sync runs")
     async def list_runs(

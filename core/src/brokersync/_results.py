@@ -46,6 +46,7 @@ class SyncProgress:
     skipped: int
     updated: int
     errors: int
+    cancelled: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -61,6 +62,8 @@ class SyncResult:
         imported: New trades stored.
         skipped: Trades the broker sent again unchanged (duplicates, not written).
         updated: Stored trades the broker changed (a correction, a close).
+        cancelled: Trades the broker cancelled (busted) that got a new tombstone in this run (a
+            cancellation reported again counts 0); they leave listings by default.
         errors: The invalid records (up to the engine's ``max_record_errors``), with reasons.
         error_count: How many records were invalid in total.
         duration_ms: Wall time of the run.
@@ -82,6 +85,7 @@ class SyncResult:
     imported: int = 0
     skipped: int = 0
     updated: int = 0
+    cancelled: int = 0
     errors: tuple[SyncRecordError, ...] = ()
     error_count: int = 0
     duration_ms: int = 0

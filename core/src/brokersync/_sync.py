@@ -113,6 +113,7 @@ class TokenKeeper:
 @attrs.define
 class _Totals:
     counts: UpsertCounts = UpsertCounts()
+    cancelled: int = 0
     batches: int = 0
     error_count: int = 0
     errors: list[SyncRecordError] = attrs.Factory(list)
@@ -123,6 +124,7 @@ class JobOutcome:
     """What a finished job counted."""
 
     counts: UpsertCounts
+    cancelled: int
     errors: tuple[SyncRecordError, ...]
     error_count: int
     accounts: int
@@ -178,6 +180,7 @@ class SyncJob:
         totals = self._totals
         return JobOutcome(
             counts=totals.counts,
+            cancelled=totals.cancelled,
             errors=tuple(totals.errors),
             error_count=totals.error_count,
             accounts=len(account_list),
@@ -225,9 +228,11 @@ class SyncJob:
             cursor=batch.cursor,
             watermark=watermark,
             lease=(self._holder, now + self._ttl),
+            cancellations=batch.cancellations,
         )
         totals = self._totals
         totals.counts = totals.counts + counts
+        totals.cancelled += counts.cancelled
         totals.batches += 1
         totals.error_count += len(batch.errors)
         for error in batch.errors:
@@ -246,6 +251,7 @@ class SyncJob:
                         skipped=totals.counts.skipped,
                         updated=totals.counts.updated,
                         errors=totals.error_count,
+                        cancelled=totals.cancelled,
                     )
                 )
             )

@@ -33,6 +33,7 @@ __all__ = [
     "RateLimit",
     "RetryPolicy",
     "Trade",
+    "TradeCancellation",
     "TradePage",
 ]
 
@@ -307,8 +308,37 @@ class Trade:
         return self.closed_at is not None
 
 
+@attrs.frozen(kw_only=True)
+class TradeCancellation:
+    """The broker cancelled ("busted") a trade it reported: a tombstone for that trade.
+
+    The cancelled trade keeps its stored row (history, audit) but leaves the user's trade listings
+    and exports by default. A cancellation may arrive before, with, or after the trade it cancels,
+    and a broker may report it again: it is recorded once per (connection, account, trade id).
+
+    Attributes:
+        account_id: The broker account of the cancelled trade.
+        broker_trade_id: The ``broker_trade_id`` of the trade being cancelled.
+        cancelled_at: When the broker cancelled it (tz-aware, stored in UTC; naive is refused).
+        reason: The broker's reason or code, if it gives one (e.g. IBKR's ``Ca``).
+        raw: The broker's own cancellation record, kept for audit.
+    """
+
+    account_id: str = attrs.field(converter=_as_text, validator=_check_text)
+    broker_trade_id: str = attrs.field(converter=_as_text, validator=_check_text)
+    cancelled_at: dt.datetime = attrs.field(converter=_as_utc, validator=_check_time)
+    reason: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_mapping, validator=_check_mapping, repr=False)
+
+
 def _as_records(value: Iterable[Trade | Mapping[str, Any]]) -> tuple[Trade | Mapping[str, Any], ...]:
     return tuple(value)  # typed (not converter=tuple) so mypy checks what callers pass
+
+
+def _as_cancellations(
+    value: Iterable[TradeCancellation | Mapping[str, Any]],
+) -> tuple[TradeCancellation | Mapping[str, Any], ...]:
+    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -319,10 +349,18 @@ class TradePage:
     core validates each record on its own, so one bad record is reported and skipped, never stored,
     and does not cost the rest of the page). ``cursor`` is opaque to the core: it is persisted with
     the page's trades and handed back unchanged on the next sync.
+
+    ``cancellations`` reports trades the broker cancelled (busted), as :class:`TradeCancellation`
+    objects or mappings with its field names (``account_id`` defaults to the page's account). They
+    are validated one by one like ``records`` and stored in the same transaction as the page's
+    trades and cursor.
     """
 
     records: Sequence[Trade | Mapping[str, Any]] = attrs.field(converter=_as_records)
     cursor: str | None = None
+    cancellations: Sequence[TradeCancellation | Mapping[str, Any]] = attrs.field(
+        default=(), converter=_as_cancellations
+    )
 
 
 # --- metadata ---------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def _result_dict(result: SyncResult) -> dict[str, Any]:
         "imported": result.imported,
         "skipped": result.skipped,
         "updated": result.updated,
+        "cancelled": result.cancelled,
         "invalid_records": result.error_count,
         "requests": result.requests,
         "retries": result.retries,
@@ -67,7 +68,7 @@ async def _sync(engine: BrokerSync, connection_id: str, total: int, label: str, 
 
         def on_progress(p: Any) -> None:
             done = p.imported + p.skipped + p.updated + p.errors
-            detail = f"{p.imported} new {p.skipped} same {p.updated} upd {p.errors} bad"
+            detail = f"{p.imported} new {p.skipped} same {p.updated} upd {p.cancelled} cxl {p.errors} bad"
             progress.update(task, completed=done, detail=detail)
 
         result = await engine.sync_broker_trades(connection_id, DEMO_USER, on_progress=on_progress)
@@ -86,6 +87,7 @@ def _summary_table(first: SyncResult, second: SyncResult) -> Any:
         ("imported (new trades)", "imported"),
         ("skipped (unchanged duplicates)", "skipped"),
         ("updated (broker corrections)", "updated"),
+        ("cancelled (busted by the broker)", "cancelled"),
         ("invalid records (reported, not stored)", "error_count"),
         ("requests", "requests"),
         ("retries", "retries"),
@@ -102,7 +104,7 @@ async def _trades_table(engine: BrokerSync, connection_id: str, count: int) -> A
     from rich.table import Table
 
     stored = await engine.count_trades(connection_id=connection_id)
-    table = Table(title=f"A few stored trades (of {stored})", title_justify="left")
+    table = Table(title=f"A few stored trades (of {stored}, cancelled ones left out)", title_justify="left")
     for column in ("trade id", "symbol", "side", "qty", "opened (UTC)", "entry", "exit", "P&L", "fees"):
         table.add_column(column, justify="right" if column in ("qty", "entry", "exit", "P&L", "fees") else "left")
     async for t in engine.iter_trades(connection_id=connection_id, limit=count):
@@ -158,6 +160,7 @@ def demo(
         trades_per_account=per_account,
         fault_rate=fault_rate,
         malformed_rate=0.0005 if fault_rate else 0.0,
+        cancel_rate=0.001,
         latency=latency,
     )
     console = None
@@ -186,7 +189,8 @@ def demo(
                 )
             first = await _sync(engine, connected.connection_id, total, "first sync ", console)
             second = await _sync(engine, connected.connection_id, total, "second sync", console)
-            stored = await engine.count_trades(connection_id=connected.connection_id)
+            stored = await engine.count_trades(connection_id=connected.connection_id, include_cancelled=True)
+            cancelled = stored - await engine.count_trades(connection_id=connected.connection_id)
             if console is not None:
                 console.print()
                 console.print(_summary_table(first, second))
@@ -194,7 +198,8 @@ def demo(
                 console.print(
                     f"Faults the broker injected: {faults or 'none'}; all absorbed by retries, rate-limit waits "
                     f"and {api.stats.renewals} token renewal(s).\nThe second sync imported {second.imported} trades "
-                    f"(dedupe) and applied {second.updated} corrections the broker made in between.\n"
+                    f"(dedupe), applied {second.updated} corrections the broker made in between and recorded "
+                    f"{second.cancelled} trades it cancelled (kept for audit, left out of listings).\n"
                 )
                 console.print(await _trades_table(engine, connected.connection_id, 5))
             return {
@@ -203,6 +208,7 @@ def demo(
                 "accounts": [a.id for a in connected.accounts],
                 "broker_trades": total,
                 "stored_trades": stored,
+                "cancelled_trades": cancelled,
                 "first_sync": _result_dict(first),
                 "second_sync": _result_dict(second),
                 "faults_injected": dict(api.stats.faults),

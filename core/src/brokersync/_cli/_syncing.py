@@ -29,6 +29,7 @@ def _summary(results: list[SyncResult]) -> None:
             "imported",
             "skipped",
             "updated",
+            "cancelled",
             "invalid",
             "retries",
             "rate-limit waits",
@@ -42,6 +43,7 @@ def _summary(results: list[SyncResult]) -> None:
                 r.imported,
                 r.skipped,
                 r.updated,
+                r.cancelled,
                 r.error_count,
                 r.retries,
                 f"{r.rate_limit_waits} ({r.rate_limit_wait_seconds:.1f} s)",
@@ -134,6 +136,8 @@ TRADE_COLUMNS = [
     "fees",
     "currency",
 ]
+#: Added to the export by ``--include-cancelled``: ``ok`` or ``cancelled``, and the tombstone's when and why.
+CANCELLATION_COLUMNS = ["status", "cancelled_at", "cancel_reason"]
 
 
 def _cell(value: Any) -> str:
@@ -153,6 +157,11 @@ def _cell(value: Any) -> str:
 @click.option("--since", help="Opened at or after (ISO 8601).")
 @click.option("--until", help="Opened before (ISO 8601).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many trades.")
+@click.option(
+    "--include-cancelled",
+    is_flag=True,
+    help="Also show trades the broker cancelled (busted), with a status column and when/why.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write to a file.")
 @engine_options
@@ -163,15 +172,20 @@ def trades(
     since: str | None,
     until: str | None,
     limit: int | None,
+    include_cancelled: bool,
     fmt: str,
     output: Path | None,
     database_url: str | None,
     user_id: str,
 ) -> None:
-    """Show or export the user's stored trades (CSV and JSON stream: any history size)."""
+    """Show or export the user's stored trades (CSV and JSON stream: any history size).
+
+    Trades the broker cancelled (busted) are left out unless --include-cancelled.
+    """
     since_at, until_at = parse_time(since, "--since"), parse_time(until, "--until")
     if fmt == "table" and limit is None:
         limit = 50
+    columns = TRADE_COLUMNS + CANCELLATION_COLUMNS if include_cancelled else TRADE_COLUMNS
 
     async def go(engine: BrokerSync) -> int:
         stream: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
@@ -180,7 +194,7 @@ def trades(
         writer = csv.writer(stream) if fmt == "csv" else None
         try:
             if writer is not None:
-                writer.writerow(TRADE_COLUMNS)
+                writer.writerow(columns)
             if fmt == "json":
                 stream.write("[")
             async for trade in engine.iter_trades(
@@ -191,12 +205,16 @@ def trades(
                 since=since_at,
                 until=until_at,
                 limit=limit,
+                include_cancelled=include_cancelled,
             ):
                 values = [_cell(getattr(trade, c)) for c in TRADE_COLUMNS]
+                if include_cancelled:
+                    status = "cancelled" if trade.is_cancelled else "ok"
+                    values += [status, _cell(trade.cancelled_at), _cell(trade.cancel_reason)]
                 if writer is not None:
                     writer.writerow(values)
                 elif fmt == "json":
-                    record = {c: (v or None) for c, v in zip(TRADE_COLUMNS, values, strict=True)}
+                    record = {c: (v or None) for c, v in zip(columns, values, strict=True)}
                     stream.write(("," if count else "") + "\n  " + json.dumps(record))
                 else:
                     rows.append(values)
@@ -209,7 +227,9 @@ def trades(
         if fmt == "table":
             shown = ["account_id", "broker_trade_id", "symbol", "direction", "opened_at", "closed_at", "quantity"]
             shown += ["entry_price", "exit_price", "realized_pnl", "fees", "currency"]
-            index = [TRADE_COLUMNS.index(c) for c in shown]
+            if include_cancelled:
+                shown += CANCELLATION_COLUMNS
+            index = [columns.index(c) for c in shown]
             print_table(f"Trades (first {limit})", shown, ([r[i] for i in index] for r in rows))
         return count
 
@@ -247,6 +267,7 @@ def runs(
             "imported",
             "skipped",
             "updated",
+            "cancelled",
             "invalid",
             "retries",
             "error",
@@ -261,6 +282,7 @@ def runs(
                 r.imported,
                 r.skipped,
                 r.updated,
+                r.cancelled,
                 r.error_count,
                 r.retries,
                 r.error_message or "",

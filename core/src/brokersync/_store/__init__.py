@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from brokersync._store._cancellations import BatchCounts
 from brokersync._store._records import (
     AccountInfo,
     ConnectionInfo,
@@ -17,6 +18,7 @@ from brokersync._store._trades import UpsertCounts, fingerprint
 
 __all__ = [
     "AccountInfo",
+    "BatchCounts",
     "ConnectionInfo",
     "ConnectionRow",
     "ConnectionStatus",

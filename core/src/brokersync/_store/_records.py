@@ -98,7 +98,11 @@ class ConnectionInfo:
 
 @attrs.frozen(kw_only=True)
 class StoredTrade:
-    """A trade as stored: the normalized fields, where it came from, and when it was seen."""
+    """A trade as stored: the normalized fields, where it came from, and when it was seen.
+
+    ``cancelled_at`` and ``cancel_reason`` are set when the broker cancelled (busted) the trade;
+    listings leave such trades out unless asked to include them.
+    """
 
     connection_id: str
     account_id: str
@@ -115,7 +119,14 @@ class StoredTrade:
     currency: str
     first_seen_at: dt.datetime
     updated_at: dt.datetime
+    cancelled_at: dt.datetime | None = None
+    cancel_reason: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the broker cancelled this trade (it has a tombstone)."""
+        return self.cancelled_at is not None
 
     def to_trade(self) -> Trade:
         """The normalized :class:`~brokersync.Trade`."""
@@ -159,6 +170,7 @@ class SyncRunInfo:
     error_type: str | None
     error_message: str | None
     record_errors: tuple[Mapping[str, Any], ...] = ()
+    cancelled: int = 0  # tombstones newly recorded by the run
 
 
 # -- rows to records (the store's SELECT results) ---------------------------------------------------
@@ -202,6 +214,7 @@ def run_info(row: Row[Any]) -> SyncRunInfo:
         error_type=row.error_type,
         error_message=row.error_message,
         record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
+        cancelled=row.cancelled or 0,
     )
 
 
@@ -222,5 +235,7 @@ def stored_trade(row: Row[Any]) -> StoredTrade:
         currency=row.currency,
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
+        cancelled_at=getattr(row, "cancelled_at", None),
+        cancel_reason=getattr(row, "cancel_reason", None),
         raw=json.loads(row.raw) if row.raw else {},
     )

@@ -22,7 +22,16 @@ from sqlalchemy import (
 
 from brokersync._store._types import Money, UTCDateTime
 
-__all__ = ["accounts", "connections", "metadata", "sync_cursors", "sync_leases", "sync_runs", "trades"]
+__all__ = [
+    "accounts",
+    "connections",
+    "metadata",
+    "sync_cursors",
+    "sync_leases",
+    "sync_runs",
+    "trade_cancellations",
+    "trades",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -102,6 +111,20 @@ trades = Table(
     Index("ix_trades_connection_id_opened_at", "connection_id", "opened_at"),
 )
 
+# Tombstones: trades the broker cancelled (busted). One per (connection, account, broker trade id),
+# whether or not the trade itself is stored (a cancellation may arrive before its trade).
+trade_cancellations = Table(
+    "trade_cancellations",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("broker_trade_id", String(255), primary_key=True),
+    Column("cancelled_at", UTCDateTime, nullable=False),  # when the broker cancelled it
+    Column("reason", Text),
+    Column("raw", Text, nullable=False),  # the broker's cancellation record as JSON, for audit
+    Column("recorded_at", UTCDateTime, nullable=False),  # when brokersync first stored the tombstone
+)
+
 sync_runs = Table(
     "sync_runs",
     metadata,
@@ -117,6 +140,7 @@ sync_runs = Table(
     Column("imported", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
     Column("updated", Integer, nullable=False, default=0),
+    Column("cancelled", Integer, nullable=False, default=0, server_default="0"),  # new tombstones
     Column("error_count", Integer, nullable=False, default=0),
     Column("retries", Integer, nullable=False, default=0),
     Column("rate_limit_waits", Integer, nullable=False, default=0),

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from brokersync._store._cancellations import BatchCounts, record_cancellations, with_cancellations
 from brokersync._store._database import READ_ONLY, create_engine, current_revision, head_revision, upgrade_schema
 from brokersync._store._records import (
     AccountInfo,
@@ -35,12 +36,20 @@ from brokersync._store._records import (
     run_info,
     stored_trade,
 )
-from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, sync_runs, trades
+from brokersync._store._schema import (
+    accounts,
+    connections,
+    sync_cursors,
+    sync_leases,
+    sync_runs,
+    trade_cancellations,
+    trades,
+)
 from brokersync._store._sql import run_sql, update_sql
-from brokersync._store._trades import UpsertCounts, dialect_insert, upsert_trades
+from brokersync._store._trades import dialect_insert, upsert_trades
 from brokersync._store._types import parse_utc
 from brokersync.errors import StoreError, SyncInProgressError
-from brokersync.models import Account, Trade
+from brokersync.models import Account, Trade, TradeCancellation
 
 __all__ = ["LeaseLostError", "Store", "store_errors", "wrap_store_errors"]
 
@@ -227,10 +236,11 @@ class Store:
             await conn.execute(update(connections).where(connections.c.id == connection_id).values(**values))
 
     async def delete_connection(self, connection_id: str) -> None:
-        """Delete a connection with its accounts, cursors, trades and lease (audit rows stay)."""
+        """Delete a connection with its accounts, cursors, trades, tombstones and lease (audit rows stay)."""
         async with self._write() as conn:
             await conn.execute(delete(sync_leases).where(sync_leases.c.connection_id == connection_id))
             await conn.execute(delete(trades).where(trades.c.connection_id == connection_id))
+            await conn.execute(delete(trade_cancellations).where(trade_cancellations.c.connection_id == connection_id))
             await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
             await conn.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
             await conn.execute(delete(connections).where(connections.c.id == connection_id))
@@ -389,8 +399,9 @@ class Store:
         cursor: str | None = None,
         watermark: dt.datetime | None = None,
         lease: tuple[str, dt.datetime] | None = None,
-    ) -> UpsertCounts:
-        """Store one batch, and move the account's cursor/watermark, in ONE transaction.
+        cancellations: Sequence[TradeCancellation] = (),
+    ) -> BatchCounts:
+        """Store one batch (and its cancellations), and move the account's cursor/watermark, in ONE transaction.
 
         ``lease`` = (holder, new expiry): the lease is renewed in the same transaction, and if this
         process lost it the whole batch is rolled back (:class:`LeaseLostError`). ``cursor`` and
@@ -400,9 +411,14 @@ class Store:
             if lease is not None:
                 await self._renew(conn, connection_id, lease[0], lease[1])
             counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
+            cancelled = 0
+            if cancellations:
+                cancelled = await record_cancellations(
+                    conn, connection_id=connection_id, account_id=account_id, cancellations=cancellations, now=now
+                )
             if cursor is not None or watermark is not None:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
-            return counts
+            return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
 
     def _trade_query(
         self,
@@ -412,8 +428,9 @@ class Store:
         symbol: str | None,
         since: dt.datetime | None,
         until: dt.datetime | None,
+        include_cancelled: bool = False,
     ) -> Any:
-        query = select(trades)
+        query = with_cancellations(select(trades), include_cancelled=include_cancelled)
         if connection_ids is not None:
             query = query.where(trades.c.connection_id.in_(list(connection_ids)))
         if account_id is not None:
@@ -435,10 +452,19 @@ class Store:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int | None = None,
+        include_cancelled: bool = False,
     ) -> AsyncIterator[StoredTrade]:
-        """Stream trades (oldest opened first) without loading them all in memory."""
+        """Stream trades (oldest opened first) without loading them all in memory.
+
+        Cancelled trades are left out unless ``include_cancelled`` (then marked, see ``StoredTrade``).
+        """
         query = self._trade_query(
-            connection_ids=connection_ids, account_id=account_id, symbol=symbol, since=since, until=until
+            connection_ids=connection_ids,
+            account_id=account_id,
+            symbol=symbol,
+            since=since,
+            until=until,
+            include_cancelled=include_cancelled,
         ).order_by(trades.c.opened_at, trades.c.id)
         if limit is not None:
             query = query.limit(limit)
@@ -448,10 +474,21 @@ class Store:
                 for row in partition:
                     yield stored_trade(row)
 
-    async def count_trades(self, *, connection_ids: Sequence[str] | None = None, account_id: str | None = None) -> int:
-        """How many trades are stored (for the given connections/account)."""
+    async def count_trades(
+        self,
+        *,
+        connection_ids: Sequence[str] | None = None,
+        account_id: str | None = None,
+        include_cancelled: bool = False,
+    ) -> int:
+        """How many trades are stored (for the given connections/account), cancelled ones only if asked."""
         query = self._trade_query(
-            connection_ids=connection_ids, account_id=account_id, symbol=None, since=None, until=None
+            connection_ids=connection_ids,
+            account_id=account_id,
+            symbol=None,
+            since=None,
+            until=None,
+            include_cancelled=include_cancelled,
         ).with_only_columns(func.count(), maintain_column_froms=True)
         async with self._read() as conn:
             return int((await conn.execute(query)).scalar_one())

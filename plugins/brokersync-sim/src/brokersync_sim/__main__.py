@@ -18,6 +18,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--trades", type=int, default=1000, help="trades per account")
     serve.add_argument("--fault-rate", type=float, default=0.0)
     serve.add_argument("--malformed-rate", type=float, default=0.0)
+    serve.add_argument("--cancel-rate", type=float, default=0.0, help="share of trades busted per complete listing")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
 
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         trades_per_account=args.trades,
         fault_rate=args.fault_rate,
         malformed_rate=args.malformed_rate,
+        cancel_rate=args.cancel_rate,
         latency=args.latency,
     )
     server = SimServer(api, host=args.host, port=args.port)

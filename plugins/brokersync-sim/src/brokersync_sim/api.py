@@ -12,7 +12,10 @@ Serve it in-process with :meth:`SimAPI.transport` (an ``httpx.MockTransport``; t
 Everything but ``/auth/*`` needs ``Authorization: Bearer <access_token>``. Trades are a change feed:
 each page lists trades in the order they last changed, and ``next_cursor`` resumes after the
 page. Whenever a listing reaches the end, the broker corrects a few trades (closes the open ones,
-re-bills commissions); the next listing returns them again with a higher ``version``.
+re-bills commissions); the next listing returns them again with a higher ``version``. With
+``cancel_rate`` set, it also cancels ("busts") a few trades then: the next listing returns them
+again, unchanged but with ``"status": "CANCELLED"``, ``cancelledAt`` and ``cancelReason`` (a bust is
+final: the trade stays cancelled in every later listing).
 
 Failure modes, as a real broker has them:
 
@@ -93,6 +96,7 @@ class _Feed:
     order: array[int]
     versions: dict[int, int] = attrs.field(factory=dict)
     updated: dict[int, dt.datetime] = attrs.field(factory=dict)
+    cancelled: dict[int, dt.datetime] = attrs.field(factory=dict)  # index -> when the broker busted it
     rounds: int = 0
 
 
@@ -118,6 +122,8 @@ class SimAPI:
         trades_per_account: Trades each account has at the start.
         open_trades: The newest trades of each account that are still open until the first correction.
         correction_rate: Share of an account's trades corrected after each complete listing.
+        cancel_rate: Share of an account's trades cancelled (busted) after each complete listing
+            (at least one per round when above 0; default 0: no busts).
         fault_rate: Probability that a request fails with one of ``fault_kinds``.
         fault_kinds: Which faults to inject (see :data:`FAULT_KINDS`).
         malformed_rate: Share of records that are broken at the source.
@@ -143,6 +149,7 @@ class SimAPI:
         trades_per_account: int = 1000,
         open_trades: int = 2,
         correction_rate: float = 0.01,
+        cancel_rate: float = 0.0,
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         malformed_rate: float = 0.0,
@@ -167,6 +174,7 @@ class SimAPI:
             ("fault_rate", fault_rate),
             ("malformed_rate", malformed_rate),
             ("correction_rate", correction_rate),
+            ("cancel_rate", cancel_rate),
         ):
             if not 0 <= rate <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
@@ -179,6 +187,7 @@ class SimAPI:
         self.trades_per_account = trades_per_account
         self.open_trades = min(open_trades, trades_per_account)
         self.correction_rate = correction_rate
+        self.cancel_rate = cancel_rate
         self.fault_rate = fault_rate
         self.fault_kinds = kinds
         self.malformed_rate = malformed_rate
@@ -269,19 +278,45 @@ class SimAPI:
                 version = feed.versions.get(index, 1) if feed else 1
                 updated = feed.updated.get(index) if feed else None
                 record = wire_trade(account, index, version=version, updated_at=updated)
+                if feed is not None and index in feed.cancelled:
+                    _mark_cancelled(record, feed.cancelled[index])
                 result[record["id"]] = record
         return result
 
+    def expected_cancellations(self, username: str) -> dict[str, dict[str, Any]]:
+        """Every trade of ``username`` the broker has cancelled so far, keyed by trade id.
+
+        Each value has ``account`` and ``cancelledAt``. Broken records count too: their cancellation
+        is well-formed even when the trade record is not.
+        """
+        result: dict[str, dict[str, Any]] = {}
+        for account in self.user_accounts(username):
+            feed = self._feeds.get((username, account.id))
+            for index, when in sorted(feed.cancelled.items()) if feed else ():
+                record = _mark_cancelled(wire_trade(account, index), when)
+                result[record["id"]] = {"account": account.id, "cancelledAt": record["cancelledAt"]}
+        return result
+
     def _correct(self, username: str, feed: _Feed) -> None:
-        """Publish one round of broker corrections, visible to the next listing."""
-        if self.correction_rate <= 0 or feed.account.n_trades == 0:
+        """Publish one round of broker corrections (and busts), visible to the next listing."""
+        if (self.correction_rate <= 0 and self.cancel_rate <= 0) or feed.account.n_trades == 0:
             return
         feed.rounds += 1
         n = feed.account.n_trades
+        now = self.clock()
+        if self.cancel_rate > 0:
+            rng = random.Random(stable_int(self.seed, "busts", username, feed.account.id, feed.rounds))  # noqa: S311
+            candidates = [i for i in range(n) if i not in feed.cancelled]
+            for index in sorted(rng.sample(candidates, k=min(len(candidates), max(1, round(n * self.cancel_rate))))):
+                feed.cancelled[index] = now
+                feed.updated[index] = now
+                feed.order[_find(feed.order, index)] = -1
+                feed.order.append(index)
+        if self.correction_rate <= 0:
+            return
         rng = random.Random(stable_int(self.seed, "corrections", username, feed.account.id, feed.rounds))  # noqa: S311
         chosen = {i for i in range(n - feed.account.open_trades, n) if feed.versions.get(i, 1) == 1}
         chosen.update(rng.sample(range(n), k=min(n, max(1, round(n * self.correction_rate)))))
-        now = self.clock()
         for index in sorted(chosen):
             feed.versions[index] = feed.versions.get(index, 1) + 1
             feed.updated[index] = now
@@ -454,6 +489,8 @@ class SimAPI:
                 updated_at=feed.updated.get(index),
                 malformed=self.is_malformed(account_id, index),
             )
+            if index in feed.cancelled:
+                _mark_cancelled(record, feed.cancelled[index])
             if since is not None and dt.datetime.fromisoformat(record["updatedAt"].replace("Z", "+00:00")) < since:
                 continue
             records.append(record)
@@ -462,6 +499,14 @@ class SimAPI:
         if not has_more:
             self._correct(username, feed)
         return {"trades": records, "next_cursor": _encode_cursor(position), "has_more": has_more}
+
+
+def _mark_cancelled(record: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
+    # Like IBKR's TradeCancel rows: the trade's id, when the broker busted it, and its code.
+    record["status"] = "CANCELLED"
+    record["cancelledAt"] = when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    record["cancelReason"] = "busted by the exchange"
+    return record
 
 
 def _find(order: array[int], index: int) -> int:

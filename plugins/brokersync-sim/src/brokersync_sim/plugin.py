@@ -49,6 +49,7 @@ __all__ = [
     "get_accounts",
     "get_trades",
     "refresh_token",
+    "to_cancellation",
     "to_record",
 ]
 
@@ -120,10 +121,15 @@ async def get_trades(
     """Stream the account's trades page by page; each page carries the cursor that resumes after it.
 
     With a ``cursor`` only the trades that changed since then arrive (corrections included); without
-    one, ``since`` limits the listing to trades changed at or after that time.
+    one, ``since`` limits the listing to trades changed at or after that time. A trade the broker
+    cancelled (busted) arrives as itself (kept for audit) plus a cancellation in the same page.
     """
     async for records, next_cursor in SimClient(ctx).trade_pages(auth, account.id, since=since, cursor=cursor):
-        yield TradePage(records=[to_record(r) for r in records], cursor=next_cursor)
+        yield TradePage(
+            records=[to_record(r) for r in records],
+            cursor=next_cursor,
+            cancellations=[to_cancellation(r) for r in records if r.get("status") == "CANCELLED"],
+        )
 
 
 def to_record(wire: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,4 +149,15 @@ def to_record(wire: Mapping[str, Any]) -> dict[str, Any]:
         "fees": wire.get("commission"),
         "currency": wire.get("currency"),
         "raw": dict(wire),
+    }
+
+
+def to_cancellation(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a cancelled sim API trade to :class:`brokersync.TradeCancellation`'s field names (not validated)."""
+    return {
+        "broker_trade_id": wire.get("id"),
+        "account_id": wire.get("account"),
+        "cancelled_at": wire.get("cancelledAt"),
+        "reason": wire.get("cancelReason"),
+        "raw": {k: wire.get(k) for k in ("id", "account", "status", "cancelledAt", "cancelReason")},
     }
