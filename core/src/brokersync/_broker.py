@@ -13,7 +13,7 @@ import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -26,6 +26,8 @@ from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradeC
 if TYPE_CHECKING:
     import httpx
     import pluggy
+
+_T = TypeVar("_T")
 
 __all__ = ["Broker", "RecordError", "TradeBatch"]
 
@@ -288,19 +290,19 @@ class Broker:
         self._trace_call("get_trades", started, "ok")
 
     def _normalize(self, records: Any, account: Account, cursor: str | None, cancellations: Any = ()) -> TradeBatch:
-        trades: list[Trade] = []
         errors: list[RecordError] = []
-        for record in records:
-            try:
-                trades.append(normalize_trade(record, account_id=account.id))
-            except RecordValidationError as exc:
-                errors.append(RecordError(broker_trade_id=exc.broker_trade_id, reason=exc.message))
-        cancelled: list[TradeCancellation] = []
-        for entry in cancellations:
-            try:
-                cancelled.append(normalize_cancellation(entry, account_id=account.id))
-            except RecordValidationError as exc:
-                errors.append(RecordError(broker_trade_id=exc.broker_trade_id, reason=exc.message))
+
+        def valid(entries: Any, normalize: Callable[..., _T]) -> tuple[_T, ...]:
+            kept: list[_T] = []
+            for entry in entries:
+                try:
+                    kept.append(normalize(entry, account_id=account.id))
+                except RecordValidationError as exc:
+                    errors.append(RecordError(broker_trade_id=exc.broker_trade_id, reason=exc.message))
+            return tuple(kept)
+
+        trades = valid(records, normalize_trade)
+        cancelled = valid(cancellations, normalize_cancellation)
         if cursor is not None and not isinstance(cursor, str):
             raise self._contract("get_trades", f"returned a cursor of type {type(cursor).__name__}, expected str")
-        return TradeBatch(trades=tuple(trades), errors=tuple(errors), cursor=cursor, cancellations=tuple(cancelled))
+        return TradeBatch(trades=trades, errors=tuple(errors), cursor=cursor, cancellations=cancelled)

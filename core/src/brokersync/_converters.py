@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 
@@ -84,36 +84,44 @@ def describe_error(exc: BaseException) -> str:
     return str(exc)
 
 
-def normalize_trade(record: Trade | Mapping[str, Any], *, account_id: str) -> Trade:
-    """Validate one record from ``get_trades`` into a :class:`Trade` for ``account_id``.
+_Record = TypeVar("_Record", Trade, TradeCancellation)
 
-    Raises:
-        RecordValidationError: naming the record's ``broker_trade_id`` (when it has one) and why.
-    """
-    if isinstance(record, Trade):
-        trade = record
+
+def _normalize(record: Any, kind: type[_Record], *, account_id: str, item: str, label: str) -> _Record:
+    # In messages, ``item`` names one record ("a trade record") and ``label`` prefixes its id.
+    if isinstance(record, kind):
+        result = record
     elif isinstance(record, Mapping):
         data = dict(record)
         data.setdefault("account_id", account_id)
         if "raw" not in data:
             data["raw"] = dict(record)
         try:
-            trade = wire_converter().structure(data, Trade)
+            result = wire_converter().structure(data, kind)
         except Exception as exc:
             trade_id = record.get("broker_trade_id")
             raise RecordValidationError(
-                f"invalid trade record {trade_id!r}: {describe_error(exc)}",
+                f"invalid {label} {trade_id!r}: {describe_error(exc)}",
                 broker_trade_id=str(trade_id) if trade_id is not None else None,
             ) from exc
     else:
-        raise RecordValidationError(f"a trade record must be a Trade or a mapping, got {type(record).__name__}")
-    if trade.account_id != account_id:
+        raise RecordValidationError(f"{item} must be a {kind.__name__} or a mapping, got {type(record).__name__}")
+    if result.account_id != account_id:
         raise RecordValidationError(
-            f"trade {trade.broker_trade_id!r} belongs to account {trade.account_id!r}, "
+            f"{label} {result.broker_trade_id!r} belongs to account {result.account_id!r}, "
             f"but get_trades was asked for account {account_id!r}",
-            broker_trade_id=trade.broker_trade_id,
+            broker_trade_id=result.broker_trade_id,
         )
-    return trade
+    return result
+
+
+def normalize_trade(record: Trade | Mapping[str, Any], *, account_id: str) -> Trade:
+    """Validate one record from ``get_trades`` into a :class:`Trade` for ``account_id``.
+
+    Raises:
+        RecordValidationError: naming the record's ``broker_trade_id`` (when it has one) and why.
+    """
+    return _normalize(record, Trade, account_id=account_id, item="a trade record", label="trade record")
 
 
 def normalize_cancellation(record: TradeCancellation | Mapping[str, Any], *, account_id: str) -> TradeCancellation:
@@ -122,29 +130,6 @@ def normalize_cancellation(record: TradeCancellation | Mapping[str, Any], *, acc
     Raises:
         RecordValidationError: naming the cancelled trade's id (when there is one) and why.
     """
-    if isinstance(record, TradeCancellation):
-        cancellation = record
-    elif isinstance(record, Mapping):
-        data = dict(record)
-        data.setdefault("account_id", account_id)
-        if "raw" not in data:
-            data["raw"] = dict(record)
-        try:
-            cancellation = wire_converter().structure(data, TradeCancellation)
-        except Exception as exc:
-            trade_id = record.get("broker_trade_id")
-            raise RecordValidationError(
-                f"invalid cancellation of trade {trade_id!r}: {describe_error(exc)}",
-                broker_trade_id=str(trade_id) if trade_id is not None else None,
-            ) from exc
-    else:
-        raise RecordValidationError(
-            f"a cancellation must be a TradeCancellation or a mapping, got {type(record).__name__}"
-        )
-    if cancellation.account_id != account_id:
-        raise RecordValidationError(
-            f"cancellation of trade {cancellation.broker_trade_id!r} belongs to account {cancellation.account_id!r}, "
-            f"but get_trades was asked for account {account_id!r}",
-            broker_trade_id=cancellation.broker_trade_id,
-        )
-    return cancellation
+    return _normalize(
+        record, TradeCancellation, account_id=account_id, item="a cancellation", label="cancellation of trade"
+    )
