@@ -43,11 +43,33 @@ class Money(TypeDecorator[Decimal]):
         return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+# utc_text runs twice per stored trade, and datetime.isoformat of an aware time costs ~1.5 µs on a
+# slow machine: the "YYYY-MM-DD HH:" prefix is cached per hour and "MM:SS." comes from a table, so
+# a time costs a dict lookup and one join (~0.4 µs). The text is byte-identical to
+# ``value.isoformat(" ", "microseconds")[:26]`` (a test compares them), so stored times, their
+# order and the fingerprints made from them do not change.
+_MINUTE_SECOND = tuple(f"{minute:02d}:{second:02d}." for minute in range(60) for second in range(60))
+_HOUR_PREFIX: dict[int, str] = {}
+_HOUR_PREFIX_MAX = 100_000  # ~11 years of distinct hours (~10 MB); cleared when full
+
+
 def utc_text(value: dt.datetime) -> str:
     """The fixed-width text SQLite stores for a UTC time (sorts and compares as time)."""
     if value.tzinfo is not dt.UTC:
         value = value.astimezone(dt.UTC)
-    return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00": every value is UTC
+    key = value.toordinal() * 24 + value.hour
+    prefix = _HOUR_PREFIX.get(key)
+    if prefix is None:
+        if len(_HOUR_PREFIX) >= _HOUR_PREFIX_MAX:
+            _HOUR_PREFIX.clear()
+        # drop the "+00:00": every value is UTC
+        prefix = _HOUR_PREFIX[key] = value.isoformat(" ", "microseconds")[:14]
+    micro = value.microsecond
+    return (
+        f"{prefix}{_MINUTE_SECOND[value.minute * 60 + value.second]}{micro:06d}"
+        if micro
+        else (f"{prefix}{_MINUTE_SECOND[value.minute * 60 + value.second]}000000")
+    )
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
