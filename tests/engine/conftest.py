@@ -17,7 +17,7 @@ import brokersync  # noqa: E402
 import fakebroker  # noqa: E402
 from _postgres import fresh_database  # noqa: E402
 from brokersync import BrokerSync, Vault  # noqa: E402
-from engine_support import START, Clock  # noqa: E402
+from engine_support import START, Clock, engine_factory  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -57,23 +57,8 @@ async def make_engine(
     db_url: str, keys: str, api: fakebroker.FakeBrokerApi, clock: Clock
 ) -> AsyncIterator[EngineFactory]:
     """Build engines on the test database (each one a separate connection pool, like a process)."""
-    made: list[BrokerSync] = []
-
-    def make(**overrides: object) -> BrokerSync:
-        options: dict[str, object] = {
-            "encryption_keys": keys,
-            "transports": {fakebroker.KEY: api.transport()},
-            "clock": clock,
-            "sleep": clock.sleep,
-        }
-        options.update(overrides)
-        engine = BrokerSync(db_url, **options)  # type: ignore[arg-type]
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        await engine.aclose()
+    async with engine_factory(db_url, keys=keys, transports={fakebroker.KEY: api.transport()}, clock=clock) as make:
+        yield make
 
 
 @pytest.fixture

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from brokersync import BrokerSync
 
 START = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -23,3 +28,30 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += dt.timedelta(seconds=max(0.0, seconds))
+
+
+@contextlib.asynccontextmanager
+async def engine_factory(
+    db_url: str, *, keys: str, transports: dict[str, Any], clock: Clock
+) -> AsyncIterator[Callable[..., BrokerSync]]:
+    """Build engines on one test database (each its own connection pool and lease holder, like a
+    process), with the injected clock; all of them are closed on exit."""
+    made: list[BrokerSync] = []
+
+    def make(**overrides: object) -> BrokerSync:
+        options: dict[str, object] = {
+            "encryption_keys": keys,
+            "transports": transports,
+            "clock": clock,
+            "sleep": clock.sleep,  # the HTTP retry layer's waits pass on the injected clock
+        }
+        options.update(overrides)
+        engine = BrokerSync(db_url, **options)  # type: ignore[arg-type]
+        made.append(engine)
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine in made:
+            await engine.aclose()

@@ -24,7 +24,7 @@ import fakebroker  # noqa: E402
 from _postgres import fresh_database  # noqa: E402
 from _redis import redis_server  # noqa: E402
 from brokersync import BrokerSync, SyncQueue, Vault  # noqa: E402
-from engine_support import Clock  # noqa: E402
+from engine_support import Clock, engine_factory  # noqa: E402
 from queue_support import ACCOUNTS, PAGE_SIZE  # noqa: E402
 
 
@@ -71,23 +71,8 @@ async def make_engine(
     db_url: str, keys: str, api: fakebroker.FakeBrokerApi, clock: Clock
 ) -> AsyncIterator[EngineFactory]:
     """Engines on the test database; each is its own connection pool and lease holder, like a process."""
-    made: list[BrokerSync] = []
-
-    def make(**overrides: object) -> BrokerSync:
-        options: dict[str, object] = {
-            "encryption_keys": keys,
-            "transports": {fakebroker.KEY: api.transport()},
-            "clock": clock,
-            "sleep": clock.sleep,  # the HTTP retry layer's waits pass on the injected clock
-        }
-        options.update(overrides)
-        engine = BrokerSync(db_url, **options)  # type: ignore[arg-type]
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        await engine.aclose()
+    async with engine_factory(db_url, keys=keys, transports={fakebroker.KEY: api.transport()}, clock=clock) as make:
+        yield make
 
 
 @pytest.fixture
