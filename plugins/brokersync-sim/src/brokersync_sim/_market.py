@@ -46,84 +46,39 @@ class Instrument:
         return int(self.price / self.tick)
 
 
-_FUTURES = (
-    Instrument(
-        symbol="ESZ5",
-        price=Decimal(5000),
-        tick=Decimal("0.25"),
-        multiplier=Decimal(50),
-        fee=Decimal("2.09"),
-        quantities=(1, 1, 2, 3, 5),
-    ),
-    Instrument(
-        symbol="NQZ5",
-        price=Decimal(18000),
-        tick=Decimal("0.25"),
-        multiplier=Decimal(20),
-        fee=Decimal("2.09"),
-        quantities=(1, 1, 2),
-    ),
-    Instrument(
-        symbol="CLF6",
-        price=Decimal(75),
-        tick=Decimal("0.01"),
-        multiplier=Decimal(1000),
-        fee=Decimal("2.32"),
-        quantities=(1, 2),
-    ),
-    Instrument(
-        symbol="GCG6",
-        price=Decimal(2000),
-        tick=Decimal("0.1"),
-        multiplier=Decimal(100),
-        fee=Decimal("2.32"),
-        quantities=(1, 2, 4),
-    ),
+def _instruments(*rows: tuple[str, str, str, str, str, tuple[int, ...]]) -> tuple[Instrument, ...]:
+    return tuple(
+        Instrument(
+            symbol=symbol,
+            price=Decimal(price),
+            tick=Decimal(tick),
+            multiplier=Decimal(multiplier),
+            fee=Decimal(fee),
+            quantities=quantities,
+        )
+        for symbol, price, tick, multiplier, fee, quantities in rows
+    )
+
+
+# Decimal texts, so every price, tick and fee is exact.
+# fmt: off
+_FUTURES = _instruments(
+    # symbol  price    tick    multiplier  fee     quantities
+    ("ESZ5",  "5000",  "0.25", "50",       "2.09",  (1, 1, 2, 3, 5)),
+    ("NQZ5",  "18000", "0.25", "20",       "2.09",  (1, 1, 2)),
+    ("CLF6",  "75",    "0.01", "1000",     "2.32",  (1, 2)),
+    ("GCG6",  "2000",  "0.1",  "100",      "2.32",  (1, 2, 4)),
 )
-_EQUITIES = (
-    Instrument(
-        symbol="AAPL",
-        price=Decimal(190),
-        tick=Decimal("0.01"),
-        multiplier=Decimal(1),
-        fee=Decimal("0.005"),
-        quantities=(10, 50, 100, 250),
-    ),
-    Instrument(
-        symbol="MSFT",
-        price=Decimal(410),
-        tick=Decimal("0.01"),
-        multiplier=Decimal(1),
-        fee=Decimal("0.005"),
-        quantities=(10, 25, 100),
-    ),
-    Instrument(
-        symbol="NVDA",
-        price=Decimal(120),
-        tick=Decimal("0.01"),
-        multiplier=Decimal(1),
-        fee=Decimal("0.005"),
-        quantities=(20, 100, 300),
-    ),
+_EQUITIES = _instruments(
+    ("AAPL",  "190",   "0.01", "1",        "0.005", (10, 50, 100, 250)),
+    ("MSFT",  "410",   "0.01", "1",        "0.005", (10, 25, 100)),
+    ("NVDA",  "120",   "0.01", "1",        "0.005", (20, 100, 300)),
 )
-_EUROPE = (
-    Instrument(
-        symbol="FDAX",
-        price=Decimal(18000),
-        tick=Decimal("0.5"),
-        multiplier=Decimal(25),
-        fee=Decimal("1.90"),
-        quantities=(1, 1, 2),
-    ),
-    Instrument(
-        symbol="SAP",
-        price=Decimal(180),
-        tick=Decimal("0.02"),
-        multiplier=Decimal(1),
-        fee=Decimal("0.01"),
-        quantities=(10, 40, 100),
-    ),
+_EUROPE = _instruments(
+    ("FDAX",  "18000", "0.5",  "25",       "1.90",  (1, 1, 2)),
+    ("SAP",   "180",   "0.02", "1",        "0.01",  (10, 40, 100)),
 )
+# fmt: on
 #: (account name, currency, type, instruments); account n of a user uses entry n % 3.
 ACCOUNT_KINDS: tuple[tuple[str, str, str, tuple[Instrument, ...]], ...] = (
     ("Futures", "USD", "futures", _FUTURES),
