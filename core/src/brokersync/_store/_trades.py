@@ -2,19 +2,22 @@
 
 A batch is classified against what is stored (one indexed ``SELECT`` of the batch's ids):
 new -> imported, same fingerprint -> skipped (not written), other fingerprint -> updated. New and
-changed rows then go to the database in one upsert whose ``DO UPDATE`` only fires when the
+changed rows then go to the database in upserts whose ``DO UPDATE`` only fires when the
 fingerprint differs, so even a racing writer can neither duplicate a trade nor lose a correction.
-The fingerprint hashes the normalized fields only: a broker that reshuffles its raw JSON does not
-cause an update.
+The fingerprint hashes the normalized fields only: a broker that reshuffles its raw JSON, or
+writes a number with another scale ("1.5" / "1.50"), does not cause an update.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
+import itertools
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -26,7 +29,7 @@ from brokersync._store._sql import dbapi_error
 from brokersync._store._types import utc_text
 from brokersync.models import Trade
 
-__all__ = ["UpsertCounts", "dialect_insert", "fingerprint", "upsert_trades"]
+__all__ = ["UpsertCounts", "canonical_decimal", "dialect_insert", "fingerprint", "fingerprint_fields", "upsert_trades"]
 
 _UPDATABLE = (
     "symbol",
@@ -103,24 +106,87 @@ def _upsert_sql(dialect: str) -> str:
 
 
 _SQL = {name: _upsert_sql(name) for name in ("sqlite", "postgresql")}
-_SQLITE_CHUNK = 500  # SQLite allows 32766 bound parameters; 500 ids keep each lookup short
-_PIPELINE_CHUNK = 250  # trades prepared here while the previous chunk is written there
 
 
-def _fingerprint(trade: Trade, opened: str, closed: str) -> str:
-    # The exact decimal text: a broker that changes "1.5" to "1.50" changed what is stored (NUMERIC
-    # keeps the scale), so that counts as an update too.
+# --- Fingerprints ------------------------------------------------------------------------------
+
+_PLAIN_LIMIT = 1000  # beyond 10**±1000 a canonical decimal is written with an exponent
+
+
+def canonical_decimal(text: str) -> str:
+    """The text a decimal's fingerprint uses: equal numbers give equal text.
+
+    ``text`` is ``str(value)`` of a finite Decimal. The result is the plain form without trailing
+    fractional zeros or exponent ("1.50" -> "1.5", "1E+2" -> "100", "-0.00" -> "0"), so a broker
+    that changes only a value's scale does not change the trade's fingerprint. Values beyond
+    10**±1000 keep a (canonical) exponent instead of being written out in full.
+    """
+    if "E" not in text and len(text) <= _PLAIN_LIMIT:
+        # str() writes this value without an exponent, so its magnitude is within the limit
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
+    sign, digit_tuple, exponent = Decimal(text).as_tuple()
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    if not digits:
+        return "0"
+    stripped = digits.rstrip("0")
+    assert isinstance(exponent, int)  # a finite Decimal (Trade refuses NaN and infinities)
+    exponent += len(digits) - len(stripped)
+    point = len(stripped) + exponent  # digits before the decimal point
+    if exponent >= 0:
+        body = stripped + "0" * exponent if exponent <= _PLAIN_LIMIT else f"{stripped}E+{exponent}"
+    elif point > 0:
+        body = f"{stripped[:point]}.{stripped[point:]}"
+    elif point >= -_PLAIN_LIMIT:
+        body = "0." + "0" * -point + stripped
+    else:
+        body = f"{stripped}E{exponent}"
+    return "-" + body if sign else body
+
+
+def _decimal_key(text: str | None) -> str:
+    return "None" if text is None else canonical_decimal(text)
+
+
+def fingerprint_fields(
+    symbol: str,
+    direction: str,
+    opened: str,
+    closed: str,
+    entry: str,
+    exit_: str | None,
+    quantity: str,
+    pnl: str | None,
+    fees: str,
+    currency: str,
+) -> str:
+    """The fingerprint from the stored texts (times as ``utc_text``, decimals as ``str``).
+
+    ``closed`` is "" for an open trade. The 0003 migration recomputes stored fingerprints with it.
+    """
     text = (
-        f"{trade.symbol}\x1f{trade.direction}\x1f{opened}\x1f{closed}\x1f{trade.entry_price}\x1f"
-        f"{trade.exit_price}\x1f{trade.quantity}\x1f{trade.realized_pnl}\x1f{trade.fees}\x1f{trade.currency}"
+        f"{symbol}\x1f{direction}\x1f{opened}\x1f{closed}\x1f{canonical_decimal(entry)}\x1f{_decimal_key(exit_)}\x1f"
+        f"{canonical_decimal(quantity)}\x1f{_decimal_key(pnl)}\x1f{canonical_decimal(fees)}\x1f{currency}"
     )
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def fingerprint(trade: Trade) -> str:
-    """A stable hash of the trade's normalized fields (``raw`` excluded)."""
-    closed = "" if trade.closed_at is None else utc_text(trade.closed_at)
-    return _fingerprint(trade, utc_text(trade.opened_at), closed)
+    """A stable hash of the trade's normalized fields (``raw`` excluded; numerically equal decimals
+    hash alike, so "1.5" and "1.50" are the same trade)."""
+    return fingerprint_fields(
+        trade.symbol,
+        trade.direction.value,
+        utc_text(trade.opened_at),
+        "" if trade.closed_at is None else utc_text(trade.closed_at),
+        str(trade.entry_price),
+        None if trade.exit_price is None else str(trade.exit_price),
+        str(trade.quantity),
+        None if trade.realized_pnl is None else str(trade.realized_pnl),
+        str(trade.fees),
+        trade.currency,
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -157,113 +223,69 @@ def _make_encode() -> Callable[[Any], str]:
 _encode = _make_encode()
 
 
-def _prepare(
-    latest: Mapping[str, Trade], connection_id: str, now: dt.datetime, sqlite: bool
-) -> list[tuple[str, str, tuple[Any, ...]]]:
-    """(broker trade id, fingerprint, row) per trade: the per-trade work, done once per value.
+@attrs.define
+class _Tally:
+    imported: int = 0
+    skipped: int = 0
+    updated: int = 0
 
-    Each Decimal and time is turned into text once and that text feeds both the fingerprint and
-    (on SQLite) the stored row; ``f"{value}"`` of a Decimal is ``str(value)``, so fingerprints
-    are unchanged from earlier versions (stored rows do not all turn into "updated").
+
+def _rows(
+    items: Sequence[tuple[str, Trade]],
+    stored: Mapping[str, str],
+    connection_id: str,
+    now: dt.datetime,
+    now_text: str,
+    tally: _Tally,
+    sqlite: bool,
+) -> list[tuple[Any, ...]]:
+    """The rows to write for ``items``, classified against ``stored`` (id -> fingerprint).
+
+    The per-trade work, done once per value: each Decimal and time becomes text once, and that
+    text feeds the fingerprint and (on SQLite) the stored row. A trade whose fingerprint is stored
+    already is only counted (its raw JSON is never encoded). The fingerprint is the one
+    :func:`fingerprint` computes (a test compares them); the canonical decimal text is inlined for
+    the common case (no trailing zero, no exponent: the text is canonical already).
     """
     encode = _encode
     blake2b = hashlib.blake2b
-    now_text = utc_text(now)
-    prepared: list[tuple[str, str, tuple[Any, ...]]] = []
-    append = prepared.append
-    utc = dt.UTC
-    for trade_id, trade in latest.items():
-        # utc_text, inlined for the common case (Trade's converter already made the time UTC).
+    canonical = canonical_decimal
+    get = stored.get
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    imported = skipped = updated = 0
+    for trade_id, trade in items:
         opened_at = trade.opened_at
-        opened = opened_at.isoformat(" ", "microseconds")[:26] if opened_at.tzinfo is utc else utc_text(opened_at)
+        opened = utc_text(opened_at)
         closed_at = trade.closed_at
-        if closed_at is None:
-            closed = ""
-        elif closed_at.tzinfo is utc:
-            closed = closed_at.isoformat(" ", "microseconds")[:26]
-        else:
-            closed = utc_text(closed_at)
-        direction = trade.direction.value
+        closed = "" if closed_at is None else utc_text(closed_at)
+        direction = trade.direction._value_
         entry = str(trade.entry_price)
-        exit_ = None if trade.exit_price is None else str(trade.exit_price)
         quantity = str(trade.quantity)
-        pnl = None if trade.realized_pnl is None else str(trade.realized_pnl)
         fees = str(trade.fees)
-        # The exact decimal text: a broker that changes "1.5" to "1.50" changed what is stored
-        # (NUMERIC keeps the scale), so that counts as an update too. None is spelled "None".
+        exit_price = trade.exit_price
+        pnl_value = trade.realized_pnl
+        if exit_price is None:
+            exit_ = None
+            exit_key = "None"
+        else:
+            exit_ = exit_key = str(exit_price)
+            if exit_key[-1] == "0" or "E" in exit_key:
+                exit_key = canonical(exit_key)
+        if pnl_value is None:
+            pnl = None
+            pnl_key = "None"
+        else:
+            pnl = pnl_key = str(pnl_value)
+            if pnl_key[-1] == "0" or "E" in pnl_key:
+                pnl_key = canonical(pnl_key)
         fp = blake2b(
-            f"{trade.symbol}\x1f{direction}\x1f{opened}\x1f{closed}\x1f{entry}\x1f{exit_}\x1f{quantity}\x1f"
-            f"{pnl}\x1f{fees}\x1f{trade.currency}".encode(),
+            f"{trade.symbol}\x1f{direction}\x1f{opened}\x1f{closed}\x1f"
+            f"{entry if entry[-1] != '0' and 'E' not in entry else canonical(entry)}\x1f{exit_key}\x1f"
+            f"{quantity if quantity[-1] != '0' and 'E' not in quantity else canonical(quantity)}\x1f{pnl_key}\x1f"
+            f"{fees if fees[-1] != '0' and 'E' not in fees else canonical(fees)}\x1f{trade.currency}".encode(),
             digest_size=16,
         ).hexdigest()
-        raw = encode(trade.raw)
-        if sqlite:
-            row: tuple[Any, ...] = (
-                connection_id, trade.account_id, trade_id, trade.symbol, direction, opened, closed or None,
-                entry, exit_, quantity, pnl, fees, trade.currency, raw, fp, now_text, now_text,
-            )  # fmt: skip
-        else:
-            row = (
-                connection_id, trade.account_id, trade_id, trade.symbol, direction, trade.opened_at, closed_at,
-                trade.entry_price, trade.exit_price, trade.quantity, trade.realized_pnl, trade.fees,
-                trade.currency, raw, fp, now, now,
-            )  # fmt: skip
-        append((trade_id, fp, row))
-    return prepared
-
-
-_PG_LOOKUP = (
-    "SELECT broker_trade_id, fingerprint FROM trades "
-    "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])"
-)
-
-
-def _sqlite_lookup(chunk: int) -> str:
-    return (
-        "SELECT broker_trade_id, fingerprint FROM trades "  # noqa: S608 - only placeholders are interpolated
-        f"WHERE connection_id = ? AND account_id = ? AND broker_trade_id IN ({','.join('?' * chunk)})"
-    )
-
-
-async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, str]:
-    if conn.dialect.name == "postgresql":
-        # One array parameter: the same prepared statement (and plan) for every batch size.
-        result = await conn.exec_driver_sql(_PG_LOOKUP, (connection_id, account_id, list(ids)))
-        pg_rows: Sequence[Any] = result.all()
-        return {str(row[0]): str(row[1]) for row in pg_rows}
-    # Plain SQL in chunks: SQLite caps bound parameters per statement, and compiling an expanding
-    # IN clause per batch cost more than the lookup itself.
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), _SQLITE_CHUNK):
-        chunk = list(ids[start : start + _SQLITE_CHUNK])
-        result = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), (connection_id, account_id, *chunk))
-        rows: Sequence[Any] = result.all()
-        found.update((str(row[0]), str(row[1])) for row in rows)
-    return found
-
-
-async def _sqlite_existing(driver: Any, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, str]:
-    # Straight on the aiosqlite connection: one hop to its thread per chunk (execute + fetch),
-    # where SQLAlchemy's cursor adapter takes four (cursor, execute, fetchall, close).
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), _SQLITE_CHUNK):
-        chunk = ids[start : start + _SQLITE_CHUNK]
-        sql = _sqlite_lookup(len(chunk))
-        try:
-            rows = await driver.execute_fetchall(sql, (connection_id, account_id, *chunk))
-        except sqlite3.Error as exc:
-            raise dbapi_error(sql, exc) from None
-        found.update((str(row[0]), str(row[1])) for row in rows)
-    return found
-
-
-def _classify(
-    prepared: Sequence[tuple[str, str, tuple[Any, ...]]], stored: Mapping[str, str]
-) -> tuple[list[tuple[Any, ...]], int, int, int]:
-    rows: list[tuple[Any, ...]] = []
-    imported = updated = skipped = 0
-    get = stored.get
-    for trade_id, fp, row in prepared:
         previous = get(trade_id)
         if previous is None:
             imported += 1
@@ -272,62 +294,176 @@ def _classify(
             continue
         else:
             updated += 1
-        rows.append(row)
-    return rows, imported, skipped, updated
+        raw = encode(trade.raw)
+        if sqlite:
+            append((
+                connection_id, trade.account_id, trade_id, trade.symbol, direction, opened, closed or None,
+                entry, exit_, quantity, pnl, fees, trade.currency, raw, fp, now_text, now_text,
+            ))  # fmt: skip
+        else:
+            append((
+                connection_id, trade.account_id, trade_id, trade.symbol, direction, opened_at, closed_at,
+                trade.entry_price, exit_price, trade.quantity, pnl_value, trade.fees,
+                trade.currency, raw, fp, now, now,
+            ))  # fmt: skip
+    tally.imported += imported
+    tally.skipped += skipped
+    tally.updated += updated
+    return rows
 
 
-async def _sqlite_executemany(driver: Any, rows: list[tuple[Any, ...]]) -> Any:
-    # Returns the driver's cursor, which the caller keeps until every chunk is written: dropping it
-    # resets its statement from this thread, and the next chunk runs the same cached statement in
-    # the driver's thread.
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+_PG_LOOKUP = (
+    "SELECT broker_trade_id, fingerprint FROM trades "
+    "WHERE connection_id = $1 AND account_id = $2 AND broker_trade_id = ANY($3::varchar[])"
+)
+
+
+async def _pg_existing(conn: AsyncConnection, connection_id: str, account_id: str, ids: list[str]) -> dict[str, str]:
+    # One array parameter: the same prepared statement (and plan) for every batch size.
+    result = await conn.exec_driver_sql(_PG_LOOKUP, (connection_id, account_id, ids))
+    rows: Sequence[Any] = result.all()
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+# Trades per SQLite statement. A chunk is one multi-row INSERT (17 parameters a row: 4,352 of the
+# 32,766 SQLite >= 3.32 allows). SQLite compiles such a statement at ~10 µs a row, as much as
+# inserting it, so the statement must come from the driver's statement cache: a chunk of n rows is
+# padded to the next power of two with copies of its last row (at most 9 statement texts). A copy
+# conflicts with its original, and "DO UPDATE ... WHERE fingerprint <> excluded.fingerprint" makes
+# that a no-op, so padding changes nothing in the table.
+_SQLITE_CHUNK = 256
+_SQLITE_LOOKUP_CHUNK = 1000  # ids per lookup statement
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_insert_sql(count: int) -> str:
+    row = f"({', '.join('?' * len(_COLUMNS))})"
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATABLE)
+    return (
+        f"INSERT INTO trades ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)} "  # noqa: S608 - constant names only
+        "ON CONFLICT (connection_id, account_id, broker_trade_id) "
+        f"DO UPDATE SET {updates} WHERE trades.fingerprint <> excluded.fingerprint"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_lookup_sql(count: int) -> str:
+    return (
+        "SELECT broker_trade_id, fingerprint FROM trades "  # noqa: S608 - only placeholders are interpolated
+        f"WHERE connection_id = ? AND account_id = ? AND broker_trade_id IN ({','.join('?' * count)})"
+    )
+
+
+async def _sqlite_existing(driver: Any, connection_id: str, account_id: str, ids: list[str]) -> dict[str, str]:
+    # Straight on the aiosqlite connection: one hop to its thread per chunk (execute + fetch),
+    # where SQLAlchemy's cursor adapter takes four (cursor, execute, fetchall, close).
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _SQLITE_LOOKUP_CHUNK):
+        chunk = ids[start : start + _SQLITE_LOOKUP_CHUNK]
+        sql = _sqlite_lookup_sql(len(chunk))
+        try:
+            rows = await driver.execute_fetchall(sql, (connection_id, account_id, *chunk))
+        except sqlite3.Error as exc:
+            raise dbapi_error(sql, exc) from None
+        found.update((str(row[0]), str(row[1])) for row in rows)
+    return found
+
+
+class _BoundSignal:
+    """The last parameter of an insert: tells this thread that the driver's thread has bound it.
+
+    sqlite3 adapts a parameter of a type it does not know by calling its ``__conform__`` (the
+    documented adapter protocol) while it binds the statement's parameters in the driver's thread,
+    in order; right after the last one it runs the statement, without the GIL.
+    """
+
+    __slots__ = ("event", "value")
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.event = threading.Event()
+
+    def __conform__(self, protocol: object) -> str:
+        self.event.set()
+        return self.value
+
+
+async def _sqlite_insert(driver: Any, rows: list[tuple[Any, ...]], signal: _BoundSignal) -> None:
+    count = 1 << (len(rows) - 1).bit_length()  # the next power of two (a cached statement)
+    sql = _sqlite_insert_sql(count)
+    params = list(itertools.chain.from_iterable(rows))
+    if count > len(rows):
+        params.extend(itertools.chain.from_iterable(itertools.repeat(rows[-1], count - len(rows))))
+    params[-1] = signal  # the last row's updated_at (a copy of "now" text in every row)
     try:
-        return await driver.executemany(_SQL["sqlite"], rows)
+        # execute_fetchall: the driver's thread also drops the cursor (and resets the statement),
+        # so this thread never touches a statement the driver's thread may be running.
+        await driver.execute_fetchall(sql, params)
     except sqlite3.Error as exc:
-        raise dbapi_error(_SQL["sqlite"], exc) from None
+        raise dbapi_error(sql, exc) from None
+
+
+# How long this thread waits (blocking) for the driver's thread to start an insert. Normally the
+# rest of the previous chunk's insert (a few ms); if it takes longer, this thread stops waiting
+# and only loses the overlap for that chunk.
+_HANDOVER_TIMEOUT = 0.05
 
 
 async def _upsert_sqlite(
-    conn: AsyncConnection, connection_id: str, account_id: str, latest: Mapping[str, Trade], now: dt.datetime
-) -> tuple[int, int, int]:
-    """The SQLite path: pipelined, so the database thread and this thread work at the same time.
+    conn: AsyncConnection,
+    connection_id: str,
+    account_id: str,
+    items: Sequence[tuple[str, Trade]],
+    now: dt.datetime,
+    tally: _Tally,
+) -> None:
+    """The SQLite path: this thread prepares chunk k+1 while SQLite inserts chunk k.
 
-    aiosqlite runs every statement in its own thread, in the order they were queued, and SQLite
-    releases the GIL while it searches and writes. So the fingerprint lookup of the whole batch is
-    queued first, then each chunk of trades is turned into rows here while the previous chunk's
-    ``executemany`` runs there. Classification still sees the database as it was before this
-    batch (the lookup is queued before any insert, inside the caller's ``BEGIN IMMEDIATE``
-    transaction), so the counts are exact; a failure anywhere fails the caller's transaction.
+    aiosqlite runs each statement in its own thread, in the order they were queued, and SQLite
+    releases the GIL while it runs a statement. A chunk is one multi-row INSERT, so all of its
+    rows are written in one GIL-free call. But the driver's thread needs the GIL to bind the
+    parameters and to hand back the result (several times: queue, result, waking the loop), and
+    while this thread computes it gets the GIL only after the interpreter's switch interval (5 ms,
+    longer than a chunk takes): every statement would wait for this thread to finish computing,
+    and nothing would overlap (measured: wall time = the sum of both threads' CPU time).
+
+    So after queueing an insert, this thread blocks (releasing the GIL, not running the event
+    loop) until the driver's thread has bound its last parameter: from then on SQLite runs
+    without the GIL while this thread prepares the next chunk. The driver's thread finishes the
+    previous insert in that blocked window too. The wait is bounded (``_HANDOVER_TIMEOUT``).
+
+    The fingerprint lookup of the whole batch runs first, inside the caller's ``BEGIN IMMEDIATE``
+    transaction, so classification sees the database as it was before this batch and the counts
+    are exact; a failure anywhere fails the caller's transaction.
     """
     driver = (await conn.get_raw_connection()).driver_connection
-    items = list(latest.items())
-    tasks: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(_sqlite_existing(driver, connection_id, account_id, list(latest)))
-    ]
-    imported = skipped = updated = 0
+    now_text = utc_text(now)
+    stored = await _sqlite_existing(driver, connection_id, account_id, [trade_id for trade_id, _ in items])
+    tasks: list[asyncio.Future[Any]] = []
     try:
-        await asyncio.sleep(0)  # let the lookup reach the driver's queue before the CPU work starts
-        stored: dict[str, str] | None = None
-        for start in range(0, len(items), _PIPELINE_CHUNK):
-            prepared = _prepare(dict(items[start : start + _PIPELINE_CHUNK]), connection_id, now, sqlite=True)
-            if stored is None:
-                stored = await tasks[0]
-            rows, new, same, changed = _classify(prepared, stored)
-            imported, skipped, updated = imported + new, skipped + same, updated + changed
+        for start in range(0, len(items), _SQLITE_CHUNK):
+            rows = _rows(items[start : start + _SQLITE_CHUNK], stored, connection_id, now, now_text, tally, sqlite=True)
             if rows:
-                tasks.append(asyncio.ensure_future(_sqlite_executemany(driver, rows)))
-                await asyncio.sleep(0)  # queue it now; the next chunk is prepared meanwhile
-        cursors = await asyncio.gather(*tasks)
-        del cursors  # every statement of the batch is done: nothing runs in the driver's thread now
+                signal = _BoundSignal(now_text)
+                task = asyncio.ensure_future(_sqlite_insert(driver, rows, signal))
+                tasks.append(task)
+                await asyncio.sleep(0)  # the task queues the insert in the driver's thread
+                if not task.done():  # done already: it failed before reaching the driver
+                    signal.event.wait(_HANDOVER_TIMEOUT)  # blocking on purpose: see the docstring
+        await asyncio.gather(*tasks)
     finally:
         # On failure or cancellation: wait until nothing of this batch is still queued, so the
         # caller's rollback comes after it (the driver runs requests in order either way).
-        pending = [task for task in tasks if not task.done()]
+        pending = [queued for queued in tasks if not queued.done()]
         if pending:
             await asyncio.wait(pending)
-        for task in tasks:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: the first failure already propagates
-    return imported, skipped, updated
+        for queued in tasks:
+            if queued.done() and not queued.cancelled():
+                queued.exception()  # retrieved: the first failure already propagates
 
 
 async def upsert_trades(
@@ -353,11 +489,12 @@ async def upsert_trades(
             )
         latest[trade.broker_trade_id] = trade
     repeated = len(batch) - len(latest)
+    tally = _Tally(skipped=repeated)
     if conn.dialect.name == "sqlite":
-        imported, skipped, updated = await _upsert_sqlite(conn, connection_id, account_id, latest, now)
+        await _upsert_sqlite(conn, connection_id, account_id, list(latest.items()), now, tally)
     else:
-        stored = await _existing(conn, connection_id, account_id, list(latest))
-        rows, imported, skipped, updated = _classify(_prepare(latest, connection_id, now, sqlite=False), stored)
+        stored = await _pg_existing(conn, connection_id, account_id, list(latest))
+        rows = _rows(list(latest.items()), stored, connection_id, now, utc_text(now), tally, sqlite=False)
         if rows:
             await conn.exec_driver_sql(_SQL["postgresql"], rows)
-    return UpsertCounts(imported=imported, skipped=skipped + repeated, updated=updated)
+    return UpsertCounts(imported=tally.imported, skipped=tally.skipped, updated=tally.updated)
