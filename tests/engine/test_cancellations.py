@@ -218,7 +218,7 @@ async def test_upgrading_from_0001_keeps_audit_rows_with_zero_cancelled(db_url: 
                 ),
                 {"at": "2025-03-03 12:00:00.000000" if store.dialect == "sqlite" else BUST_AT},
             )
-        assert await store.upgrade() == ("0001", "0002")
+        assert await store.upgrade() == ("0001", Store.head())
         [run] = await store.list_runs()
         assert (run.imported, run.cancelled) == (3, 0)
     finally:

@@ -13,6 +13,7 @@ from brokersync import (
     SyncError,
     VaultError,
 )
+from brokersync._store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -145,5 +146,5 @@ async def test_postgresql_schema_is_upgraded_explicitly(make_engine, db_url: str
     engine = make_engine()
     with pytest.raises(ConfigurationError, match="brokersync db upgrade"):
         await engine.list_connections()
-    assert await engine.upgrade_database() == (None, "0002")
+    assert await engine.upgrade_database() == (None, Store.head())
     assert await engine.list_connections() == []

@@ -23,8 +23,9 @@ for path in (HERE, TESTS / "engine", TESTS):  # fakebroker, engine_support, _pos
 import fakebroker  # noqa: E402
 from _postgres import fresh_database  # noqa: E402
 from _redis import redis_server  # noqa: E402
-from brokersync import BrokerSync, SyncQueue, Vault  # noqa: E402
-from engine_support import Clock, engine_factory  # noqa: E402
+from brokersync import BrokerSync, SyncQueue  # noqa: E402
+from engine_fixtures import EngineFactory, clock, engine, keys, make_engine, registered_fakebroker  # noqa: E402
+from engine_support import Clock  # noqa: E402
 from queue_support import ACCOUNTS, PAGE_SIZE  # noqa: E402
 
 
@@ -42,44 +43,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def keys() -> str:
-    return Vault.generate_key("k1")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def api(clock: Clock) -> fakebroker.FakeBrokerApi:
     return fakebroker.FakeBrokerApi(accounts=dict(ACCOUNTS), clock=clock, page_size=PAGE_SIZE)
-
-
-@pytest.fixture(autouse=True)
-def _plugin() -> Iterator[None]:
-    fakebroker.register()
-    yield
-    fakebroker.unregister()
-
-
-EngineFactory = Callable[..., BrokerSync]
-
-
-@pytest.fixture
-async def make_engine(
-    db_url: str, keys: str, api: fakebroker.FakeBrokerApi, clock: Clock
-) -> AsyncIterator[EngineFactory]:
-    """Engines on the test database; each is its own connection pool and lease holder, like a process."""
-    async with engine_factory(db_url, keys=keys, transports={fakebroker.KEY: api.transport()}, clock=clock) as make:
-        yield make
-
-
-@pytest.fixture
-async def engine(make_engine: EngineFactory) -> BrokerSync:
-    engine = make_engine()
-    await engine.upgrade_database()
-    return engine
 
 
 @pytest.fixture
@@ -103,3 +68,6 @@ def connect(engine: BrokerSync) -> Callable[..., object]:
         return result.connection_id
 
     return connect
+
+
+__all__ = ["EngineFactory", "clock", "engine", "keys", "make_engine", "registered_fakebroker"]
