@@ -147,7 +147,10 @@ def get_trades(
         An async iterator of :class:`~brokersync.TradePage` (preferred for large histories: the
         core stores each page as it arrives), or a ``TradePage``, or a sequence of trades. Records
         may be :class:`~brokersync.Trade` objects or mappings with the same field names; invalid
-        records are reported and skipped by the core.
+        records are reported and skipped by the core. A trade the broker cancelled (busted) goes in
+        ``TradePage.cancellations`` as a :class:`~brokersync.TradeCancellation`: the core keeps a
+        tombstone and leaves the trade out of listings, whether the trade came before, in the same
+        page, or never.
     """
 
 
