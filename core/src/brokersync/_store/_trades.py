@@ -296,10 +296,9 @@ def _rows(
             updated += 1
         raw = encode(trade.raw)
         if sqlite:
-            append((
-                connection_id, trade.account_id, trade_id, trade.symbol, direction, opened, closed or None,
-                entry, exit_, quantity, pnl, fees, trade.currency, raw, fp, now_text, now_text,
-            ))  # fmt: skip
+            # the columns of _SQLITE_ROW (connection, account and times are bound once per statement)
+            append((trade_id, trade.symbol, direction, opened, closed or None, entry, exit_, quantity, pnl, fees,
+                    trade.currency, raw, fp))  # fmt: skip
         else:
             append((
                 connection_id, trade.account_id, trade_id, trade.symbol, direction, opened_at, closed_at,
@@ -339,12 +338,24 @@ _SQLITE_CHUNK = 256
 _SQLITE_LOOKUP_CHUNK = 1000  # ids per lookup statement
 
 
+# The values every row of a batch shares are bound once per statement, as numbered parameters
+# (?1 connection, ?2 account, ?3 now for first_seen_at and updated_at): binding runs in the driver's
+# thread with the GIL held, so each parameter not bound is time this thread does not wait.
+_SQLITE_SHARED = {"connection_id": 1, "account_id": 2, "first_seen_at": 3, "updated_at": 3}
+_SQLITE_ROW = tuple(name for name in _COLUMNS if name not in _SQLITE_SHARED)  # bound per row
+
+
 @functools.lru_cache(maxsize=16)
 def _sqlite_insert_sql(count: int) -> str:
-    row = f"({', '.join('?' * len(_COLUMNS))})"
+    numbers = itertools.count(len(set(_SQLITE_SHARED.values())) + 1)
+
+    def marks() -> str:
+        return ", ".join(f"?{_SQLITE_SHARED[name]}" if name in _SQLITE_SHARED else f"?{next(numbers)}" for name in _COLUMNS)
+
+    rows = [f"({marks()})" for _ in range(count)]
     updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATABLE)
     return (
-        f"INSERT INTO trades ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)} "  # noqa: S608 - constant names only
+        f"INSERT INTO trades ({', '.join(_COLUMNS)}) VALUES {', '.join(rows)} "  # noqa: S608 - constant names only
         "ON CONFLICT (connection_id, account_id, broker_trade_id) "
         f"DO UPDATE SET {updates} WHERE trades.fingerprint <> excluded.fingerprint"
     )
@@ -392,13 +403,15 @@ class _BoundSignal:
         return self.value
 
 
-async def _sqlite_insert(driver: Any, rows: list[tuple[Any, ...]], signal: _BoundSignal) -> None:
+async def _sqlite_insert(
+    driver: Any, shared: tuple[str, str, str], rows: list[tuple[Any, ...]], signal: _BoundSignal
+) -> None:
     count = 1 << (len(rows) - 1).bit_length()  # the next power of two (a cached statement)
     sql = _sqlite_insert_sql(count)
-    params = list(itertools.chain.from_iterable(rows))
+    params: list[Any] = [*shared, *itertools.chain.from_iterable(rows)]
     if count > len(rows):
         params.extend(itertools.chain.from_iterable(itertools.repeat(rows[-1], count - len(rows))))
-    params[-1] = signal  # the last row's updated_at (a copy of "now" text in every row)
+    params[-1] = signal  # the last row's fingerprint: bound last, right before the statement runs
     try:
         # execute_fetchall: the driver's thread also drops the cursor (and resets the statement),
         # so this thread never touches a statement the driver's thread may be running.
@@ -442,14 +455,15 @@ async def _upsert_sqlite(
     """
     driver = (await conn.get_raw_connection()).driver_connection
     now_text = utc_text(now)
+    shared = (connection_id, account_id, now_text)
     stored = await _sqlite_existing(driver, connection_id, account_id, [trade_id for trade_id, _ in items])
     tasks: list[asyncio.Future[Any]] = []
     try:
         for start in range(0, len(items), _SQLITE_CHUNK):
             rows = _rows(items[start : start + _SQLITE_CHUNK], stored, connection_id, now, now_text, tally, sqlite=True)
             if rows:
-                signal = _BoundSignal(now_text)
-                task = asyncio.ensure_future(_sqlite_insert(driver, rows, signal))
+                signal = _BoundSignal(rows[-1][-1])
+                task = asyncio.ensure_future(_sqlite_insert(driver, shared, rows, signal))
                 tasks.append(task)
                 await asyncio.sleep(0)  # the task queues the insert in the driver's thread
                 if not task.done():  # done already: it failed before reaching the driver
