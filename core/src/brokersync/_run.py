@@ -237,6 +237,7 @@ class SyncRunner:
             "updated": result.updated,
             "cancelled": result.cancelled,
             "error_count": result.error_count,
+            "requests": result.requests,
             "retries": result.retries,
             "rate_limit_waits": result.rate_limit_waits,
             "rate_limit_wait_ms": int(result.rate_limit_wait_seconds * 1000),

@@ -171,6 +171,7 @@ class SyncRunInfo:
     error_message: str | None
     record_errors: tuple[Mapping[str, Any], ...] = ()
     cancelled: int = 0  # tombstones newly recorded by the run
+    requests: int | None = None  # HTTP requests sent to the broker (None: recorded before brokersync knew)
 
 
 # -- rows to records (the store's SELECT results) ---------------------------------------------------
@@ -215,6 +216,7 @@ def run_info(row: Row[Any]) -> SyncRunInfo:
         error_message=row.error_message,
         record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
         cancelled=row.cancelled or 0,
+        requests=row.requests,
     )
 
 

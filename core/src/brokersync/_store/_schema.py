@@ -149,6 +149,8 @@ sync_runs = Table(
     Column("error_message", Text),  # redacted
     Column("record_errors", Text),  # JSON list of {account_id, broker_trade_id, reason}, redacted
     Column("holder", String(64)),  # which process ran it (host:pid:nonce)
+    Column("requests", Integer),  # HTTP requests sent to the broker; NULL on rows before revision 0004
+    Index("ix_sync_runs_started_at", "started_at"),  # sync_stats(since=...) reads a time window
 )
 
 sync_leases = Table(
