@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from brokersync._results import ConnectResult, EngineStatus, SyncProgress, SyncRecordError, SyncResult
     from brokersync._retry import RetryContext, with_retry
     from brokersync._scheduler import ConnectionSchedule, ScheduledRun, Scheduler, SchedulerStats
+    from brokersync._stats import Alert, AlertKind, AlertThresholds, BrokerStats, SyncStats
     from brokersync._store import (
         AccountInfo,
         ConnectionInfo,
@@ -113,6 +114,12 @@ _LAZY = {
     "SyncRunInfo": "brokersync._store",
     "SyncTrigger": "brokersync._store",
     "enable_logging": "brokersync._log",
+    # Monitoring: sync health from the audit trail, and alert checks.
+    "Alert": "brokersync._stats",
+    "AlertKind": "brokersync._stats",
+    "AlertThresholds": "brokersync._stats",
+    "BrokerStats": "brokersync._stats",
+    "SyncStats": "brokersync._stats",
     # The resilient request layer (httpx loads with it; redis only with a Redis store).
     "BrokerHttpClient": "brokersync._http",
     "CircuitBreaker": "brokersync._circuit",
@@ -214,6 +221,9 @@ __all__ = [
     "PLUGIN_API_VERSION",
     "Account",
     "AccountInfo",
+    "Alert",
+    "AlertKind",
+    "AlertThresholds",
     "AuthResult",
     "AuthType",
     "Broker",
@@ -227,6 +237,7 @@ __all__ = [
     "BrokerRateLimitError",
     "BrokerRegistry",
     "BrokerServerError",
+    "BrokerStats",
     "BrokerSync",
     "BrokerSyncError",
     "BrokerTimeoutError",
@@ -278,6 +289,7 @@ __all__ = [
     "SyncRecordError",
     "SyncResult",
     "SyncRunInfo",
+    "SyncStats",
     "SyncTrigger",
     "Trade",
     "TradeBatch",

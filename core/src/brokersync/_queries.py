@@ -1,18 +1,21 @@
-"""Read-only operations of :class:`~brokersync.BrokerSync`: connections, trades, runs, status.
+"""Read-only operations of :class:`~brokersync.BrokerSync`: connections, trades, runs, status,
+plus monitoring: sync statistics and the retry of failed syncs (the seed's dead-letter queue).
 
 A mixin, so the engine module stays about syncing; ``BrokerSync`` provides the store, the
-readiness check and the ownership check these methods rely on.
+readiness check, the ownership check and the sync runner these methods rely on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from brokersync._results import EngineStatus
+from brokersync._results import EngineStatus, SyncResult
+from brokersync._stats import SyncStats, build_stats
 from brokersync._store import (
     ConnectionInfo,
     ConnectionStatus,
@@ -20,14 +23,18 @@ from brokersync._store import (
     Store,
     StoredTrade,
     SyncRunInfo,
+    SyncTrigger,
     store_errors,
     wrap_store_errors,
 )
 from brokersync._store._database import safe_url
-from brokersync.errors import BrokerSyncError
+from brokersync.errors import BrokerSyncError, classify_error
 
 if TYPE_CHECKING:
+    from brokersync._config import EngineSettings
+    from brokersync._run import SyncRunner
     from brokersync._store import ConnectionRow
+    from brokersync._sync import ProgressCallback
     from brokersync._vault import Vault
 
 __all__ = ["EngineQueries"]
@@ -37,7 +44,10 @@ class EngineQueries:
     """Listings and status; mixed into :class:`~brokersync.BrokerSync`."""
 
     _store: Store
+    _runner: SyncRunner
+    _clock: Callable[[], dt.datetime]
     database_url: str
+    settings: EngineSettings
 
     @property
     def vault(self) -> Vault:
@@ -159,3 +169,108 @@ class EngineQueries:
             active_key_id=key_id,
             last_runs=last,
         )
+
+    # -- monitoring --------------------------------------------------------------------------------
+
+    @store_errors("computing sync statistics")
+    async def sync_stats(
+        self, *, since: dt.datetime | None = None, user_id: str | None = None, broker: str | None = None
+    ) -> SyncStats:
+        """Sync health from the audit trail, per broker and in total (see :class:`~brokersync.SyncStats`).
+
+        Computed in the database (grouped aggregates, a window function for the p95), so it costs
+        the same whether the window holds ten runs or millions. Check it with
+        :meth:`SyncStats.alerts <brokersync.SyncStats.alerts>`.
+
+        Args:
+            since: Only runs started at or after this tz-aware time (default: the whole trail).
+            user_id: Only this user's runs and connections (default: every user, the operator view).
+            broker: Only this broker key.
+
+        Raises:
+            ValueError: ``since`` is naive.
+            StoreError: The database failed.
+        """
+        if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+            raise ValueError(f"since must be a timezone-aware datetime, got {since!r}")
+        await self._ensure_ready()
+        rows = await self._store.run_totals(since=since, user_id=user_id, broker=broker)
+        p95 = await self._store.duration_p95(since=since, user_id=user_id, broker=broker) if rows else {}
+        reauth = await self._store.count_connections(
+            status=ConnectionStatus.NEEDS_REAUTH, user_id=user_id, broker=broker
+        )
+        return build_stats(
+            rows=rows,
+            p95=p95,
+            needs_reauth=reauth,
+            since=since,
+            computed_at=self._clock(),
+            user_id=user_id,
+            broker=broker,
+        )
+
+    @store_errors("listing the failed connections")
+    async def failed_connections(
+        self, *, user_id: str | None = None, broker: str | None = None
+    ) -> list[ConnectionInfo]:
+        """Active connections whose last sync failed, oldest first (what :meth:`retry_failed_syncs` syncs).
+
+        ``needs_reauth`` connections are not among them: they need :meth:`reconnect_broker` first.
+        """
+        await self._ensure_ready()
+        active = await self._store.list_connections(
+            user_id=user_id, status=ConnectionStatus.ACTIVE, broker=broker, with_accounts=False
+        )
+        return [c for c in active if c.last_sync_status is RunStatus.FAILED]
+
+    async def retry_failed_syncs(
+        self,
+        *,
+        user_id: str | None = None,
+        broker: str | None = None,
+        concurrency: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[SyncResult]:
+        """Sync again every active connection whose last sync failed (the seed's manual retry).
+
+        The audit trail keeps every failed run; this re-runs those connections incrementally (like
+        :meth:`run_scheduled_sync`: each account from its watermark, which a failed run never
+        moves), at most ``concurrency`` at once. One failing again never stops the others.
+
+        Args:
+            user_id: Only this user's connections (default: every user).
+            broker: Only this broker's connections.
+            concurrency: Syncs at once (default: the engine's setting).
+            on_progress: Called with a :class:`~brokersync.SyncProgress` after each stored batch.
+
+        Returns:
+            One result per retried connection, in connection order (empty when none failed).
+        """
+        limit = concurrency or self.settings.concurrency
+        if limit < 1:
+            raise ValueError(f"concurrency must be at least 1, got {limit}")
+        failed = await self.failed_connections(user_id=user_id, broker=broker)
+        gate = asyncio.Semaphore(limit)
+
+        async def one(info: ConnectionInfo) -> SyncResult:
+            async with gate:
+                started = self._clock()
+                try:
+                    result, _error = await self._runner.sync(
+                        info.id, info.user_id, SyncTrigger.SCHEDULED, None, on_progress
+                    )
+                except (BrokerSyncError, SQLAlchemyError, OSError) as exc:  # could not start (e.g. already running)
+                    error = wrap_store_errors(exc, "syncing") if isinstance(exc, SQLAlchemyError) else exc
+                    return SyncResult(
+                        connection_id=info.id,
+                        run_id=None,
+                        broker=info.broker,
+                        trigger=SyncTrigger.SCHEDULED,
+                        status=RunStatus.FAILED,
+                        started_at=started,
+                        finished_at=self._clock(),
+                        error=classify_error(error),
+                    )
+                return result
+
+        return list(await asyncio.gather(*(one(info) for info in failed)))

@@ -18,7 +18,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -529,6 +529,104 @@ class Store:
             query = query.limit(limit)
         async with self._read() as conn:
             return [run_info(row) for row in await conn.execute(query)]
+
+    # -- monitoring (aggregates in SQL: a window of millions of audit rows is one scan) ---------------
+
+    @staticmethod
+    def _run_filters(since: dt.datetime | None, user_id: str | None, broker: str | None) -> list[Any]:
+        where: list[Any] = []
+        if since is not None:
+            where.append(sync_runs.c.started_at >= since)
+        if user_id is not None:
+            where.append(sync_runs.c.user_id == user_id)
+        if broker is not None:
+            where.append(sync_runs.c.broker == broker)
+        return where
+
+    async def run_totals(
+        self, *, since: dt.datetime | None = None, user_id: str | None = None, broker: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per broker, sums over the audit rows matching the filters (names as in ``brokersync._stats``)."""
+        c = sync_runs.c
+        known = c.requests.is_not(None)
+
+        def count_if(condition: Any) -> Any:
+            return func.sum(case((condition, 1), else_=0))
+
+        def sum_if(condition: Any, column: Any) -> Any:
+            return func.sum(case((condition, column), else_=0))
+
+        finished = c.status != RunStatus.RUNNING.value
+        columns = [
+            c.broker.label("broker"),
+            func.count().label("runs"),
+            *(count_if(c.status == s.value).label(s.value) for s in RunStatus),
+            func.sum(c.requests).label("requests"),
+            count_if(and_(finished, c.requests.is_(None))).label("runs_without_requests"),
+            func.sum(c.retries).label("retries"),
+            sum_if(known, c.retries).label("known_retries"),
+            func.sum(c.rate_limit_waits).label("rate_limit_waits"),
+            sum_if(known, c.rate_limit_waits).label("known_waits"),
+            func.sum(c.rate_limit_wait_ms).label("rate_limit_wait_ms"),
+            count_if(c.error_type == "rate_limit").label("rate_limit_failures"),
+            count_if(c.error_type == "auth").label("auth_failures"),
+            func.sum(c.imported).label("imported"),
+            func.sum(c.updated).label("updated"),
+            func.sum(c.skipped).label("skipped"),
+            func.sum(c.cancelled).label("cancelled"),
+            func.sum(c.error_count).label("invalid_records"),
+            func.sum(c.duration_ms).label("duration_sum"),
+            func.count(c.duration_ms).label("duration_count"),
+            func.max(c.duration_ms).label("max_duration_ms"),
+        ]
+        query = select(*columns).where(*self._run_filters(since, user_id, broker)).group_by(c.broker)
+        async with self._read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def duration_p95(
+        self, *, since: dt.datetime | None = None, user_id: str | None = None, broker: str | None = None
+    ) -> dict[str | None, int]:
+        """The 95th percentile run duration (nearest rank), per broker and (key ``None``) over all.
+
+        Window functions (SQLite >= 3.25, PostgreSQL): one sort of the window's durations per query.
+        """
+        c = sync_runs.c
+        where = [c.duration_ms.is_not(None), *self._run_filters(since, user_id, broker)]
+        result: dict[str | None, int] = {}
+        async with self._read() as conn:
+            for partition in (c.broker, None):
+                over: dict[str, Any] = {"partition_by": partition} if partition is not None else {}
+                ranked = (
+                    select(
+                        c.broker.label("broker"),
+                        c.duration_ms.label("duration_ms"),
+                        func.row_number().over(order_by=c.duration_ms, **over).label("rank"),
+                        func.count().over(**over).label("n"),
+                    )
+                    .where(*where)
+                    .subquery()
+                )
+                # Nearest rank: ceil(0.95 n), in integer arithmetic (no ceil() in every SQLite build).
+                query = select(ranked.c.broker, ranked.c.duration_ms).where(
+                    ranked.c.rank == (ranked.c.n * 95 + 99) // 100
+                )
+                for row in await conn.execute(query):
+                    result[row.broker if partition is not None else None] = int(row.duration_ms)
+        return result
+
+    async def count_connections(
+        self, *, status: ConnectionStatus, user_id: str | None = None, broker: str | None = None
+    ) -> dict[str, int]:
+        """Per broker, how many connections are in ``status``."""
+        query = select(connections.c.broker, func.count().label("n")).where(
+            connections.c.status == ConnectionStatus(status).value
+        )
+        if user_id is not None:
+            query = query.where(connections.c.user_id == user_id)
+        if broker is not None:
+            query = query.where(connections.c.broker == broker)
+        async with self._read() as conn:
+            return {row.broker: int(row.n) for row in await conn.execute(query.group_by(connections.c.broker))}
 
 
 async def _acquire(
