@@ -350,7 +350,8 @@ def _sqlite_insert_sql(count: int) -> str:
     numbers = itertools.count(len(set(_SQLITE_SHARED.values())) + 1)
 
     def marks() -> str:
-        return ", ".join(f"?{_SQLITE_SHARED[name]}" if name in _SQLITE_SHARED else f"?{next(numbers)}" for name in _COLUMNS)
+        shared = _SQLITE_SHARED
+        return ", ".join(f"?{shared[name]}" if name in shared else f"?{next(numbers)}" for name in _COLUMNS)
 
     rows = [f"({marks()})" for _ in range(count)]
     updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATABLE)
