@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "trades": "brokersync._cli._syncing:trades",
     "runs": "brokersync._cli._syncing:runs",
     "status": "brokersync._cli._syncing:status",
+    "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
     "scheduler": "brokersync._cli._scheduler:scheduler",

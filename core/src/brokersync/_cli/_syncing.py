@@ -62,6 +62,12 @@ def _summary(results: list[SyncResult]) -> None:
 @click.command()
 @click.argument("connection_id", required=False)
 @click.option("--all", "sync_all", is_flag=True, help="Sync every active connection (scheduled mode: incremental).")
+@click.option(
+    "--failed",
+    "sync_failed",
+    is_flag=True,
+    help="Sync again every active connection whose last sync failed (incremental; needs_reauth ones need reconnect).",
+)
 @click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
 @click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
 @engine_options
@@ -69,15 +75,18 @@ def _summary(results: list[SyncResult]) -> None:
 def sync(
     connection_id: str | None,
     sync_all: bool,
+    sync_failed: bool,
     since: str | None,
     incremental: bool,
     database_url: str | None,
     user_id: str,
     as_json: bool,
 ) -> None:
-    """Sync one connection's trades (all history, or --since), or --all connections incrementally."""
-    if bool(connection_id) == sync_all:
-        raise click.UsageError("give either a CONNECTION_ID or --all")
+    """Sync one connection's trades (all history, or --since), --all connections incrementally, or
+    the --failed ones again.
+    """
+    if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
+        raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
     since_at = parse_time(since, "--since")
     show_progress = not as_json and sys.stderr.isatty()
 
@@ -105,6 +114,11 @@ def sync(
 
             if sync_all:
                 return await engine.run_scheduled_sync()
+            if sync_failed:
+                retried = await engine.retry_failed_syncs(on_progress=on_progress)
+                if not retried and not as_json:
+                    click.echo("No active connection's last sync failed: nothing to retry.", err=True)
+                return retried
             assert connection_id is not None
             trigger = "scheduled" if incremental else "manual"
             result = await engine.sync_broker_trades(
@@ -240,7 +254,11 @@ def trades(
 
 @click.command()
 @click.option("--connection", "connection_id", help="Only this connection.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "partial", "failed"]), help="Only this status.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "succeeded", "partial", "failed", "interrupted"]),
+    help="Only this status.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @engine_options
 @json_option
