@@ -24,10 +24,8 @@ from brokersync._queries import EngineQueries
 from brokersync._results import ConnectResult, SyncResult
 from brokersync._run import SyncRunner
 from brokersync._store import (
-    ConnectionInfo,
     ConnectionRow,
     ConnectionStatus,
-    RunStatus,
     Store,
     SyncTrigger,
     store_errors,
@@ -36,11 +34,9 @@ from brokersync._store import (
 from brokersync._store._database import safe_url
 from brokersync._sync import ProgressCallback, auth_from_json, auth_to_json
 from brokersync.errors import (
-    BrokerSyncError,
     ConfigurationError,
     ConnectionNotFoundError,
     NeedsReauthError,
-    classify_error,
 )
 from brokersync.models import AuthResult
 
@@ -458,29 +454,5 @@ class BrokerSync(EngineQueries):
             One result per active connection, in connection order.
         """
         await self._ensure_ready()
-        limit = concurrency or self.settings.concurrency
-        if limit < 1:
-            raise ValueError(f"concurrency must be at least 1, got {limit}")
         active = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
-        gate = asyncio.Semaphore(limit)
-
-        async def one(info: ConnectionInfo) -> SyncResult:
-            async with gate:
-                started = self._clock()
-                try:
-                    result, _error = await self._runner.sync(info.id, info.user_id, SyncTrigger.SCHEDULED, None, None)
-                except (BrokerSyncError, SQLAlchemyError, OSError) as exc:
-                    error = wrap_store_errors(exc, "syncing") if isinstance(exc, SQLAlchemyError) else exc
-                    return SyncResult(
-                        connection_id=info.id,
-                        run_id=None,
-                        broker=info.broker,
-                        trigger=SyncTrigger.SCHEDULED,
-                        status=RunStatus.FAILED,
-                        started_at=started,
-                        finished_at=self._clock(),
-                        error=classify_error(error),
-                    )
-                return result
-
-        return list(await asyncio.gather(*(one(info) for info in active)))
+        return await self._runner.sync_each(active, concurrency=concurrency or self.settings.concurrency)

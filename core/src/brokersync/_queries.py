@@ -7,7 +7,6 @@ readiness check, the ownership check and the sync runner these methods rely on.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -23,12 +22,11 @@ from brokersync._store import (
     Store,
     StoredTrade,
     SyncRunInfo,
-    SyncTrigger,
     store_errors,
     wrap_store_errors,
 )
 from brokersync._store._database import safe_url
-from brokersync.errors import BrokerSyncError, classify_error
+from brokersync.errors import BrokerSyncError
 
 if TYPE_CHECKING:
     from brokersync._config import EngineSettings
@@ -246,31 +244,7 @@ class EngineQueries:
         Returns:
             One result per retried connection, in connection order (empty when none failed).
         """
-        limit = concurrency or self.settings.concurrency
-        if limit < 1:
-            raise ValueError(f"concurrency must be at least 1, got {limit}")
         failed = await self.failed_connections(user_id=user_id, broker=broker)
-        gate = asyncio.Semaphore(limit)
-
-        async def one(info: ConnectionInfo) -> SyncResult:
-            async with gate:
-                started = self._clock()
-                try:
-                    result, _error = await self._runner.sync(
-                        info.id, info.user_id, SyncTrigger.SCHEDULED, None, on_progress
-                    )
-                except (BrokerSyncError, SQLAlchemyError, OSError) as exc:  # could not start (e.g. already running)
-                    error = wrap_store_errors(exc, "syncing") if isinstance(exc, SQLAlchemyError) else exc
-                    return SyncResult(
-                        connection_id=info.id,
-                        run_id=None,
-                        broker=info.broker,
-                        trigger=SyncTrigger.SCHEDULED,
-                        status=RunStatus.FAILED,
-                        started_at=started,
-                        finished_at=self._clock(),
-                        error=classify_error(error),
-                    )
-                return result
-
-        return list(await asyncio.gather(*(one(info) for info in failed)))
+        return await self._runner.sync_each(
+            failed, concurrency=concurrency or self.settings.concurrency, on_progress=on_progress
+        )

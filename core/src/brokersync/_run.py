@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,13 +25,20 @@ from brokersync._redact import redact
 from brokersync._results import SyncResult
 from brokersync._store import ConnectionStatus, RunStatus, SyncTrigger, wrap_store_errors
 from brokersync._sync import JobOutcome, ProgressCallback, SyncJob, TokenKeeper
-from brokersync.errors import ErrorType, NeedsReauthError, SyncError, SyncInProgressError, classify_error
+from brokersync.errors import (
+    BrokerSyncError,
+    ErrorType,
+    NeedsReauthError,
+    SyncError,
+    SyncInProgressError,
+    classify_error,
+)
 from brokersync.models import AuthResult
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync._metrics import RequestMetrics
-    from brokersync._store import ConnectionRow
+    from brokersync._store import ConnectionInfo, ConnectionRow
 
 __all__ = ["SyncRunner"]
 
@@ -110,6 +118,38 @@ class SyncRunner:
                     self._engine._log.warning(
                         "could not release the lease of {c}: {e}", c=connection_id, e=type(exc).__name__
                     )
+
+    async def sync_each(
+        self, infos: Sequence[ConnectionInfo], *, concurrency: int, on_progress: ProgressCallback | None = None
+    ) -> list[SyncResult]:
+        """Scheduled (incremental) syncs of ``infos``, at most ``concurrency`` at once, one result
+        each in order: a connection that fails, or cannot start (already running), never stops the
+        others; its result has ``status == "failed"`` and the ``error``."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        gate = asyncio.Semaphore(concurrency)
+        clock = self._engine._clock
+
+        async def one(info: ConnectionInfo) -> SyncResult:
+            async with gate:
+                started = clock()
+                try:
+                    result, _error = await self.sync(info.id, info.user_id, SyncTrigger.SCHEDULED, None, on_progress)
+                except (BrokerSyncError, SQLAlchemyError, OSError) as exc:
+                    error = wrap_store_errors(exc, "syncing") if isinstance(exc, SQLAlchemyError) else exc
+                    return SyncResult(
+                        connection_id=info.id,
+                        run_id=None,
+                        broker=info.broker,
+                        trigger=SyncTrigger.SCHEDULED,
+                        status=RunStatus.FAILED,
+                        started_at=started,
+                        finished_at=clock(),
+                        error=classify_error(error),
+                    )
+                return result
+
+        return list(await asyncio.gather(*(one(info) for info in infos)))
 
     async def _run(
         self,
