@@ -207,7 +207,7 @@ def table(rows: list[tuple[str, int, dict[str, object]]], batch: int, load: str)
         lines.append(
             f"| {kind} | {size:,} | {rates[0]:,.0f} | {base / float(new['seconds']):.2f}x | "  # type: ignore[index]
             f"{rates[1]:,.0f} | {rates[2]:,.0f} | {size / float(new['cpu_seconds']):,.0f} | "  # type: ignore[index]
-            f"{loop_us:.1f} + {cpu_us - loop_us:.1f} | {float(r['peak_rss_mb']):.0f} |"  # type: ignore[arg-type]
+            f"{loop_us:.1f} + {max(cpu_us - loop_us, 0.0):.1f} | {float(r['peak_rss_mb']):.0f} |"  # type: ignore[arg-type]
         )
     return "\n".join(lines)
 
