@@ -447,7 +447,9 @@ async def _upsert_sqlite(
 
     So after queueing an insert, this thread blocks (releasing the GIL, not running the event
     loop) until the driver's thread has bound its last parameter: from then on SQLite runs
-    without the GIL while this thread prepares the next chunk. The driver's thread finishes the
+    without the GIL while this thread prepares the next chunk. Other coroutines of this process
+    wait for that long (at most the rest of the previous chunk's insert, a few ms), and only when
+    the batch has more than one chunk. The driver's thread finishes the
     previous insert in that blocked window too. The wait is bounded (``_HANDOVER_TIMEOUT``).
 
     The fingerprint lookup of the whole batch runs first, inside the caller's ``BEGIN IMMEDIATE``
@@ -467,7 +469,9 @@ async def _upsert_sqlite(
                 task = asyncio.ensure_future(_sqlite_insert(driver, shared, rows, signal))
                 tasks.append(task)
                 await asyncio.sleep(0)  # the task queues the insert in the driver's thread
-                if not task.done():  # done already: it failed before reaching the driver
+                # Only when another chunk follows (nothing to overlap otherwise: a small batch of a
+                # scheduled sync never blocks the loop); done already: it failed before the driver.
+                if start + _SQLITE_CHUNK < len(items) and not task.done():
                     signal.event.wait(_HANDOVER_TIMEOUT)  # blocking on purpose: see the docstring
         await asyncio.gather(*tasks)
     finally:
