@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from brokersync import BrokerSync
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 START = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -55,3 +56,18 @@ async def engine_factory(
     finally:
         for engine in made:
             await engine.aclose()
+
+
+async def downgrade_schema(database: AsyncEngine, target: str) -> None:
+    """Run the shipped migrations down to ``target`` (brokersync itself only ever upgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    def run(connection: object) -> None:
+        config = Config()
+        config.set_main_option("script_location", "brokersync:_migrations")
+        config.attributes["connection"] = connection
+        command.downgrade(config, target)
+
+    async with database.begin() as conn:
+        await conn.run_sync(run)

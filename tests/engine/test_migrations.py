@@ -8,6 +8,7 @@ import fakebroker
 import pytest
 from brokersync import BrokerSync
 from brokersync._store import Store
+from engine_support import downgrade_schema
 from sqlalchemy import text
 
 pytestmark = pytest.mark.anyio
@@ -25,20 +26,6 @@ def test_the_newest_migration_file_is_the_head() -> None:
     assert Store.head() == revisions[-1]
 
 
-async def _downgrade(store: Store, target: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    def run(connection: object) -> None:
-        config = Config()
-        config.set_main_option("script_location", "brokersync:_migrations")
-        config.attributes["connection"] = connection
-        command.downgrade(config, target)
-
-    async with store.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
 async def test_each_migration_downgrades_and_upgrades_with_trades_kept(engine: BrokerSync, db_url: str) -> None:
     connected = await engine.connect_broker("u1", fakebroker.KEY, fakebroker.CREDENTIALS)
     await engine.sync_broker_trades(connected.connection_id, "u1")
@@ -48,7 +35,7 @@ async def test_each_migration_downgrades_and_upgrades_with_trades_kept(engine: B
     store = Store(db_url)
     try:
         for target in reversed(_revisions()[:-1]):  # one step down at a time, to the first revision
-            await _downgrade(store, target)
+            await downgrade_schema(store.engine, target)
             assert await store.revision() == target
         async with store.engine.connect() as conn:
             stored = (await conn.execute(text("SELECT count(*) FROM trades"))).scalar_one()

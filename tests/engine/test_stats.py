@@ -26,7 +26,7 @@ from brokersync import (
     hookimpl,
 )
 from brokersync._store._schema import sync_runs
-from engine_support import START, Clock
+from engine_support import START, Clock, downgrade_schema
 from sqlalchemy import insert
 
 pytestmark = pytest.mark.anyio
@@ -193,24 +193,10 @@ async def test_an_empty_database_has_no_rates_and_no_alerts(engine: BrokerSync) 
     assert stats.alerts(AlertThresholds(failure_rate=0, rate_limit_hit_rate=0, slow_sync=dt.timedelta(0))) == []
 
 
-async def _downgrade(engine: BrokerSync, target: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    def run(connection: object) -> None:
-        config = Config()
-        config.set_main_option("script_location", "brokersync:_migrations")
-        config.attributes["connection"] = connection
-        command.downgrade(config, target)
-
-    async with engine.store.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
 async def test_rows_from_before_the_request_count_leave_rates_unknown(engine: BrokerSync) -> None:
     connection = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)
     await engine.sync_broker_trades(connection.connection_id, "alice")
-    await _downgrade(engine, "0003")  # the column goes away with its values ...
+    await downgrade_schema(engine.store.engine, "0003")  # the column goes away with its values ...
     await engine.upgrade_database()  # ... and comes back NULL, as on a database upgraded from 0003
 
     [old] = await engine.list_runs()

@@ -13,6 +13,7 @@ from brokersync import Account, Direction, Trade
 from brokersync._store import Store, fingerprint
 from brokersync._store._trades import canonical_decimal
 from brokersync._store._types import utc_text
+from engine_support import downgrade_schema
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -208,9 +209,6 @@ async def test_upgrading_rewrites_old_fingerprints_so_a_resync_updates_nothing(d
 
 
 async def test_the_migration_works_in_batches_and_downgrades_to_the_exact_fingerprints(db_url: str) -> None:
-    from alembic import command
-    from brokersync._store._database import _alembic_config
-
     store = Store(db_url)
     try:
         await store.upgrade(revision_before_migration())
@@ -220,11 +218,7 @@ async def test_the_migration_works_in_batches_and_downgrades_to_the_exact_finger
         await store.upgrade()
         assert await stored_fingerprints(store) == {t.broker_trade_id: fingerprint(t) for t in many}
 
-        def downgrade(connection):  # type: ignore[no-untyped-def]
-            command.downgrade(_alembic_config(connection), revision_before_migration())
-
-        async with store.engine.begin() as conn:
-            await conn.run_sync(downgrade)
+        await downgrade_schema(store.engine, revision_before_migration())
         assert await stored_fingerprints(store) == {t.broker_trade_id: exact_fingerprint(t) for t in many}
     finally:
         await store.aclose()
