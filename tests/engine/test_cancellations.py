@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import fakebroker
 import pytest
-from brokersync import BrokerSync, RunStatus, StoredTrade, StoreError
+from brokersync import BrokerSync, ConnectionNotFoundError, RunStatus, StoredTrade, StoreError
 from engine_support import Clock
 from sqlalchemy import text
 
@@ -252,3 +252,70 @@ async def test_repeats_within_one_page_are_one_tombstone_and_the_first_report_wi
         assert [a.cursor for a in await store.list_accounts("c1")] == ["9"]
     finally:
         await store.aclose()
+
+
+async def test_tombstones_are_listed_with_whether_their_trade_is_stored(
+    engine: BrokerSync, api: fakebroker.FakeBrokerApi, clock: Clock
+) -> None:
+    cid = await connect(engine)
+    await engine.sync_broker_trades(cid, "alice")
+    api.cancel("ACC-1", TRADE, at=BUST_AT, reason="Ca")  # a stored trade
+    api.cancel("ACC-2", "ACC-2-T000500", at=BUST_AT + dt.timedelta(hours=1))  # never reported as a trade
+    await engine.sync_broker_trades(cid, "alice", trigger="scheduled")
+
+    listed_all = await engine.list_cancellations(user_id="alice")
+    assert [(c.broker_trade_id, c.trade_stored, c.reason) for c in listed_all] == [
+        ("ACC-2-T000500", False, "busted"),  # newest cancellation first
+        (TRADE, True, "Ca"),
+    ]
+    assert listed_all[1].cancelled_at == BUST_AT and listed_all[1].connection_id == cid
+    orphans = await engine.list_cancellations(user_id="alice", without_trade=True)
+    assert [c.broker_trade_id for c in orphans] == ["ACC-2-T000500"]
+    assert [c.broker_trade_id for c in await engine.list_cancellations(connection_id=cid, account_id="ACC-1")] == [
+        TRADE
+    ]
+    assert await engine.list_cancellations(user_id="mallory") == []  # another user sees nothing
+    with pytest.raises(ConnectionNotFoundError):
+        await engine.list_cancellations(user_id="mallory", connection_id=cid)
+
+    api.add_trade("ACC-2", 500, opened=clock())  # the broker reports the busted trade after all
+    clock.advance(minutes=5)
+    await engine.sync_broker_trades(cid, "alice", trigger="scheduled")
+    assert await engine.list_cancellations(user_id="alice", without_trade=True) == []
+
+
+def test_the_cli_lists_cancellations_as_json(
+    db_url: str, keys: str, api: fakebroker.FakeBrokerApi, clock: Clock
+) -> None:
+    import asyncio
+    import json
+
+    from brokersync._cli import cli
+    from click.testing import CliRunner
+
+    async def prepare() -> str:
+        async with BrokerSync(
+            db_url, encryption_keys=keys, transports={fakebroker.KEY: api.transport()}, clock=clock
+        ) as engine:
+            await engine.upgrade_database()
+            cid = await connect(engine)
+            api.cancel("ACC-1", TRADE, at=BUST_AT, reason="Ca")
+            await engine.sync_broker_trades(cid, "alice")
+            return cid
+
+    cid = asyncio.run(prepare())
+    env = {"BROKERSYNC_ENCRYPTION_KEYS": keys}
+    args = ["--database-url", db_url, "--user", "alice", "--json"]
+    done = CliRunner().invoke(cli, ["cancellations", *args], env=env)
+    assert done.exit_code == 0, done.output
+    (row,) = json.loads(done.output)
+    assert (row["connection_id"], row["broker_trade_id"], row["reason"], row["trade_stored"]) == (
+        cid,
+        TRADE,
+        "Ca",
+        True,
+    )
+    assert row["cancelled_at"].startswith("2025-03-03T09:15:00")
+    done = CliRunner().invoke(cli, ["cancellations", "--without-trade", *args], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == []

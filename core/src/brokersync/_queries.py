@@ -20,6 +20,7 @@ from brokersync._store import (
     ConnectionStatus,
     RunStatus,
     Store,
+    StoredCancellation,
     StoredTrade,
     SyncRunInfo,
     store_errors,
@@ -114,6 +115,28 @@ class EngineQueries:
                 yield trade
         except SQLAlchemyError as exc:
             raise wrap_store_errors(exc, "reading trades") from None
+
+    @store_errors("listing cancelled trades")
+    async def list_cancellations(
+        self,
+        *,
+        user_id: str | None = None,
+        connection_id: str | None = None,
+        account_id: str | None = None,
+        without_trade: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredCancellation]:
+        """The trades brokers cancelled (busted): tombstones, newest cancellation first.
+
+        Each says whether the cancelled trade itself is stored. ``without_trade`` keeps only the
+        tombstones of trades brokersync never received (e.g. booked and busted before the synced
+        window), which trade listings cannot show.
+        """
+        await self._ensure_ready()
+        ids = await self._connection_ids(user_id, connection_id)
+        return await self._store.list_cancellations(
+            connection_ids=ids, account_id=account_id, without_trade=without_trade, limit=limit
+        )
 
     @store_errors("counting trades")
     async def count_trades(

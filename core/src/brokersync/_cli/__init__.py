@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "sync": "brokersync._cli._syncing:sync",
     "trades": "brokersync._cli._syncing:trades",
     "runs": "brokersync._cli._syncing:runs",
+    "cancellations": "brokersync._cli._syncing:cancellations",
     "status": "brokersync._cli._syncing:status",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",

@@ -254,6 +254,56 @@ def trades(
 
 @click.command()
 @click.option("--connection", "connection_id", help="Only this connection.")
+@click.option("--account", "account_id", help="Only this broker account.")
+@click.option(
+    "--without-trade", is_flag=True, help="Only cancellations of trades that are not stored (never received)."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@engine_options
+@json_option
+def cancellations(
+    connection_id: str | None,
+    account_id: str | None,
+    without_trade: bool,
+    limit: int | None,
+    database_url: str | None,
+    user_id: str,
+    as_json: bool,
+) -> None:
+    """Show the trades brokers cancelled (busted), newest first, and whether each trade is stored."""
+
+    async def go(engine: BrokerSync) -> Any:
+        return await engine.list_cancellations(
+            user_id=user_id,
+            connection_id=connection_id,
+            account_id=account_id,
+            without_trade=without_trade,
+            limit=limit,
+        )
+
+    found = run(go, database_url)
+    if as_json:
+        echo_json(to_jsonable(found))
+        return
+    print_table(
+        "Cancelled trades",
+        ["connection", "account", "trade id", "cancelled (UTC)", "reason", "trade stored"],
+        (
+            (
+                c.connection_id[:8],
+                c.account_id,
+                c.broker_trade_id,
+                c.cancelled_at.strftime("%Y-%m-%d %H:%M:%S"),
+                c.reason or "",
+                "yes" if c.trade_stored else "no",
+            )
+            for c in found
+        ),
+    )
+
+
+@click.command()
+@click.option("--connection", "connection_id", help="Only this connection.")
 @click.option(
     "--status",
     type=click.Choice(["running", "succeeded", "partial", "failed", "interrupted"]),

@@ -23,7 +23,7 @@ from brokersync._store._schema import trade_cancellations, trades
 from brokersync._store._trades import UpsertCounts, dialect_insert
 from brokersync.models import TradeCancellation
 
-__all__ = ["BatchCounts", "record_cancellations", "with_cancellations"]
+__all__ = ["BatchCounts", "cancellations_query", "record_cancellations", "with_cancellations"]
 
 _LOOKUP_CHUNK = 500  # SQLite caps bound parameters per statement
 
@@ -118,3 +118,36 @@ def with_cancellations(query: Select[Any], *, include_cancelled: bool) -> Select
     if not include_cancelled:
         query = query.where(table.c.broker_trade_id.is_(None))
     return query
+
+
+def cancellations_query(
+    *, connection_ids: Sequence[str] | None, account_id: str | None, without_trade: bool, limit: int | None
+) -> Select[Any]:
+    """Tombstones (newest cancellation first), each with whether its trade is stored."""
+    table = trade_cancellations
+    stored = (
+        select(trades.c.id)
+        .where(
+            trades.c.connection_id == table.c.connection_id,
+            trades.c.account_id == table.c.account_id,
+            trades.c.broker_trade_id == table.c.broker_trade_id,
+        )
+        .exists()
+    )
+    query = select(
+        table.c.connection_id,
+        table.c.account_id,
+        table.c.broker_trade_id,
+        table.c.cancelled_at,
+        table.c.reason,
+        table.c.recorded_at,
+        stored.label("trade_stored"),
+    )
+    if connection_ids is not None:
+        query = query.where(table.c.connection_id.in_(list(connection_ids)))
+    if account_id is not None:
+        query = query.where(table.c.account_id == account_id)
+    if without_trade:
+        query = query.where(~stored)
+    query = query.order_by(table.c.cancelled_at.desc(), table.c.broker_trade_id)
+    return query.limit(limit) if limit is not None else query

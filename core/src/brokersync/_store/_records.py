@@ -22,6 +22,7 @@ __all__ = [
     "ConnectionRow",
     "ConnectionStatus",
     "RunStatus",
+    "StoredCancellation",
     "StoredTrade",
     "SyncRunInfo",
     "SyncTrigger",
@@ -217,6 +218,36 @@ def run_info(row: Row[Any]) -> SyncRunInfo:
         record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
         cancelled=row.cancelled or 0,
         requests=row.requests,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class StoredCancellation:
+    """A tombstone: the broker cancelled (busted) one of its trades.
+
+    ``trade_stored`` says whether the cancelled trade itself is stored: a broker may report a
+    cancellation of a trade brokersync never received (outside the synced window, or not reported
+    yet), and such tombstones show up only here, not in trade listings.
+    """
+
+    connection_id: str
+    account_id: str
+    broker_trade_id: str
+    cancelled_at: dt.datetime
+    reason: str | None
+    recorded_at: dt.datetime
+    trade_stored: bool
+
+
+def stored_cancellation(row: Row[Any]) -> StoredCancellation:
+    return StoredCancellation(
+        connection_id=row.connection_id,
+        account_id=row.account_id,
+        broker_trade_id=row.broker_trade_id,
+        cancelled_at=row.cancelled_at,
+        reason=row.reason,
+        recorded_at=row.recorded_at,
+        trade_stored=bool(row.trade_stored),
     )
 
 

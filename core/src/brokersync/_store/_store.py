@@ -22,7 +22,12 @@ from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from brokersync._store._cancellations import BatchCounts, record_cancellations, with_cancellations
+from brokersync._store._cancellations import (
+    BatchCounts,
+    cancellations_query,
+    record_cancellations,
+    with_cancellations,
+)
 from brokersync._store._database import READ_ONLY, create_engine, current_revision, head_revision, upgrade_schema
 from brokersync._store._records import (
     AccountInfo,
@@ -30,10 +35,12 @@ from brokersync._store._records import (
     ConnectionRow,
     ConnectionStatus,
     RunStatus,
+    StoredCancellation,
     StoredTrade,
     SyncRunInfo,
     connection_info,
     run_info,
+    stored_cancellation,
     stored_trade,
 )
 from brokersync._store._schema import (
@@ -473,6 +480,21 @@ class Store:
             async for partition in result.partitions(_STREAM_CHUNK):
                 for row in partition:
                     yield stored_trade(row)
+
+    async def list_cancellations(
+        self,
+        *,
+        connection_ids: Sequence[str] | None = None,
+        account_id: str | None = None,
+        without_trade: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredCancellation]:
+        """Tombstones, newest cancellation first; ``without_trade``: only those whose trade is not stored."""
+        query = cancellations_query(
+            connection_ids=connection_ids, account_id=account_id, without_trade=without_trade, limit=limit
+        )
+        async with self._read() as conn:
+            return [stored_cancellation(row) for row in await conn.execute(query)]
 
     async def count_trades(
         self,
