@@ -194,12 +194,14 @@ async def test_redis_holds_no_credential_or_token(
     await drain(queue, engine)  # every token of these syncs is now issued
     api.fail_trades_for = {"ACC-1"}
     await queue.enqueue(failing, "u2")
-    await drain(queue, engine)
+    # Until its retries are spent: a retry left queued would run after the password change below
+    # and end as needs_reauth instead of failed.
+    await drain(queue, engine, until_done=failing)
     api.password = "another-Secret-9d8c7b"
     api.tokens.clear()
     api.refresh_tokens.clear()
     await queue.enqueue(reauth, "u3")
-    await drain(queue, engine)
+    await drain(queue, engine, until_done=reauth)
 
     outcomes = {c: (await queue.job(c)) for c in (good, failing, reauth)}
     assert [j.outcome if j else None for j in outcomes.values()] == ["synced", None, "needs_reauth"]
