@@ -84,7 +84,8 @@ async def run(rows: int) -> list[tuple[str, int, float, float, float, float]]:
 
                 baseline = await timed(count)
                 totals = await timed(lambda since=since: store.run_totals(since=since))
-                p95 = await timed(lambda since=since: store.duration_p95(since=since))
+                counts = {r["broker"]: r["duration_count"] for r in await store.run_totals(since=since)}
+                p95 = await timed(lambda since=since, counts=counts: store.duration_p95(counts, since=since))
                 whole = await timed(lambda since=since: engine.sync_stats(since=since))
                 runs = (await engine.sync_stats(since=since)).total.runs
                 results.append((label, runs, baseline, totals, p95, whole))

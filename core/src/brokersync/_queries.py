@@ -199,8 +199,8 @@ class EngineQueries:
     ) -> SyncStats:
         """Sync health from the audit trail, per broker and in total (see :class:`~brokersync.SyncStats`).
 
-        Computed in the database (grouped aggregates, a window function for the p95), so it costs
-        the same whether the window holds ten runs or millions. Check it with
+        Computed in the database (one grouped scan for the sums, a partial sort per broker for the
+        p95), never by loading the audit rows. Check it with
         :meth:`SyncStats.alerts <brokersync.SyncStats.alerts>`.
 
         Args:
@@ -216,7 +216,8 @@ class EngineQueries:
             raise ValueError(f"since must be a timezone-aware datetime, got {since!r}")
         await self._ensure_ready()
         rows = await self._store.run_totals(since=since, user_id=user_id, broker=broker)
-        p95 = await self._store.duration_p95(since=since, user_id=user_id, broker=broker) if rows else {}
+        durations = {str(row["broker"]): int(row["duration_count"] or 0) for row in rows}
+        p95 = await self._store.duration_p95(durations, since=since, user_id=user_id, broker=broker)
         reauth = await self._store.count_connections(
             status=ConnectionStatus.NEEDS_REAUTH, user_id=user_id, broker=broker
         )

@@ -606,7 +606,12 @@ class Store:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def duration_p95(
-        self, *, since: dt.datetime | None = None, user_id: str | None = None, broker: str | None = None
+        self,
+        counts: Mapping[str, int],
+        *,
+        since: dt.datetime | None = None,
+        user_id: str | None = None,
+        broker: str | None = None,
     ) -> dict[str | None, int]:
         """The 95th percentile run duration (nearest rank), per broker and (key ``None``) over all.
 
@@ -614,17 +619,13 @@ class Store:
         each value is the first row after skipping ``n - r`` rows sorted slowest first: the database
         keeps only the slowest 5 % while it scans, instead of sorting the whole window (over a
         million audit rows on SQLite: about 4x faster than ranking them with window functions).
+        ``counts`` is, per broker, how many runs in the window recorded a duration (``run_totals``'s
+        ``duration_count``), so they are not counted again.
         """
         c = sync_runs.c
         where = [c.duration_ms.is_not(None), *self._run_filters(since, user_id, broker)]
         result: dict[str | None, int] = {}
         async with self._read() as conn:
-            counts = {
-                row.broker: int(row.n)
-                for row in await conn.execute(
-                    select(c.broker, func.count().label("n")).where(*where).group_by(c.broker)
-                )
-            }
             for key, n in [*counts.items(), (None, sum(counts.values()))]:
                 if n == 0:
                     continue
