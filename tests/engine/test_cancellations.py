@@ -26,7 +26,7 @@ async def listed(engine: BrokerSync, connection_id: str, *, include_cancelled: b
 
 
 async def tombstones(engine: BrokerSync) -> list[tuple[str, str, str]]:
-    async with engine._store.engine.connect() as conn:
+    async with engine.store.engine.connect() as conn:
         rows = await conn.execute(
             text("SELECT connection_id, account_id, broker_trade_id FROM trade_cancellations ORDER BY 3")
         )
@@ -122,8 +122,8 @@ async def test_a_failure_mid_page_stores_no_tombstone_without_its_trades_and_cur
     cid = await connect(engine)
     api.cancel("ACC-1", TRADE, at=BUST_AT)
     # A real database failure after the page's trades and tombstones are written, before its cursor.
-    async with engine._store.engine.begin() as conn:
-        if engine._store.dialect == "sqlite":
+    async with engine.store.engine.begin() as conn:
+        if engine.store.dialect == "sqlite":
             await conn.execute(
                 text(
                     "CREATE TRIGGER fail_cursor BEFORE INSERT ON sync_cursors "
@@ -153,8 +153,8 @@ async def test_a_failure_mid_page_stores_no_tombstone_without_its_trades_and_cur
     [run] = await engine.list_runs(connection_id=cid)
     assert (run.status, run.cancelled) == (RunStatus.FAILED, 0)
 
-    async with engine._store.engine.begin() as conn:
-        on_table = "" if engine._store.dialect == "sqlite" else " ON sync_cursors"
+    async with engine.store.engine.begin() as conn:
+        on_table = "" if engine.store.dialect == "sqlite" else " ON sync_cursors"
         await conn.execute(text("DROP TRIGGER fail_cursor" + on_table))
     retry = await engine.sync_broker_trades(cid, "alice")
     assert (retry.imported, retry.cancelled) == (35, 1)

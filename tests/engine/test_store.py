@@ -102,7 +102,7 @@ async def test_the_watermark_and_cursor_move_with_the_batch_or_not_at_all(store:
 
 
 async def test_a_lost_lease_rolls_the_batch_back(store: Store) -> None:
-    from brokersync._store import LeaseLostError
+    from brokersync import LeaseLostError
 
     ttl = dt.timedelta(minutes=1)
     assert await store.acquire_lease("c1", holder="me", run_id="r1", now=NOW, ttl=ttl)

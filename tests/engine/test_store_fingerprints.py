@@ -11,7 +11,7 @@ import attrs
 import pytest
 from brokersync import Account, Direction, Trade
 from brokersync._store import Store, fingerprint
-from brokersync._store._trades import canonical_decimal
+from brokersync._store._fingerprints import canonical_decimal
 from brokersync._store._types import utc_text
 from engine_support import downgrade_schema
 from hypothesis import given

@@ -216,11 +216,12 @@ async def test_expired_refresh_token_falls_back_to_credentials(
 
 
 async def test_token_refresh_is_single_flight(engine: BrokerSync, api: fakebroker.FakeBrokerApi, clock: Clock) -> None:
-    from brokersync._sync import TokenKeeper
+    from brokersync._engine._secrets import Secrets
+    from brokersync._engine._tokens import TokenKeeper
 
     connection = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)
     row = await engine.store.connection_row(connection.connection_id)
-    cached = engine._open_token(row)
+    cached = Secrets(lambda: engine.vault).open_token(row)
     saved = []
 
     async def save(auth) -> None:
@@ -275,7 +276,7 @@ async def test_auth_failure_marks_needs_reauth_until_reconnected(
 async def test_scheduled_sync_runs_every_active_connection_and_isolates_failures(
     make_engine, api: fakebroker.FakeBrokerApi, clock: Clock
 ) -> None:
-    from brokersync._resilience import Resilience  # exported by issue 3 once it lands
+    from brokersync import Resilience
 
     # A circuit that stays closed, so each connection shows its own retried server error.
     resilience = Resilience(circuit_failure_threshold=1000, sleep=clock.sleep, clock=lambda: clock().timestamp())

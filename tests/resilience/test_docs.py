@@ -8,7 +8,8 @@ from pathlib import Path
 
 import brokersync
 import pytest
-from brokersync import BrokerMetadata, CredentialField, Resilience, hookimpl, set_default_resilience
+from brokersync import BrokerMetadata, CredentialField, Resilience, hookimpl
+from brokersync.resilience import set_default_resilience
 
 pytestmark = pytest.mark.anyio
 

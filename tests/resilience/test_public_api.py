@@ -6,17 +6,8 @@ import datetime as dt
 
 import brokersync
 import pytest
-from brokersync import (
-    BrokerMetadata,
-    BrokerRateLimitError,
-    CredentialField,
-    RateLimit,
-    Resilience,
-    create_rate_limiter,
-    hookimpl,
-    set_default_resilience,
-    with_rate_limit,
-)
+from brokersync import BrokerMetadata, BrokerRateLimitError, CredentialField, RateLimit, Resilience, hookimpl
+from brokersync.resilience import create_rate_limiter, set_default_resilience, with_rate_limit
 
 pytestmark = pytest.mark.anyio
 

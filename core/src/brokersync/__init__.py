@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
+
+from attrs import has as _attrs_has
+from attrs import resolve_types as _attrs_resolve_types
 
 from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry, PluginFailure, PluginInfo, get_registry
 from brokersync._version import __version__
@@ -28,6 +32,7 @@ from brokersync.errors import (
     ConnectionNotFoundError,
     ErrorClassification,
     ErrorType,
+    LeaseLostError,
     NeedsReauthError,
     PluginContractError,
     PluginError,
@@ -36,6 +41,7 @@ from brokersync.errors import (
     StoreError,
     SyncError,
     SyncInProgressError,
+    SyncQueueError,
     VaultError,
     classify_error,
 )
@@ -59,37 +65,32 @@ from brokersync.models import (
 
 if TYPE_CHECKING:
     from brokersync._broker import Broker, RecordError, TradeBatch
-    from brokersync._circuit import CircuitBreaker, CircuitState
     from brokersync._config import EngineSettings
     from brokersync._context import BrokerContext, HttpClient
     from brokersync._engine import BrokerSync
-    from brokersync._http import BrokerHttpClient
     from brokersync._log import enable_logging
     from brokersync._metrics import RequestMetrics
     from brokersync._queue import QueuedSync, SyncQueue, WorkerStats
-    from brokersync._ratelimit import RateLimiter, RateLimitStatus
-    from brokersync._resilience import (
-        Resilience,
-        create_rate_limiter,
-        get_default_resilience,
-        set_default_resilience,
-        with_rate_limit,
-    )
-    from brokersync._results import ConnectResult, EngineStatus, SyncProgress, SyncRecordError, SyncResult
-    from brokersync._retry import RetryContext, with_retry
+    from brokersync._resilience import Resilience
     from brokersync._scheduler import ConnectionSchedule, ScheduledRun, Scheduler, SchedulerStats
     from brokersync._stats import Alert, AlertKind, AlertThresholds, BrokerStats, SyncStats
-    from brokersync._store import (
+    from brokersync._vault import Vault
+    from brokersync.results import (
         AccountInfo,
         ConnectionInfo,
         ConnectionStatus,
+        ConnectResult,
+        EngineStatus,
+        ProgressCallback,
         RunStatus,
         StoredCancellation,
         StoredTrade,
+        SyncProgress,
+        SyncRecordError,
+        SyncResult,
         SyncRunInfo,
         SyncTrigger,
     )
-    from brokersync._vault import Vault
 
 # Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
 # CLI start fast. Name -> module that defines it.
@@ -99,22 +100,23 @@ _LAZY = {
     "TradeBatch": "brokersync._broker",
     "BrokerContext": "brokersync._context",
     "HttpClient": "brokersync._context",
-    # The sync engine and what it returns (SQLAlchemy loads with them).
+    # The sync engine and what it returns (SQLAlchemy loads with the engine).
     "BrokerSync": "brokersync._engine",
     "EngineSettings": "brokersync._config",
-    "ConnectResult": "brokersync._results",
-    "EngineStatus": "brokersync._results",
-    "SyncProgress": "brokersync._results",
-    "SyncRecordError": "brokersync._results",
-    "SyncResult": "brokersync._results",
-    "AccountInfo": "brokersync._store",
-    "ConnectionInfo": "brokersync._store",
-    "ConnectionStatus": "brokersync._store",
-    "RunStatus": "brokersync._store",
-    "StoredCancellation": "brokersync._store",
-    "StoredTrade": "brokersync._store",
-    "SyncRunInfo": "brokersync._store",
-    "SyncTrigger": "brokersync._store",
+    "AccountInfo": "brokersync.results",
+    "ConnectResult": "brokersync.results",
+    "ConnectionInfo": "brokersync.results",
+    "ConnectionStatus": "brokersync.results",
+    "EngineStatus": "brokersync.results",
+    "ProgressCallback": "brokersync.results",
+    "RunStatus": "brokersync.results",
+    "StoredCancellation": "brokersync.results",
+    "StoredTrade": "brokersync.results",
+    "SyncProgress": "brokersync.results",
+    "SyncRecordError": "brokersync.results",
+    "SyncResult": "brokersync.results",
+    "SyncRunInfo": "brokersync.results",
+    "SyncTrigger": "brokersync.results",
     "enable_logging": "brokersync._log",
     # Monitoring: sync health from the audit trail, and alert checks.
     "Alert": "brokersync._stats",
@@ -122,20 +124,9 @@ _LAZY = {
     "AlertThresholds": "brokersync._stats",
     "BrokerStats": "brokersync._stats",
     "SyncStats": "brokersync._stats",
-    # The resilient request layer (httpx loads with it; redis only with a Redis store).
-    "BrokerHttpClient": "brokersync._http",
-    "CircuitBreaker": "brokersync._circuit",
-    "CircuitState": "brokersync._circuit",
-    "RateLimitStatus": "brokersync._ratelimit",
-    "RateLimiter": "brokersync._ratelimit",
+    # Broker traffic: what an engine is given (the mechanics are in brokersync.resilience).
     "RequestMetrics": "brokersync._metrics",
     "Resilience": "brokersync._resilience",
-    "RetryContext": "brokersync._retry",
-    "create_rate_limiter": "brokersync._resilience",
-    "get_default_resilience": "brokersync._resilience",
-    "set_default_resilience": "brokersync._resilience",
-    "with_rate_limit": "brokersync._resilience",
-    "with_retry": "brokersync._retry",
     "Vault": "brokersync._vault",
     # The embedded scheduler.
     "ConnectionSchedule": "brokersync._scheduler",
@@ -148,19 +139,64 @@ _LAZY = {
     "WorkerStats": "brokersync._queue",
 }
 
+# Moved to brokersync.resilience; importable from here, with a DeprecationWarning, for one release.
+_MOVED = frozenset(
+    {
+        "BrokerHttpClient",
+        "CircuitBreaker",
+        "CircuitState",
+        "RateLimitStatus",
+        "RateLimiter",
+        "RetryContext",
+        "create_rate_limiter",
+        "get_default_resilience",
+        "set_default_resilience",
+        "with_rate_limit",
+        "with_retry",
+    }
+)
+
 if "loguru" in sys.modules:
     # The application already uses loguru: silence brokersync's records now (a library stays quiet
     # unless the application asks). Otherwise brokersync._log does it when first imported.
     importlib.import_module("brokersync._log")
 
 
+def _public(value: Any, path: str) -> Any:
+    """Show ``value`` under its public path (reprs, error classifications) instead of its private module."""
+    module = getattr(value, "__module__", None)
+    if not isinstance(module, str) or not module.startswith("brokersync._") or not hasattr(value, "__qualname__"):
+        return value
+    if isinstance(value, type) and _attrs_has(value):
+        try:  # resolve string annotations while the defining module still names their globals
+            _attrs_resolve_types(value)
+        except NameError:
+            return value
+    try:
+        value.__module__ = path
+    except (AttributeError, TypeError):  # a type alias or a builtin: nothing to rename
+        pass
+    return value
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"brokersync.{name} moved to brokersync.resilience.{name}; the old import goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module("brokersync.resilience"), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'brokersync' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = _public(getattr(importlib.import_module(module), name), "brokersync")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_MOVED})
 
 
 def register_broker(key: str, plugin: Any, *, replace: bool = False) -> BrokerMetadata:
@@ -233,7 +269,6 @@ __all__ = [
     "BrokerAuthError",
     "BrokerContext",
     "BrokerError",
-    "BrokerHttpClient",
     "BrokerMetadata",
     "BrokerNetworkError",
     "BrokerRateLimitError",
@@ -245,8 +280,6 @@ __all__ = [
     "BrokerTimeoutError",
     "BrokerUnavailableError",
     "Capabilities",
-    "CircuitBreaker",
-    "CircuitState",
     "ConfigurationError",
     "ConnectResult",
     "ConnectionInfo",
@@ -262,20 +295,19 @@ __all__ = [
     "ErrorClassification",
     "ErrorType",
     "HttpClient",
+    "LeaseLostError",
     "NeedsReauthError",
     "PluginContractError",
     "PluginError",
     "PluginFailure",
     "PluginInfo",
+    "ProgressCallback",
     "QueuedSync",
     "RateLimit",
-    "RateLimitStatus",
-    "RateLimiter",
     "RecordError",
     "RecordValidationError",
     "RequestMetrics",
     "Resilience",
-    "RetryContext",
     "RetryPolicy",
     "RunStatus",
     "ScheduledRun",
@@ -289,6 +321,7 @@ __all__ = [
     "SyncInProgressError",
     "SyncProgress",
     "SyncQueue",
+    "SyncQueueError",
     "SyncRecordError",
     "SyncResult",
     "SyncRunInfo",
@@ -303,19 +336,14 @@ __all__ = [
     "WorkerStats",
     "__version__",
     "classify_error",
-    "create_rate_limiter",
     "enable_logging",
     "get_broker",
     "get_broker_metadata",
-    "get_default_resilience",
     "get_registry",
     "hookimpl",
     "is_broker_supported",
     "list_brokers",
     "list_plugins",
     "register_broker",
-    "set_default_resilience",
     "unregister_broker",
-    "with_rate_limit",
-    "with_retry",
 ]

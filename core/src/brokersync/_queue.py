@@ -50,9 +50,9 @@ from brokersync.errors import (
     ConfigurationError,
     ConnectionNotFoundError,
     NeedsReauthError,
-    StoreError,
     SyncError,
     SyncInProgressError,
+    SyncQueueError,
     classify_error,
 )
 
@@ -62,19 +62,15 @@ if TYPE_CHECKING:
     from saq.types import Context, PartialTimersDict
 
     from brokersync._engine import BrokerSync
-    from brokersync._results import SyncResult
+    from brokersync.results import SyncResult
 
-__all__ = ["QUEUE_URL_ENV", "QueuedSync", "SyncQueue", "SyncQueueError", "WorkerStats"]
+__all__ = ["QUEUE_URL_ENV", "QueuedSync", "SyncQueue", "WorkerStats"]
 
 #: The environment variable naming the queue's Redis server.
 QUEUE_URL_ENV = "BROKERSYNC_QUEUE_URL"
 #: The name workers look the job function up by (stable across brokersync versions).
 JOB_FUNCTION = "brokersync.sync_connection"
 INSTALL_HINT = "pip install 'brokersync[queue]'"
-
-
-class SyncQueueError(Exception):
-    """Why a queued sync failed; what saq stores as the job's error (redacted, never a secret)."""
 
 
 def _require_saq() -> None:
@@ -349,7 +345,7 @@ class SyncQueue:
         Returns:
             Connection id -> ``True`` if queued now, ``False`` if it already had a live job.
         """
-        from brokersync._store import ConnectionStatus
+        from brokersync.results import ConnectionStatus
 
         connections = await engine.list_connections(status=ConnectionStatus.ACTIVE)
         # Concurrent round trips; saq caps them at 20 in flight per queue.
@@ -489,7 +485,7 @@ class SyncQueue:
 
     def _failure(self, job: saq.Job | None, connection_id: str, exc: Exception) -> SyncQueueError:
         classification = classify_error(exc)
-        retryable = classification.retryable or isinstance(exc, StoreError | OSError)
+        retryable = classification.retryable
         if job is not None:
             if not retryable:
                 job.retries = job.attempts  # saq retries while retries > attempts: this was the last

@@ -14,31 +14,41 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from brokersync._circuit import CircuitBreaker
 from brokersync._http import BrokerHttpClient
 from brokersync._metrics import RequestMetrics
 from brokersync._pool import ConnectionPools
 from brokersync._ratelimit import LimiterBackend, MemoryBackend, RateLimiter
-from brokersync.errors import BrokerRateLimitError
 from brokersync.models import BrokerMetadata, RateLimit, RetryPolicy
 
 if TYPE_CHECKING:
     import httpx
     import redis.asyncio as aioredis
 
-    from brokersync._broker import Broker
+__all__ = ["BrokerEndpoint", "Resilience", "get_default_resilience", "set_default_resilience"]
 
-__all__ = [
-    "Resilience",
-    "create_rate_limiter",
-    "get_default_resilience",
-    "set_default_resilience",
-    "with_rate_limit",
-]
 
-T = TypeVar("T")
+class BrokerEndpoint(Protocol):
+    """What :meth:`Resilience.client_for` needs of a broker facade (:class:`~brokersync.Broker` is one)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def metadata(self) -> BrokerMetadata: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def connection_id(self) -> str | None: ...
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None: ...
+
+    def validate_response(self, response: httpx.Response) -> None: ...
 
 
 def _check_limits(broker: str, value: Any) -> tuple[RateLimit, ...]:
@@ -180,7 +190,7 @@ class Resilience:
 
     def client_for(
         self,
-        broker: Broker,
+        broker: BrokerEndpoint,
         *,
         metrics: RequestMetrics | None = None,
         account_id: str | None = None,
@@ -240,16 +250,13 @@ class Resilience:
 
 
 def _resolve(broker: str | BrokerMetadata) -> tuple[str, BrokerMetadata | None]:
+    # A key alone has no declared limits here: callers that know the registry resolve it first
+    # (see brokersync.resilience.create_rate_limiter), so this module never looks a broker up.
     if isinstance(broker, BrokerMetadata):
         return broker.key, broker
     if not isinstance(broker, str):
         raise TypeError(f"broker must be a broker key or BrokerMetadata, got {type(broker).__name__}")
-    from brokersync._registry import get_registry
-
-    try:
-        return broker, get_registry().metadata(broker)
-    except Exception:
-        return broker, None
+    return broker, None
 
 
 _default: Resilience | None = None
@@ -274,47 +281,3 @@ def set_default_resilience(resilience: Resilience | None) -> None:
         raise TypeError(f"expected a Resilience, got {type(resilience).__name__}")
     with _default_lock:
         _default = resilience
-
-
-def create_rate_limiter(
-    broker: str | BrokerMetadata,
-    account_id: str | None = None,
-    *,
-    limit: RateLimit | None = None,
-    backend: LimiterBackend | None = None,
-) -> RateLimiter:
-    """A sliding-window rate limiter for ``broker`` (per account with ``account_id``).
-
-    Args:
-        broker: The broker key or metadata; its declared ``rate_limits`` apply unless configured
-            otherwise in the default :class:`Resilience`.
-        account_id: The broker account, for ``scope="account"`` limits.
-        limit: Enforce this limit instead.
-        backend: The store (default: the default :class:`Resilience`'s, in memory).
-
-    Returns:
-        A limiter with ``acquire()``, ``check_limit()`` and ``status()``.
-    """
-    resilience = get_default_resilience()
-    if backend is None:
-        return resilience.limiter(broker, account_id, limit=limit)
-    key, _ = _resolve(broker)
-    limits = (limit,) if limit is not None else resilience.rate_limits(broker)
-    return RateLimiter(broker=key, limits=limits, backend=backend, account_id=account_id)
-
-
-async def with_rate_limit(
-    broker: str | BrokerMetadata, fn: Callable[[], Awaitable[T]], account_id: str | None = None
-) -> T:
-    """Wait for a slot of ``broker``'s limiter, then call ``fn``.
-
-    A :class:`~brokersync.BrokerRateLimitError` from ``fn`` (a broker's 429 or penalty) pauses
-    the key for ``retry_after`` seconds, for every process sharing the store, and is re-raised.
-    """
-    limiter = create_rate_limiter(broker, account_id)
-    await limiter.acquire()
-    try:
-        return await fn()
-    except BrokerRateLimitError as exc:
-        await limiter.pause(exc.retry_after if exc.retry_after else 1.0)
-        raise

@@ -34,7 +34,7 @@ from brokersync.errors import BrokerSyncError, ErrorClassification, classify_err
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
-    from brokersync._results import SyncResult
+    from brokersync.results import SyncResult
 
 __all__ = ["ConnectionSchedule", "ScheduledRun", "Scheduler", "SchedulerStats"]
 

@@ -8,9 +8,11 @@ The tree::
     │   └── PluginContractError          a hook returned something the contract does not allow
     ├── RecordValidationError            one broker record cannot be normalized (skipped, reported)
     ├── VaultError                       a secret cannot be encrypted or decrypted (key missing/wrong)
-    ├── StoreError                       the database refused or lost an operation
+    ├── StoreError                       the database refused or lost an operation: retried
     ├── SyncError                        a sync cannot run
-    │   ├── SyncInProgressError          another process holds this connection's lease
+    │   ├── SyncInProgressError          another process holds this connection's lease: retried
+    │   │   └── LeaseLostError           this process's lease expired and another took over
+    │   ├── SyncQueueError               a queued sync failed (what the job queue stores)
     │   ├── ConnectionNotFoundError      no such connection for this user
     │   └── NeedsReauthError             the connection must be reconnected by its user
     └── BrokerError                      a broker call failed (carries broker=, connection_id=)
@@ -22,14 +24,16 @@ The tree::
         │   └── BrokerTimeoutError       the broker did not answer in time: retried
         └── BrokerUnavailableError       the circuit breaker is open: fail fast, retry later
 
-Retry decisions use :func:`classify_error`, which works for any exception, including ones a plugin
-raises that brokersync never heard of. Messages never contain a secret: everything that leaves this
-module goes through the redactor.
+Whether an error is retried is decided in one place: the ``retryable`` class attribute of
+brokersync's errors, read by :func:`classify_error` (which also classifies foreign exceptions, by
+``isinstance`` only). The retry layer and the job queue both go by its answer. Messages never
+contain a secret: everything that leaves this module goes through the redactor.
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +55,7 @@ __all__ = [
     "ConnectionNotFoundError",
     "ErrorClassification",
     "ErrorType",
+    "LeaseLostError",
     "NeedsReauthError",
     "PluginContractError",
     "PluginError",
@@ -59,6 +64,7 @@ __all__ = [
     "StoreError",
     "SyncError",
     "SyncInProgressError",
+    "SyncQueueError",
     "VaultError",
     "classify_error",
 ]
@@ -66,6 +72,9 @@ __all__ = [
 
 class BrokerSyncError(Exception):
     """Root of every error brokersync raises on purpose."""
+
+    #: Whether trying the same operation again may succeed (read by :func:`classify_error`).
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -120,6 +129,8 @@ class VaultError(BrokerSyncError):
 class StoreError(BrokerSyncError):
     """The database failed an operation."""
 
+    retryable = True
+
 
 class SyncError(BrokerSyncError):
     """A sync cannot run."""
@@ -127,6 +138,16 @@ class SyncError(BrokerSyncError):
 
 class SyncInProgressError(SyncError):
     """Another caller is already syncing this connection."""
+
+    retryable = True
+
+
+class LeaseLostError(SyncInProgressError):
+    """The lease of this process on a connection expired and another process took it over."""
+
+
+class SyncQueueError(SyncError):
+    """Why a queued sync failed; what the job queue stores as the job's error (redacted, never a secret)."""
 
 
 class ConnectionNotFoundError(SyncError):
@@ -148,9 +169,6 @@ class BrokerError(BrokerSyncError):
         retry_after: Seconds to wait before the next attempt, when known (``Retry-After``, a
             broker penalty, an open circuit's remaining time).
     """
-
-    #: Whether the core retries this error by default.
-    retryable: bool = False
 
     def __init__(
         self,
@@ -250,47 +268,52 @@ _USER_MESSAGES = {
 
 
 def _httpx_type(exc: BaseException) -> ErrorType | None:
-    # httpx is imported lazily by the rest of the core; look at the class path instead of importing it.
-    module = type(exc).__module__
-    if not module.startswith("httpx"):
+    # httpx loads lazily with the HTTP layer: an httpx exception can only exist once it is imported.
+    httpx = sys.modules.get("httpx")
+    if httpx is None or not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
         return None
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "TimeoutException" in names:
+    if isinstance(exc, httpx.TimeoutException):
         return ErrorType.TIMEOUT
-    if "TransportError" in names:
+    if isinstance(exc, httpx.TransportError):
         return ErrorType.NETWORK
-    if "HTTPStatusError" in names:
+    if isinstance(exc, httpx.HTTPStatusError):
         return ErrorType.API
     return ErrorType.UNKNOWN
 
 
-def _classify_type(exc: BaseException) -> tuple[ErrorType, bool]:
+def _classify_type(exc: BaseException) -> ErrorType:
     if isinstance(exc, BrokerAuthError | NeedsReauthError):
-        return ErrorType.AUTH, False
+        return ErrorType.AUTH
     if isinstance(exc, BrokerRateLimitError):
-        return ErrorType.RATE_LIMIT, True
+        return ErrorType.RATE_LIMIT
     if isinstance(exc, BrokerTimeoutError):
-        return ErrorType.TIMEOUT, True
+        return ErrorType.TIMEOUT
     if isinstance(exc, BrokerNetworkError | BrokerUnavailableError):
-        return ErrorType.NETWORK, True
-    if isinstance(exc, BrokerApiError):
-        return ErrorType.API, exc.retryable
+        return ErrorType.NETWORK
     if isinstance(exc, ConfigurationError | RecordValidationError | PluginError):
-        return ErrorType.VALIDATION, False
+        return ErrorType.VALIDATION
     if isinstance(exc, BrokerError):
-        return ErrorType.API, exc.retryable
-    if isinstance(exc, SyncInProgressError | StoreError):
-        return ErrorType.UNKNOWN, True
+        return ErrorType.API
+    if isinstance(exc, BrokerSyncError):
+        return ErrorType.UNKNOWN
     from_httpx = _httpx_type(exc)
     if from_httpx is not None:
-        return from_httpx, from_httpx in (ErrorType.NETWORK, ErrorType.TIMEOUT)
+        return from_httpx
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
-        return ErrorType.TIMEOUT, True
+        return ErrorType.TIMEOUT
     if isinstance(exc, ConnectionError):
-        return ErrorType.NETWORK, True
+        return ErrorType.NETWORK
     if isinstance(exc, ValueError | TypeError | KeyError):
-        return ErrorType.VALIDATION, False
-    return ErrorType.UNKNOWN, False
+        return ErrorType.VALIDATION
+    return ErrorType.UNKNOWN
+
+
+def _retryable(exc: BaseException, error_type: ErrorType) -> bool:
+    """Decide whether ``exc`` is worth retrying: the one place that does."""
+    if isinstance(exc, BrokerSyncError):
+        return bool(exc.retryable)
+    # Foreign errors: only the network and timeouts are transient.
+    return error_type in (ErrorType.NETWORK, ErrorType.TIMEOUT)
 
 
 _SEVERITY = {
@@ -316,7 +339,8 @@ def classify_error(exc: BaseException) -> ErrorClassification:
     Returns:
         The classification: type, retryable, severity, a user message and technical details.
     """
-    error_type, retryable = _classify_type(exc)
+    error_type = _classify_type(exc)
+    retryable = _retryable(exc, error_type)
     retry_after = getattr(exc, "retry_after", None)
     user_message = _USER_MESSAGES[error_type]
     if error_type is ErrorType.RATE_LIMIT and isinstance(retry_after, int | float):

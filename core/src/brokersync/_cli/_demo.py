@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from brokersync._engine import BrokerSync
-    from brokersync._results import SyncResult
+    from brokersync.results import SyncResult
 
 INSTALL_HINT = "the demo needs the simulated broker: pip install brokersync-sim"
 DEMO_USER = "demo-user"

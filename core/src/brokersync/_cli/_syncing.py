@@ -16,7 +16,7 @@ from brokersync._cli._output import echo_json, print_table
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
-    from brokersync._results import SyncProgress, SyncResult
+    from brokersync.results import SyncProgress, SyncResult
 
 
 def _summary(results: list[SyncResult]) -> None:

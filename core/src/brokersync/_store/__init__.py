@@ -1,37 +1,26 @@
-"""The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, migrated by Alembic."""
+"""The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, migrated by Alembic.
+
+One module per concern (``_connections``, ``_runs``, ``_trades``, ``_statistics``), joined into
+:class:`Store`. The records it returns are the public ones of :mod:`brokersync.results`.
+"""
 
 from __future__ import annotations
 
 from brokersync._store._cancellations import BatchCounts
-from brokersync._store._records import (
-    AccountInfo,
-    ConnectionInfo,
-    ConnectionRow,
-    ConnectionStatus,
-    RunStatus,
-    StoredCancellation,
-    StoredTrade,
-    SyncRunInfo,
-    SyncTrigger,
-)
-from brokersync._store._store import LeaseLostError, Store, store_errors, wrap_store_errors
-from brokersync._store._trades import UpsertCounts, fingerprint
+from brokersync._store._database import safe_url
+from brokersync._store._errors import store_errors, wrap_store_errors
+from brokersync._store._fingerprints import fingerprint
+from brokersync._store._records import ConnectionRow
+from brokersync._store._store import Store
+from brokersync._store._upsert import UpsertCounts
 
 __all__ = [
-    "AccountInfo",
     "BatchCounts",
-    "ConnectionInfo",
     "ConnectionRow",
-    "ConnectionStatus",
-    "LeaseLostError",
-    "RunStatus",
     "Store",
-    "StoredCancellation",
-    "StoredTrade",
-    "SyncRunInfo",
-    "SyncTrigger",
     "UpsertCounts",
     "fingerprint",
+    "safe_url",
     "store_errors",
     "wrap_store_errors",
 ]

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
 from brokersync._store._schema import trade_cancellations, trades
-from brokersync._store._trades import UpsertCounts, dialect_insert
+from brokersync._store._upsert import UpsertCounts, dialect_insert
 from brokersync.models import TradeCancellation
 
 __all__ = ["BatchCounts", "cancellations_query", "record_cancellations", "with_cancellations"]

@@ -2,7 +2,7 @@
 
 Until this revision a fingerprint hashed each decimal's exact text, so a broker that sent "1.5" and
 later "1.50" for the same price had the trade counted as updated. Fingerprints now hash a canonical
-text (:func:`brokersync._store._trades.canonical_decimal`). Without this data migration the first
+text (:func:`brokersync._store._fingerprints.canonical_decimal`). Without this data migration the first
 sync after upgrading would report every stored trade with a trailing zero or an exponent as
 updated. Fingerprints are recomputed from the stored columns, in batches of rows (memory stays
 flat), and only rows whose fingerprint changes are written.
@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from brokersync._store._trades import fingerprint_fields
+from brokersync._store._fingerprints import fingerprint_fields
 from brokersync._store._types import Money, UTCDateTime, utc_text
 
 revision = "0003"

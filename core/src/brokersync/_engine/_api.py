@@ -8,64 +8,41 @@ plus listings, status, key rotation and schema upgrades.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy.exc import SQLAlchemyError
 
+from brokersync._clocks import Sleep, WallClock, utcnow
 from brokersync._config import EngineSettings, data_dir, default_database_url
+from brokersync._engine._brokers import BrokerFactory
+from brokersync._engine._fanout import sync_each
+from brokersync._engine._parts import EngineParts, require_text
+from brokersync._engine._reads import EngineReads
+from brokersync._engine._run import sync_connection
+from brokersync._engine._schema import Readiness
+from brokersync._engine._secrets import Secrets
+from brokersync._engine._tokens import TokenLocks
 from brokersync._log import get_logger
-from brokersync._queries import EngineQueries
-from brokersync._results import ConnectResult, SyncResult
-from brokersync._run import SyncRunner
-from brokersync._store import (
-    ConnectionRow,
-    ConnectionStatus,
-    Store,
-    SyncTrigger,
-    store_errors,
-    wrap_store_errors,
-)
-from brokersync._store._database import safe_url
-from brokersync._sync import ProgressCallback, auth_from_json, auth_to_json
-from brokersync.errors import (
-    ConfigurationError,
-    ConnectionNotFoundError,
-    NeedsReauthError,
-)
-from brokersync.models import AuthResult
+from brokersync._store import Store, store_errors, wrap_store_errors
+from brokersync.results import ConnectionStatus, ConnectResult, ProgressCallback, SyncResult, SyncTrigger
 
 if TYPE_CHECKING:
     import httpx
 
-    from brokersync._broker import Broker
-    from brokersync._metrics import RequestMetrics
     from brokersync._registry import BrokerRegistry
     from brokersync._resilience import Resilience
     from brokersync._vault import Vault
 
 __all__ = ["BrokerSync"]
 
-Clock = Callable[[], dt.datetime]
-Sleep = Callable[[float], Awaitable[None]]
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _require_text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-class BrokerSync(EngineQueries):
+class BrokerSync(EngineReads):
     """The sync engine. Use as ``async with BrokerSync() as engine: ...`` (or call :meth:`aclose`).
 
     Args:
@@ -101,7 +78,7 @@ class BrokerSync(EngineQueries):
         resilience: Resilience | None = None,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         base_urls: Mapping[str, str] | None = None,
-        clock: Clock | None = None,
+        clock: WallClock | None = None,
         sleep: Sleep | None = None,
         settings: EngineSettings | None = None,
         lookback: dt.timedelta | None = None,
@@ -109,10 +86,8 @@ class BrokerSync(EngineQueries):
         concurrency: int | None = None,
         auto_upgrade: bool | None = None,
     ) -> None:
-        import attrs
-
         self.database_url = database_url or default_database_url()
-        self._store = Store(self.database_url)
+        store = Store(self.database_url)
         overrides: dict[str, Any] = {
             k: v
             for k, v in {"lookback": lookback, "lease_ttl": lease_ttl, "concurrency": concurrency}.items()
@@ -123,19 +98,36 @@ class BrokerSync(EngineQueries):
         self._vault = vault
         self._registry = registry
         self.redis_url = redis_url
-        self._transports = dict(transports or {})
-        self._base_urls = dict(base_urls or {})
-        self._clock: Clock = clock or _utcnow
+        self._clock: WallClock = clock or utcnow
         self._sleep = sleep
-        self._auto_upgrade = self._store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-        self._token_locks: dict[str, asyncio.Lock] = {}
         self._resilience: Resilience | None = resilience
         self._owns_resilience = resilience is None
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._log = get_logger(component="engine")
-        self._runner = SyncRunner(self)
+        self._readiness = Readiness(
+            store, self.database_url, auto_upgrade=store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade
+        )
+        parts = EngineParts(
+            store=store,
+            readiness=self._readiness,
+            secrets=Secrets(lambda: self.vault),
+            brokers=BrokerFactory(
+                registry=lambda: self.registry,
+                resilience=lambda: self.resilience,
+                clock=self._clock,
+                sleep=sleep,
+                transports=transports or {},
+                base_urls=base_urls or {},
+            ),
+            settings=self.settings,
+            clock=self._clock,
+            holder=self.holder,
+            token_locks=TokenLocks(),
+            log=self._log,
+        )
+        super().__init__(parts, self.database_url)
+        self._parts = parts
+        self._store = store
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -180,34 +172,7 @@ class BrokerSync(EngineQueries):
 
     async def upgrade_database(self) -> tuple[str | None, str | None]:
         """Migrate the schema to the newest revision; return the revision (before, after)."""
-        try:
-            result = await self._store.upgrade()
-        except (SQLAlchemyError, OSError) as exc:
-            raise wrap_store_errors(exc, f"upgrading the schema of {safe_url(self.database_url)}") from None
-        self._ready = True
-        return result
-
-    async def _ensure_ready(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            await self._prepare()
-
-    async def _prepare(self) -> None:
-        if not self._ready:
-            if self._auto_upgrade:
-                await self.upgrade_database()
-                return
-            try:
-                revision = await self._store.revision()
-            except (SQLAlchemyError, OSError) as exc:
-                raise wrap_store_errors(exc, f"opening {safe_url(self.database_url)}") from None
-            if revision != Store.head():
-                raise ConfigurationError(
-                    f"the database {safe_url(self.database_url)} is at schema revision {revision or 'none'}, "
-                    f"this brokersync needs {Store.head()}: run `brokersync db upgrade` (BrokerSync.upgrade_database())"
-                )
-            self._ready = True
+        return await self._readiness.upgrade()
 
     # -- brokers -----------------------------------------------------------------------------------
 
@@ -218,46 +183,13 @@ class BrokerSync(EngineQueries):
             from brokersync._resilience import Resilience
 
             options: dict[str, Any] = {"redis": self.redis_url, "sleep": self._sleep}
-            if self._clock is not _utcnow:
+            if self._clock is not utcnow:
                 clock = self._clock
                 options["clock"] = lambda: clock().timestamp()
             self._resilience = Resilience(**options)
         return self._resilience
 
-    def _broker(self, key: str, environment: str | None, connection_id: str, metrics: RequestMetrics | None) -> Broker:
-        options: dict[str, Any] = {"environment": environment, "connection_id": connection_id, "clock": self._clock}
-        if self._sleep is not None:
-            options["sleep"] = self._sleep
-        if key in self._transports:
-            options["transport"] = self._transports[key]
-        if key in self._base_urls:
-            options["base_url"] = self._base_urls[key]
-        resilience = self.resilience
-        run_metrics = metrics
-        # Per-account limits (scope="account") count per connection: one login's budget at the broker.
-        options["http"] = lambda broker: resilience.client_for(broker, metrics=run_metrics, account_id=connection_id)
-        return self.registry.get(key, **options)
-
     # -- secrets -----------------------------------------------------------------------------------
-
-    def _seal_credentials(self, connection_id: str, credentials: Mapping[str, str]) -> str:
-        return self.vault.encrypt_json(dict(credentials), aad=f"{connection_id}:credentials")
-
-    def _seal_token(self, connection_id: str, auth: AuthResult) -> str:
-        return self.vault.encrypt_json(auth_to_json(auth), aad=f"{connection_id}:token")
-
-    def _open_credentials(self, row: ConnectionRow) -> dict[str, Any]:
-        if not row.credentials:
-            raise NeedsReauthError(f"connection {row.id} has no stored credentials; reconnect it")
-        return self.vault.decrypt_json(
-            row.credentials, aad=f"{row.id}:credentials", what=f"the credentials of connection {row.id}"
-        )
-
-    def _open_token(self, row: ConnectionRow) -> AuthResult | None:
-        if not row.token:
-            return None
-        data = self.vault.decrypt_json(row.token, aad=f"{row.id}:token", what=f"the token of connection {row.id}")
-        return auth_from_json(data)
 
     @store_errors("re-encrypting credentials")
     async def rotate_keys(self, *, batch_size: int = 200) -> int:
@@ -271,15 +203,8 @@ class BrokerSync(EngineQueries):
         Raises:
             VaultError: A value cannot be decrypted (its key is missing); the batch is rolled back.
         """
-        await self._ensure_ready()
-        vault = self.vault
-
-        def transform(connection_id: str, column: str, value: str) -> str | None:
-            what = f"the {'credentials' if column == 'credentials' else 'token'} of connection {connection_id}"
-            if not vault.needs_rotation(value, what=what):
-                return None
-            return vault.rotate(value, aad=f"{connection_id}:{column}", what=what)
-
+        await self._readiness.ensure()
+        transform = self._parts.secrets.rotation()
         try:
             return await self._store.rotate_secrets(transform, batch_size=batch_size)
         except SQLAlchemyError as exc:
@@ -298,10 +223,10 @@ class BrokerSync(EngineQueries):
                 broker's schema (nothing is sent).
             BrokerAuthError: The broker rejected the credentials (nothing is stored).
         """
-        _require_text("user_id", user_id)
-        await self._ensure_ready()
+        require_text("user_id", user_id)
+        await self._readiness.ensure()
         connection_id = str(uuid.uuid4())
-        async with self._broker(broker, environment, connection_id, None) as facade:
+        async with self._parts.brokers.facade(broker, environment, connection_id, None) as facade:
             checked = facade.metadata.validate_credentials(credentials)
             auth = await facade.authenticate(checked)
             account_list = await facade.get_accounts(auth)
@@ -312,8 +237,8 @@ class BrokerSync(EngineQueries):
                 "broker": broker,
                 "environment": facade.environment,
                 "status": ConnectionStatus.ACTIVE.value,
-                "credentials": self._seal_credentials(connection_id, checked),
-                "token": self._seal_token(connection_id, auth),
+                "credentials": self._parts.secrets.seal_credentials(connection_id, checked),
+                "token": self._parts.secrets.seal_token(connection_id, auth),
                 "token_expires_at": auth.expires_at,
                 "created_at": now,
                 "updated_at": now,
@@ -334,16 +259,6 @@ class BrokerSync(EngineQueries):
                 accounts=tuple(account_list),
             )
 
-    async def _own_row(self, connection_id: str, user_id: str) -> ConnectionRow:
-        _require_text("connection_id", connection_id)
-        _require_text("user_id", user_id)
-        await self._ensure_ready()
-        row = await self._store.connection_row(connection_id)
-        if row is None or row.user_id != user_id:
-            # Same message either way: a user cannot probe for other users' connection ids.
-            raise ConnectionNotFoundError(f"no connection {connection_id} for user {user_id}")
-        return row
-
     @store_errors("reconnecting a broker")
     async def reconnect_broker(self, connection_id: str, user_id: str, credentials: Mapping[str, Any]) -> ConnectResult:
         """Give a connection new credentials; it keeps its id and its trades and becomes active.
@@ -352,8 +267,8 @@ class BrokerSync(EngineQueries):
             ConnectionNotFoundError: No such connection for this user.
             BrokerAuthError: The broker rejected the credentials (nothing changes).
         """
-        row = await self._own_row(connection_id, user_id)
-        async with self._broker(row.broker, row.environment, connection_id, None) as facade:
+        row = await self._parts.own_row(connection_id, user_id)
+        async with self._parts.brokers.facade(row.broker, row.environment, connection_id, None) as facade:
             checked = facade.metadata.validate_credentials(credentials)
             auth = await facade.authenticate(checked)
             account_list = await facade.get_accounts(auth)
@@ -361,8 +276,8 @@ class BrokerSync(EngineQueries):
             await self._store.upsert_accounts(connection_id, account_list, now)
             await self._store.update_connection(
                 connection_id,
-                credentials=self._seal_credentials(connection_id, checked),
-                token=self._seal_token(connection_id, auth),
+                credentials=self._parts.secrets.seal_credentials(connection_id, checked),
+                token=self._parts.secrets.seal_token(connection_id, auth),
                 token_expires_at=auth.expires_at,
                 status=ConnectionStatus.ACTIVE.value,
                 last_error=None,
@@ -391,7 +306,7 @@ class BrokerSync(EngineQueries):
         Raises:
             ConnectionNotFoundError: No such connection for this user.
         """
-        await self._own_row(connection_id, user_id)
+        await self._parts.own_row(connection_id, user_id)
         if delete_trades:
             await self._store.delete_connection(connection_id)
             return
@@ -404,8 +319,6 @@ class BrokerSync(EngineQueries):
             updated_at=self._clock(),
         )
 
-    # -- listings ----------------------------------------------------------------------------------
-
     # -- syncing -----------------------------------------------------------------------------------
 
     @store_errors("starting a sync")
@@ -417,7 +330,7 @@ class BrokerSync(EngineQueries):
         since: dt.datetime | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> SyncResult:
-        """Sync one connection's trades; see :mod:`brokersync._sync` for the guarantees.
+        """Sync one connection's trades; see ``docs/architecture.md`` for its steps.
 
         Args:
             connection_id: The connection.
@@ -438,7 +351,9 @@ class BrokerSync(EngineQueries):
                 marks the connection ``needs_reauth``).
             StoreError: The database failed (the run is recorded as failed when possible).
         """
-        result, error = await self._runner.sync(connection_id, user_id, SyncTrigger(trigger), since, on_progress)
+        result, error = await sync_connection(
+            self._parts, connection_id, user_id, SyncTrigger(trigger), since, on_progress
+        )
         if error is not None:
             raise error
         return result
@@ -453,6 +368,6 @@ class BrokerSync(EngineQueries):
         Returns:
             One result per active connection, in connection order.
         """
-        await self._ensure_ready()
+        await self._readiness.ensure()
         active = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
-        return await self._runner.sync_each(active, concurrency=concurrency or self.settings.concurrency)
+        return await sync_each(self._parts, active, concurrency=concurrency or self.settings.concurrency)

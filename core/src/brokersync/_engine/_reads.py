@@ -1,87 +1,77 @@
-"""Read-only operations of :class:`~brokersync.BrokerSync`: connections, trades, runs, status,
-plus monitoring: sync statistics and the retry of failed syncs (the seed's dead-letter queue).
+"""What :class:`~brokersync.BrokerSync` reads: connections, trades, runs, status, sync statistics,
+and the retry of failed syncs (the seed's dead-letter queue).
 
-A mixin, so the engine module stays about syncing; ``BrokerSync`` provides the store, the
-readiness check, the ownership check and the sync runner these methods rely on.
+A base class that holds the engine's parts (no stubs): :class:`~brokersync.BrokerSync` extends it
+with the operations that write.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from brokersync._results import EngineStatus, SyncResult
+from brokersync._engine._fanout import sync_each
+from brokersync._engine._parts import EngineParts
 from brokersync._stats import SyncStats, build_stats
-from brokersync._store import (
+from brokersync._store import Store, safe_url, store_errors, wrap_store_errors
+from brokersync.errors import BrokerSyncError
+from brokersync.results import (
     ConnectionInfo,
     ConnectionStatus,
+    EngineStatus,
+    ProgressCallback,
     RunStatus,
-    Store,
     StoredCancellation,
     StoredTrade,
+    SyncResult,
     SyncRunInfo,
-    store_errors,
-    wrap_store_errors,
 )
-from brokersync._store._database import safe_url
-from brokersync.errors import BrokerSyncError
 
 if TYPE_CHECKING:
-    from brokersync._config import EngineSettings
-    from brokersync._run import SyncRunner
-    from brokersync._store import ConnectionRow
-    from brokersync._sync import ProgressCallback
-    from brokersync._vault import Vault
+    pass
 
-__all__ = ["EngineQueries"]
+__all__ = ["EngineReads"]
 
 
-class EngineQueries:
-    """Listings and status; mixed into :class:`~brokersync.BrokerSync`."""
+class EngineReads:
+    """Listings, status and monitoring over the engine's parts; extended by :class:`~brokersync.BrokerSync`.
 
-    _store: Store
-    _runner: SyncRunner
-    _clock: Callable[[], dt.datetime]
-    database_url: str
-    settings: EngineSettings
+    Args:
+        parts: The engine's collaborators.
+        database_url: The database (shown with its password hidden).
+    """
 
-    @property
-    def vault(self) -> Vault:
-        raise NotImplementedError
-
-    async def _ensure_ready(self) -> None:
-        raise NotImplementedError
-
-    async def _own_row(self, connection_id: str, user_id: str) -> ConnectionRow:
-        raise NotImplementedError
+    def __init__(self, parts: EngineParts, database_url: str) -> None:
+        self._reads = parts
+        self._database_url = database_url
 
     @store_errors("reading a connection")
     async def get_connection(self, connection_id: str, user_id: str) -> ConnectionInfo:
         """One of the user's connections, with its accounts and their sync positions."""
-        await self._own_row(connection_id, user_id)
-        return (await self._store.list_connections(connection_id=connection_id))[0]
+        await self._reads.own_row(connection_id, user_id)
+        return (await self._reads.store.list_connections(connection_id=connection_id))[0]
 
     @store_errors("listing connections")
     async def list_connections(
         self, *, user_id: str | None = None, status: ConnectionStatus | str | None = None, broker: str | None = None
     ) -> list[ConnectionInfo]:
         """Connections (all users' when ``user_id`` is ``None``: operator use), oldest first."""
-        await self._ensure_ready()
-        return await self._store.list_connections(
+        await self._reads.readiness.ensure()
+        return await self._reads.store.list_connections(
             user_id=user_id, status=ConnectionStatus(status) if status else None, broker=broker
         )
 
     async def _connection_ids(self, user_id: str | None, connection_id: str | None) -> list[str] | None:
         if connection_id is not None:
             if user_id is not None:
-                await self._own_row(connection_id, user_id)
+                await self._reads.own_row(connection_id, user_id)
             return [connection_id]
         if user_id is None:
             return None
-        return [c.id for c in await self._store.list_connections(user_id=user_id, with_accounts=False)]
+        return [c.id for c in await self._reads.store.list_connections(user_id=user_id, with_accounts=False)]
 
     async def iter_trades(
         self,
@@ -100,10 +90,10 @@ class EngineQueries:
         Trades the broker cancelled (busted) are left out unless ``include_cancelled``; then they
         come with ``cancelled_at`` and ``cancel_reason`` set.
         """
-        await self._ensure_ready()
+        await self._reads.readiness.ensure()
         try:
             ids = await self._connection_ids(user_id, connection_id)
-            async for trade in self._store.iter_trades(
+            async for trade in self._reads.store.iter_trades(
                 connection_ids=ids,
                 account_id=account_id,
                 symbol=symbol,
@@ -132,9 +122,9 @@ class EngineQueries:
         tombstones of trades brokersync never received (e.g. booked and busted before the synced
         window), which trade listings cannot show.
         """
-        await self._ensure_ready()
+        await self._reads.readiness.ensure()
         ids = await self._connection_ids(user_id, connection_id)
-        return await self._store.list_cancellations(
+        return await self._reads.store.list_cancellations(
             connection_ids=ids, account_id=account_id, without_trade=without_trade, limit=limit
         )
 
@@ -143,9 +133,9 @@ class EngineQueries:
         self, *, user_id: str | None = None, connection_id: str | None = None, include_cancelled: bool = False
     ) -> int:
         """How many trades are stored (for a user or a connection); cancelled ones only if ``include_cancelled``."""
-        await self._ensure_ready()
+        await self._reads.readiness.ensure()
         ids = await self._connection_ids(user_id, connection_id)
-        return await self._store.count_trades(connection_ids=ids, include_cancelled=include_cancelled)
+        return await self._reads.store.count_trades(connection_ids=ids, include_cancelled=include_cancelled)
 
     @store_errors("listing sync runs")
     async def list_runs(
@@ -157,32 +147,32 @@ class EngineQueries:
         limit: int | None = 50,
     ) -> list[SyncRunInfo]:
         """The audit trail, newest first."""
-        await self._ensure_ready()
+        await self._reads.readiness.ensure()
         ids = await self._connection_ids(user_id, connection_id)
-        return await self._store.list_runs(
+        return await self._reads.store.list_runs(
             connection_ids=ids, status=RunStatus(status) if status else None, limit=limit
         )
 
     @store_errors("reading the status")
     async def status(self) -> EngineStatus:
         """Database, schema, connections, trades and key health in one summary."""
-        revision = await self._store.revision()
+        revision = await self._reads.store.revision()
         counts: dict[str, int] = {}
         last: dict[str, int] = {}
         trades = 0
         if revision is not None:
-            for info in await self._store.list_connections(with_accounts=False):
+            for info in await self._reads.store.list_connections(with_accounts=False):
                 counts[info.status.value] = counts.get(info.status.value, 0) + 1
                 if info.last_sync_status is not None:
                     last[info.last_sync_status.value] = last.get(info.last_sync_status.value, 0) + 1
-            trades = await self._store.count_trades()
+            trades = await self._reads.store.count_trades()
         try:
-            key_id: str | None = self.vault.active_key_id
+            key_id: str | None = self._reads.secrets.active_key_id()
         except BrokerSyncError:
             key_id = None
         return EngineStatus(
-            database=safe_url(self.database_url),
-            dialect=self._store.dialect,
+            database=safe_url(self._database_url),
+            dialect=self._reads.store.dialect,
             schema_revision=revision,
             head_revision=Store.head(),
             connections=counts,
@@ -214,11 +204,11 @@ class EngineQueries:
         """
         if since is not None and (since.tzinfo is None or since.utcoffset() is None):
             raise ValueError(f"since must be a timezone-aware datetime, got {since!r}")
-        await self._ensure_ready()
-        rows = await self._store.run_totals(since=since, user_id=user_id, broker=broker)
+        await self._reads.readiness.ensure()
+        rows = await self._reads.store.run_totals(since=since, user_id=user_id, broker=broker)
         durations = {str(row["broker"]): int(row["duration_count"] or 0) for row in rows}
-        p95 = await self._store.duration_p95(durations, since=since, user_id=user_id, broker=broker)
-        reauth = await self._store.count_connections(
+        p95 = await self._reads.store.duration_p95(durations, since=since, user_id=user_id, broker=broker)
+        reauth = await self._reads.store.count_connections(
             status=ConnectionStatus.NEEDS_REAUTH, user_id=user_id, broker=broker
         )
         return build_stats(
@@ -226,7 +216,7 @@ class EngineQueries:
             p95=p95,
             needs_reauth=reauth,
             since=since,
-            computed_at=self._clock(),
+            computed_at=self._reads.clock(),
             user_id=user_id,
             broker=broker,
         )
@@ -239,8 +229,8 @@ class EngineQueries:
 
         ``needs_reauth`` connections are not among them: they need :meth:`reconnect_broker` first.
         """
-        await self._ensure_ready()
-        active = await self._store.list_connections(
+        await self._reads.readiness.ensure()
+        active = await self._reads.store.list_connections(
             user_id=user_id, status=ConnectionStatus.ACTIVE, broker=broker, with_accounts=False
         )
         return [c for c in active if c.last_sync_status is RunStatus.FAILED]
@@ -269,6 +259,6 @@ class EngineQueries:
             One result per retried connection, in connection order (empty when none failed).
         """
         failed = await self.failed_connections(user_id=user_id, broker=broker)
-        return await self._runner.sync_each(
-            failed, concurrency=concurrency or self.settings.concurrency, on_progress=on_progress
+        return await sync_each(
+            self._reads, failed, concurrency=concurrency or self._reads.settings.concurrency, on_progress=on_progress
         )

@@ -1,7 +1,7 @@
-"""One sync run of one connection: token, accounts, then every account's trades in batches.
+"""The work of one sync run: token, accounts, then every account's trades in batches, into the store.
 
-The engine (``_engine.py``) owns the run's bookkeeping (lease, audit row, connection status); this
-module does the work between "lease taken" and "lease released".
+``_start`` took the lease and ``_finish`` records the outcome; this module does the work between
+"lease taken" and "lease released".
 
 Per account, batches are written with a one-batch look-ahead: every batch is stored in its own
 transaction together with the plugin's cursor for that page, and the LAST batch is stored in the
@@ -12,102 +12,22 @@ already stored).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import attrs
 
 from brokersync._broker import Broker, TradeBatch, await_me_maybe
-from brokersync._results import SyncProgress, SyncRecordError
-from brokersync._store import AccountInfo, Store, SyncTrigger, UpsertCounts
+from brokersync._clocks import WallClock
+from brokersync._config import EngineSettings
+from brokersync._engine._context import RunContext
+from brokersync._engine._tokens import TokenKeeper
+from brokersync._store import Store, UpsertCounts
 from brokersync.errors import BrokerAuthError
-from brokersync.models import Account, AuthResult, Credentials
+from brokersync.models import Account
+from brokersync.results import AccountInfo, SyncProgress, SyncRecordError, SyncTrigger
 
-__all__ = ["ProgressCallback", "SyncJob", "TokenKeeper", "auth_from_json", "auth_to_json"]
-
-ProgressCallback = Callable[[SyncProgress], Awaitable[None] | None]
-Clock = Callable[[], dt.datetime]
-
-
-def auth_to_json(auth: AuthResult) -> dict[str, Any]:
-    """The token as a JSON-able mapping (encrypted by the vault before it is stored)."""
-    return {
-        "access_token": auth.access_token,
-        "refresh_token": auth.refresh_token,
-        "expires_at": auth.expires_at.isoformat() if auth.expires_at else None,
-        "state": dict(auth.state),
-    }
-
-
-def auth_from_json(data: Mapping[str, Any]) -> AuthResult:
-    """The inverse of :func:`auth_to_json`."""
-    expires = data.get("expires_at")
-    return AuthResult(
-        access_token=data["access_token"],
-        refresh_token=data.get("refresh_token"),
-        expires_at=dt.datetime.fromisoformat(expires) if expires else None,
-        state=data.get("state") or {},
-    )
-
-
-SaveToken = Callable[[AuthResult], Awaitable[None]]
-
-
-class TokenKeeper:
-    """Hands out a valid token for one connection: cached, refreshed before expiry, or re-issued.
-
-    One refresh at a time per connection: callers share ``lock`` (the engine keeps one per
-    connection), and across processes the sync lease already serializes runs.
-    """
-
-    def __init__(
-        self,
-        *,
-        broker: Broker,
-        credentials: Credentials,
-        cached: AuthResult | None,
-        save: SaveToken,
-        lock: asyncio.Lock,
-        margin: dt.timedelta,
-        clock: Clock,
-    ) -> None:
-        self._broker = broker
-        self._credentials = credentials
-        self._auth = cached
-        self._save = save
-        self._lock = lock
-        self._margin = margin
-        self._clock = clock
-
-    async def token(self) -> AuthResult:
-        """A token that is not about to expire."""
-        async with self._lock:
-            auth = self._auth
-            if auth is not None and not auth.expires_within(self._margin, now=self._clock()):
-                return auth
-            new: AuthResult | None = None
-            if auth is not None:
-                try:
-                    new = await self._broker.refresh_token(self._credentials, auth)
-                except BrokerAuthError:
-                    new = None  # the refresh token was refused: fall back to the credentials
-            if new is None:
-                new = await self._broker.authenticate(self._credentials)
-            await self._save(new)
-            self._auth = new
-            return new
-
-    async def reissue(self, rejected: AuthResult) -> AuthResult:
-        """Authenticate again after the broker rejected ``rejected`` (e.g. revoked early)."""
-        async with self._lock:
-            if self._auth is not None and self._auth is not rejected:
-                return self._auth  # another task already replaced it
-            new = await self._broker.authenticate(self._credentials)
-            await self._save(new)
-            self._auth = new
-            return new
+__all__ = ["JobOutcome", "SyncJob"]
 
 
 @attrs.define
@@ -139,30 +59,25 @@ class SyncJob:
         store: Store,
         broker: Broker,
         tokens: TokenKeeper,
-        connection_id: str,
-        trigger: SyncTrigger,
-        since: dt.datetime | None,
-        started_at: dt.datetime,
-        lookback: dt.timedelta,
-        settle: dt.timedelta,
-        lease: tuple[str, dt.timedelta],
-        clock: Clock,
-        on_progress: ProgressCallback | None,
-        max_record_errors: int,
+        ctx: RunContext,
+        settings: EngineSettings,
+        holder: str,
+        clock: WallClock,
     ) -> None:
         self._store = store
         self._broker = broker
         self._tokens = tokens
-        self._connection_id = connection_id
-        self._trigger = trigger
-        self._since = since
-        self._started_at = started_at
-        self._lookback = lookback
-        self._settle = settle
-        self._holder, self._ttl = lease
+        self._connection_id = ctx.connection_id
+        self._trigger = ctx.trigger
+        self._since = ctx.since
+        self._started_at = ctx.started_at
+        self._lookback = settings.lookback
+        self._settle = settings.settle
+        self._holder = holder
+        self._ttl = settings.lease_ttl
         self._clock = clock
-        self._on_progress = on_progress
-        self._max_errors = max_record_errors
+        self._on_progress = ctx.on_progress
+        self._max_errors = settings.max_record_errors
         self._totals = _Totals()
 
     async def run(self) -> JobOutcome:

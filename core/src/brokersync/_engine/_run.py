@@ -1,0 +1,87 @@
+"""Running a started sync: open the secrets, make the broker facade, keep the token, run the job.
+
+Every outcome is recorded by :mod:`brokersync._engine._finish` (success, partial, failure,
+cancellation), and the lease is given back even when recording fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from brokersync._engine._context import RunContext
+from brokersync._engine._finish import record_failure, record_success, release_if_held
+from brokersync._engine._job import JobOutcome, SyncJob
+from brokersync._engine._parts import EngineParts
+from brokersync._engine._start import start_run
+from brokersync._engine._tokens import TokenKeeper
+from brokersync._store import wrap_store_errors
+from brokersync.models import AuthResult
+from brokersync.results import ProgressCallback, SyncResult, SyncTrigger
+
+__all__ = ["sync_connection"]
+
+
+async def sync_connection(
+    parts: EngineParts,
+    connection_id: str,
+    user_id: str,
+    trigger: SyncTrigger,
+    since: dt.datetime | None,
+    on_progress: ProgressCallback | None,
+) -> tuple[SyncResult, BaseException | None]:
+    """One sync of one connection: the result, and the error to raise (``None`` when it finished)."""
+    ctx = await start_run(parts, connection_id, user_id, trigger, since, on_progress)
+    try:
+        return await _run(parts, ctx)
+    finally:
+        await release_if_held(parts, ctx)
+
+
+async def _run(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, BaseException | None]:
+    row = ctx.row
+    outcome: JobOutcome | None = None
+    try:
+        credentials_data = parts.secrets.open_credentials(row)
+        cached = parts.secrets.open_token(row)
+        lock = parts.token_locks.for_connection(row.id)
+        async with parts.brokers.facade(row.broker, row.environment, row.id, ctx.metrics) as facade:
+            credentials = facade.metadata.validate_credentials(credentials_data)
+
+            async def save(auth: AuthResult) -> None:
+                await parts.store.update_connection(
+                    row.id,
+                    token=parts.secrets.seal_token(row.id, auth),
+                    token_expires_at=auth.expires_at,
+                    updated_at=parts.clock(),
+                )
+
+            tokens = TokenKeeper(
+                broker=facade,
+                credentials=credentials,
+                cached=cached,
+                save=save,
+                lock=lock,
+                margin=parts.settings.token_refresh_margin,
+                clock=parts.clock,
+            )
+            job = SyncJob(
+                store=parts.store,
+                broker=facade,
+                tokens=tokens,
+                ctx=ctx,
+                settings=parts.settings,
+                holder=parts.holder,
+                clock=parts.clock,
+            )
+            outcome = await job.run()
+    except Exception as exc:
+        error: BaseException = exc
+        if isinstance(exc, SQLAlchemyError):
+            error = wrap_store_errors(exc, f"syncing connection {row.id}")
+        return await record_failure(parts, ctx, error), error
+    except BaseException as exc:  # cancelled or interrupted: record it, then let it propagate
+        await record_failure(parts, ctx, exc)
+        raise
+    return await record_success(parts, ctx, outcome), None

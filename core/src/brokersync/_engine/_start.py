@@ -1,0 +1,90 @@
+"""Starting a sync: the connection must be the user's and active; take its lease and open the audit row.
+
+Lease, the check for runs a dead process left ``running`` and the audit row are one transaction,
+committed before any broker traffic: a crash leaves a trace the next run marks ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+from brokersync._engine._context import RunContext
+from brokersync._engine._parts import EngineParts
+from brokersync.errors import NeedsReauthError, SyncError, SyncInProgressError
+from brokersync.results import ConnectionStatus, ProgressCallback, RunStatus, SyncTrigger
+
+__all__ = ["start_run"]
+
+
+def _run_id() -> str:
+    # Time-ordered (nanoseconds, then random): runs sort newest first even within one clock tick.
+    return f"{time.time_ns():016x}-{uuid.uuid4().hex[:19]}"
+
+
+async def start_run(
+    parts: EngineParts,
+    connection_id: str,
+    user_id: str,
+    trigger: SyncTrigger,
+    since: dt.datetime | None,
+    on_progress: ProgressCallback | None,
+) -> RunContext:
+    """Take the lease of the user's connection and open its audit row.
+
+    Raises:
+        ConnectionNotFoundError: No such connection for this user.
+        NeedsReauthError: The connection needs new credentials.
+        SyncError: The connection is disconnected.
+        SyncInProgressError: Another holder has the lease.
+    """
+    if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+        raise ValueError("since must be a timezone-aware datetime")
+    row = await parts.own_row(connection_id, user_id)
+    if row.status == ConnectionStatus.NEEDS_REAUTH.value:
+        raise NeedsReauthError(
+            f"connection {connection_id} ({row.broker}) needs new credentials: reconnect it before syncing"
+        )
+    if row.status == ConnectionStatus.DISABLED.value:
+        raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")
+    run_id = _run_id()
+    started_at = parts.clock()
+    taken = await parts.store.begin_run(
+        connection_id,
+        holder=parts.holder,
+        run_id=run_id,
+        now=started_at,
+        ttl=parts.settings.lease_ttl,
+        run={
+            "id": run_id,
+            "connection_id": connection_id,
+            "user_id": row.user_id,
+            "broker": row.broker,
+            "trigger": trigger.value,
+            "status": RunStatus.RUNNING.value,
+            "started_at": started_at,
+            "imported": 0,
+            "skipped": 0,
+            "updated": 0,
+            "cancelled": 0,
+            "error_count": 0,
+            "retries": 0,
+            "rate_limit_waits": 0,
+            "rate_limit_wait_ms": 0,
+            "holder": parts.holder,
+        },
+    )
+    if not taken:
+        current = await parts.store.lease_holder(connection_id)
+        who = f" by {current[0]} (lease until {current[1].isoformat()})" if current else ""
+        raise SyncInProgressError(f"connection {connection_id} is already being synced{who}; try again later")
+    return RunContext(
+        row=row,
+        run_id=run_id,
+        trigger=trigger,
+        since=since,
+        started_at=started_at,
+        perf_start=time.perf_counter(),
+        on_progress=on_progress,
+    )

@@ -1,0 +1,301 @@
+"""What brokersync hands back: statuses, stored records and the results of the engine's operations.
+
+Plain frozen records that hold no secret. The store builds them from its rows and the engine
+returns them; both import this module, which imports neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Awaitable, Mapping
+from decimal import Decimal
+from typing import Any, Protocol
+
+import attrs
+
+from brokersync.errors import ErrorClassification
+from brokersync.models import Account, Direction, Trade
+
+__all__ = [
+    "AccountInfo",
+    "ConnectResult",
+    "ConnectionInfo",
+    "ConnectionStatus",
+    "EngineStatus",
+    "ProgressCallback",
+    "RunStatus",
+    "StoredCancellation",
+    "StoredTrade",
+    "SyncProgress",
+    "SyncRecordError",
+    "SyncResult",
+    "SyncRunInfo",
+    "SyncTrigger",
+]
+
+
+class ConnectionStatus(enum.StrEnum):
+    """Where a connection stands."""
+
+    ACTIVE = "active"  # synced on schedule
+    NEEDS_REAUTH = "needs_reauth"  # the broker rejected the credentials: the user must reconnect
+    DISABLED = "disabled"  # disconnected by the user: secrets deleted, trades kept
+
+
+class SyncTrigger(enum.StrEnum):
+    """Who started a sync."""
+
+    MANUAL = "manual"  # all history (or from ``since``)
+    SCHEDULED = "scheduled"  # incremental from each account's watermark minus the lookback
+
+
+class RunStatus(enum.StrEnum):
+    """The outcome of a sync run, as its audit row records it."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # finished, but some records were invalid and not stored
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the process died mid-run; found and closed by the next sync
+
+
+@attrs.frozen(kw_only=True)
+class AccountInfo:
+    """A broker account under a connection, with its sync position."""
+
+    connection_id: str
+    account_id: str
+    name: str | None
+    currency: str | None
+    type: str | None
+    watermark: dt.datetime | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionInfo:
+    """A stored connection, without its secrets."""
+
+    id: str
+    user_id: str
+    broker: str
+    environment: str
+    status: ConnectionStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    token_expires_at: dt.datetime | None = None
+    last_sync_at: dt.datetime | None = None
+    last_sync_status: RunStatus | None = None
+    last_error: str | None = None
+    accounts: tuple[AccountInfo, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class StoredTrade:
+    """A trade as stored: the normalized fields, where it came from, and when it was seen.
+
+    ``cancelled_at`` and ``cancel_reason`` are set when the broker cancelled (busted) the trade;
+    listings leave such trades out unless asked to include them.
+    """
+
+    connection_id: str
+    account_id: str
+    broker_trade_id: str
+    symbol: str
+    direction: Direction
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    entry_price: Decimal
+    exit_price: Decimal | None
+    quantity: Decimal
+    realized_pnl: Decimal | None
+    fees: Decimal
+    currency: str
+    first_seen_at: dt.datetime
+    updated_at: dt.datetime
+    cancelled_at: dt.datetime | None = None
+    cancel_reason: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the broker cancelled this trade (it has a tombstone)."""
+        return self.cancelled_at is not None
+
+    def to_trade(self) -> Trade:
+        """Return the normalized :class:`~brokersync.Trade`."""
+        return Trade(
+            broker_trade_id=self.broker_trade_id,
+            account_id=self.account_id,
+            symbol=self.symbol,
+            direction=self.direction,
+            opened_at=self.opened_at,
+            closed_at=self.closed_at,
+            entry_price=self.entry_price,
+            exit_price=self.exit_price,
+            quantity=self.quantity,
+            realized_pnl=self.realized_pnl,
+            fees=self.fees,
+            currency=self.currency,
+            raw=self.raw,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class SyncRunInfo:
+    """One row of the audit trail (``sync_runs``). Holds no secret."""
+
+    id: str
+    connection_id: str
+    user_id: str
+    broker: str
+    trigger: SyncTrigger
+    status: RunStatus
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_ms: int | None
+    imported: int
+    skipped: int
+    updated: int
+    error_count: int
+    retries: int
+    rate_limit_waits: int
+    rate_limit_wait_ms: int
+    error_type: str | None
+    error_message: str | None
+    record_errors: tuple[Mapping[str, Any], ...] = ()
+    cancelled: int = 0  # tombstones newly recorded by the run
+    requests: int | None = None  # HTTP requests sent to the broker (None: recorded before brokersync knew)
+
+
+@attrs.frozen(kw_only=True)
+class StoredCancellation:
+    """A tombstone: the broker cancelled (busted) one of its trades.
+
+    ``trade_stored`` says whether the cancelled trade itself is stored: a broker may report a
+    cancellation of a trade brokersync never received (outside the synced window, or not reported
+    yet), and such tombstones show up only here, not in trade listings.
+    """
+
+    connection_id: str
+    account_id: str
+    broker_trade_id: str
+    cancelled_at: dt.datetime
+    reason: str | None
+    recorded_at: dt.datetime
+    trade_stored: bool
+
+
+@attrs.frozen(kw_only=True)
+class ConnectResult:
+    """A new (or reconnected) connection and the broker accounts it gives access to."""
+
+    connection_id: str
+    user_id: str
+    broker: str
+    environment: str
+    status: ConnectionStatus
+    accounts: tuple[Account, ...]
+
+
+@attrs.frozen(kw_only=True)
+class SyncRecordError:
+    """A record the broker sent that could not be normalized: counted, reported, never stored."""
+
+    account_id: str
+    broker_trade_id: str | None
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class SyncProgress:
+    """Passed to ``on_progress`` after each stored batch; the counts are totals so far in the run."""
+
+    connection_id: str
+    account_id: str
+    batches: int
+    imported: int
+    skipped: int
+    updated: int
+    errors: int
+    cancelled: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class SyncResult:
+    """The outcome of one sync of one connection (also recorded in the ``sync_runs`` audit row).
+
+    Attributes:
+        connection_id: The connection synced.
+        run_id: The audit row's id (``None`` when the sync could not start, e.g. already running).
+        broker: The broker key.
+        trigger: ``manual`` or ``scheduled``.
+        status: ``succeeded``, ``partial`` (some records invalid), or ``failed``.
+        imported: New trades stored.
+        skipped: Trades the broker sent again unchanged (duplicates, not written).
+        updated: Stored trades the broker changed (a correction, a close).
+        cancelled: Trades the broker cancelled (busted) that got a new tombstone in this run (a
+            cancellation reported again counts 0); they leave listings by default.
+        errors: The invalid records (up to the engine's ``max_record_errors``), with reasons.
+        error_count: How many records were invalid in total.
+        duration_ms: Wall time of the run.
+        requests: HTTP requests sent to the broker (retries included).
+        retries: Requests repeated after a transient failure.
+        rate_limit_waits: Times the run waited for a rate limit.
+        rate_limit_wait_seconds: Time spent in those waits.
+        accounts: How many accounts were synced.
+        error: Why the run failed (``None`` unless ``status`` is ``failed``). Holds no secret.
+    """
+
+    connection_id: str
+    run_id: str | None
+    broker: str
+    trigger: SyncTrigger
+    status: RunStatus
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    imported: int = 0
+    skipped: int = 0
+    updated: int = 0
+    cancelled: int = 0
+    errors: tuple[SyncRecordError, ...] = ()
+    error_count: int = 0
+    duration_ms: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    accounts: int = 0
+    error: ErrorClassification | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run finished (possibly with invalid records reported)."""
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+
+
+@attrs.frozen(kw_only=True)
+class EngineStatus:
+    """A health summary for ``brokersync status``."""
+
+    database: str  # the URL, password hidden
+    dialect: str
+    schema_revision: str | None
+    head_revision: str
+    connections: Mapping[str, int]  # status -> count
+    trades: int
+    active_key_id: str | None
+    last_runs: Mapping[str, int]  # status of the most recent run per connection -> count
+
+    @property
+    def schema_current(self) -> bool:
+        """Whether the database schema is at the revision this brokersync ships."""
+        return self.schema_revision == self.head_revision
+
+
+class ProgressCallback(Protocol):
+    """Called (sync or async) with a :class:`SyncProgress` after each stored batch of a sync."""
+
+    def __call__(self, progress: SyncProgress, /) -> Awaitable[None] | None:
+        """Receive the totals so far; may be a coroutine function."""
