@@ -12,9 +12,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from attrs import has as _attrs_has
-from attrs import resolve_types as _attrs_resolve_types
-
+from brokersync._exports import show_as as _show_as
 from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry, PluginFailure, PluginInfo, get_registry
 from brokersync._version import __version__
 from brokersync._versions import PLUGIN_API_VERSION
@@ -70,7 +68,7 @@ if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync._log import enable_logging
     from brokersync._metrics import RequestMetrics
-    from brokersync._queue import QueuedSync, SyncQueue, WorkerStats
+    from brokersync._queue import SyncQueue
     from brokersync._resilience import Resilience
     from brokersync._scheduler import ConnectionSchedule, ScheduledRun, Scheduler, SchedulerStats
     from brokersync._stats import Alert, AlertKind, AlertThresholds, BrokerStats, SyncStats
@@ -82,6 +80,7 @@ if TYPE_CHECKING:
         ConnectResult,
         EngineStatus,
         ProgressCallback,
+        QueuedSync,
         RunStatus,
         StoredCancellation,
         StoredTrade,
@@ -90,7 +89,11 @@ if TYPE_CHECKING:
         SyncResult,
         SyncRunInfo,
         SyncTrigger,
+        WorkerStats,
     )
+
+for _eager in (BrokerRegistry, PluginFailure, PluginInfo, get_registry):
+    _show_as(_eager, "brokersync")
 
 # Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
 # CLI start fast. Name -> module that defines it.
@@ -134,9 +137,9 @@ _LAZY = {
     "Scheduler": "brokersync._scheduler",
     "SchedulerStats": "brokersync._scheduler",
     # Scale-out: sync jobs on a saq queue (saq loads only when a queue is made).
-    "QueuedSync": "brokersync._queue",
+    "QueuedSync": "brokersync.results",
     "SyncQueue": "brokersync._queue",
-    "WorkerStats": "brokersync._queue",
+    "WorkerStats": "brokersync.results",
 }
 
 # Moved to brokersync.resilience; importable from here, with a DeprecationWarning, for one release.
@@ -162,23 +165,6 @@ if "loguru" in sys.modules:
     importlib.import_module("brokersync._log")
 
 
-def _public(value: Any, path: str) -> Any:
-    """Show ``value`` under its public path (reprs, error classifications) instead of its private module."""
-    module = getattr(value, "__module__", None)
-    if not isinstance(module, str) or not module.startswith("brokersync._") or not hasattr(value, "__qualname__"):
-        return value
-    if isinstance(value, type) and _attrs_has(value):
-        try:  # resolve string annotations while the defining module still names their globals
-            _attrs_resolve_types(value)
-        except NameError:
-            return value
-    try:
-        value.__module__ = path
-    except (AttributeError, TypeError):  # a type alias or a builtin: nothing to rename
-        pass
-    return value
-
-
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
         warnings.warn(
@@ -190,7 +176,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'brokersync' has no attribute {name!r}")
-    value = _public(getattr(importlib.import_module(module), name), "brokersync")
+    value = _show_as(getattr(importlib.import_module(module), name), "brokersync")
     globals()[name] = value
     return value
 

@@ -58,7 +58,7 @@ class ConnectionPools:
         """A transport for one client: it sends through the shared pools and closes nothing."""
         return _Borrowed(self)
 
-    def _transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+    def transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         key = (url.scheme, url.host)
         if key not in self._proxies:
             self._proxies[key] = _environment_proxy(*key)
@@ -85,7 +85,7 @@ class _Borrowed(httpx.AsyncBaseTransport):
         self._pools = pools
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pools._transport_for(request.url).handle_async_request(request)
+        return await self._pools.transport_for(request.url).handle_async_request(request)
 
     async def aclose(self) -> None:
         return  # the pools outlive any one client: Resilience.aclose closes them

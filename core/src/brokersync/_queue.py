@@ -37,10 +37,8 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from brokersync._log import get_logger
 from brokersync._redact import redact
@@ -55,6 +53,7 @@ from brokersync.errors import (
     SyncQueueError,
     classify_error,
 )
+from brokersync.results import QueuedSync, WorkerStats
 
 if TYPE_CHECKING:
     import saq
@@ -101,38 +100,6 @@ def _queue_url(url: str | None) -> str:
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class QueuedSync:
-    """A connection's job as the queue holds it.
-
-    Attributes:
-        connection_id: The connection (also the job's key).
-        status: saq's status: ``queued``, ``active``, ``complete``, ``failed`` or ``aborted``.
-        attempts: How many times a worker started it.
-        outcome: For a complete job: ``synced``, ``skipped``, ``needs_reauth``, ``not_found`` or
-            ``disabled``; otherwise ``None``.
-        result: What the worker returned (counts, run id; see :class:`SyncQueue`).
-        error: Why the last attempt failed (redacted), if it did.
-    """
-
-    connection_id: str
-    status: str
-    attempts: int
-    outcome: str | None = None
-    result: Mapping[str, Any] | None = None
-    error: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class WorkerStats:
-    """What one worker did before it stopped (counted by this process only)."""
-
-    complete: int
-    failed: int
-    retried: int
-    aborted: int
 
 
 #: Seconds a worker pauses after failing to reach Redis, instead of retrying in a tight loop.

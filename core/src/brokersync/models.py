@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -18,6 +17,25 @@ from typing import Any, Literal
 import attrs
 
 from brokersync._redact import MASK, register_secret, register_secrets
+from brokersync._validators import (
+    as_currency,
+    as_currency_optional,
+    as_decimal,
+    as_decimal_optional,
+    as_mapping,
+    as_text,
+    as_text_optional,
+    as_utc,
+    as_utc_optional,
+    check_currency,
+    check_decimal,
+    check_key,
+    check_mapping,
+    check_text,
+    check_time,
+    non_negative,
+    positive,
+)
 from brokersync.errors import ConfigurationError
 
 __all__ = [
@@ -60,110 +78,6 @@ class CursorKind(enum.StrEnum):
     NONE = "none"  # every sync fetches everything the broker offers
     TIME = "time"  # the plugin honours ``since`` (a datetime)
     OPAQUE = "opaque"  # the plugin returns an opaque cursor (e.g. a transaction id) in each TradePage
-
-
-# --- field converters and validators ----------------------------------------------------------------
-# Converters normalize what is unambiguous (aware time -> UTC, int -> Decimal, strip text) and pass
-# anything else through unchanged; validators then refuse it with a message naming the field.
-
-
-def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
-    return f"{type(instance).__name__}.{attribute.name}"
-
-
-def _aware(value: object) -> bool:
-    return isinstance(value, dt.datetime) and value.tzinfo is not None and value.utcoffset() is not None
-
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC) if _aware(value) else value
-
-
-def _as_utc_optional(value: dt.datetime | None) -> dt.datetime | None:
-    return value.astimezone(dt.UTC) if value is not None and _aware(value) else value
-
-
-def _check_time(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None and attribute.default is None:
-        return
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"{_where(instance, attribute)} must be a datetime, got {type(value).__name__} {value!r}")
-    if not _aware(value):
-        raise ValueError(
-            f"{_where(instance, attribute)} is a naive datetime ({value.isoformat()}); brokersync needs "
-            "timezone-aware times: attach the broker's time zone, e.g. value.replace(tzinfo=UTC)"
-        )
-
-
-def _as_decimal(value: Decimal | int) -> Decimal:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return value  # type: ignore[return-value]  # anything else is refused by _check_decimal
-
-
-def _as_decimal_optional(value: Decimal | int | None) -> Decimal | None:
-    return None if value is None else _as_decimal(value)
-
-
-def _check_decimal(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None and attribute.default is None:
-        return
-    if not isinstance(value, Decimal):
-        hint = f"Decimal({str(value)!r})" if isinstance(value, float) else "a Decimal"
-        raise TypeError(
-            f"{_where(instance, attribute)} must be a Decimal, got {type(value).__name__} {value!r}; "
-            f"money and quantities are exact in brokersync: pass {hint}"
-        )
-    if not value.is_finite():
-        raise ValueError(f"{_where(instance, attribute)} must be a finite number, got {value!r}")
-
-
-def _as_text(value: str | int) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value.strip() if isinstance(value, str) else value  # type: ignore[return-value]  # see _check_text
-
-
-def _as_text_optional(value: str | int | None) -> str | None:
-    return None if value is None else _as_text(value)
-
-
-def _check_text(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None and attribute.default is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"{_where(instance, attribute)} must be a string, got {type(value).__name__} {value!r}")
-    if not value:
-        raise ValueError(f"{_where(instance, attribute)} must not be empty")
-
-
-_CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
-
-
-def _as_currency(value: str) -> str:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
-def _as_currency_optional(value: str | None) -> str | None:
-    return None if value is None else _as_currency(value)
-
-
-def _check_currency(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None and attribute.default is None:
-        return
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise ValueError(f"{_where(instance, attribute)} must be a currency code like 'USD', got {value!r}")
-
-
-def _as_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    return dict(value) if isinstance(value, Mapping) else value
-
-
-def _check_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{_where(instance, attribute)} must be a mapping, got {type(value).__name__}")
 
 
 # --- credentials and auth ---------------------------------------------------------------------------
@@ -231,10 +145,10 @@ class AuthResult:
     """
 
     access_token: str = attrs.field(repr=_secret_repr)
-    expires_at: dt.datetime | None = attrs.field(default=None, converter=_as_utc_optional, validator=_check_time)
+    expires_at: dt.datetime | None = attrs.field(default=None, converter=as_utc_optional, validator=check_time)
     refresh_token: str | None = attrs.field(default=None, repr=_secret_repr)
     state: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_as_mapping, validator=_check_mapping, repr=lambda _: "{...}"
+        factory=dict, converter=as_mapping, validator=check_mapping, repr=lambda _: "{...}"
     )
 
     def __attrs_post_init__(self) -> None:
@@ -257,11 +171,11 @@ class AuthResult:
 class Account:
     """One account at a broker, as the broker identifies it."""
 
-    id: str = attrs.field(converter=_as_text, validator=_check_text)
-    name: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
-    currency: str | None = attrs.field(default=None, converter=_as_currency_optional, validator=_check_currency)
-    type: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_mapping, validator=_check_mapping, repr=False)
+    id: str = attrs.field(converter=as_text, validator=check_text)
+    name: str | None = attrs.field(default=None, converter=as_text_optional, validator=check_text)
+    currency: str | None = attrs.field(default=None, converter=as_currency_optional, validator=check_currency)
+    type: str | None = attrs.field(default=None, converter=as_text_optional, validator=check_text)
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=as_mapping, validator=check_mapping, repr=False)
 
 
 def _check_trade(instance: Trade, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -286,20 +200,20 @@ class Trade:
     when the broker reports it closed. ``raw`` keeps the broker's own record for audit.
     """
 
-    broker_trade_id: str = attrs.field(converter=_as_text, validator=_check_text)
-    account_id: str = attrs.field(converter=_as_text, validator=_check_text)
-    symbol: str = attrs.field(converter=_as_text, validator=_check_text)
+    broker_trade_id: str = attrs.field(converter=as_text, validator=check_text)
+    account_id: str = attrs.field(converter=as_text, validator=check_text)
+    symbol: str = attrs.field(converter=as_text, validator=check_text)
     direction: Direction = attrs.field(converter=Direction)
-    opened_at: dt.datetime = attrs.field(converter=_as_utc, validator=_check_time)
-    closed_at: dt.datetime | None = attrs.field(default=None, converter=_as_utc_optional, validator=_check_time)
-    entry_price: Decimal = attrs.field(converter=_as_decimal, validator=_check_decimal)
-    exit_price: Decimal | None = attrs.field(default=None, converter=_as_decimal_optional, validator=_check_decimal)
-    quantity: Decimal = attrs.field(converter=_as_decimal, validator=_check_decimal)
-    realized_pnl: Decimal | None = attrs.field(default=None, converter=_as_decimal_optional, validator=_check_decimal)
-    fees: Decimal = attrs.field(default=Decimal(0), converter=_as_decimal, validator=_check_decimal)
-    currency: str = attrs.field(converter=_as_currency, validator=_check_currency)
+    opened_at: dt.datetime = attrs.field(converter=as_utc, validator=check_time)
+    closed_at: dt.datetime | None = attrs.field(default=None, converter=as_utc_optional, validator=check_time)
+    entry_price: Decimal = attrs.field(converter=as_decimal, validator=check_decimal)
+    exit_price: Decimal | None = attrs.field(default=None, converter=as_decimal_optional, validator=check_decimal)
+    quantity: Decimal = attrs.field(converter=as_decimal, validator=check_decimal)
+    realized_pnl: Decimal | None = attrs.field(default=None, converter=as_decimal_optional, validator=check_decimal)
+    fees: Decimal = attrs.field(default=Decimal(0), converter=as_decimal, validator=check_decimal)
+    currency: str = attrs.field(converter=as_currency, validator=check_currency)
     raw: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_as_mapping, validator=[_check_mapping, _check_trade], repr=False, eq=False
+        factory=dict, converter=as_mapping, validator=[check_mapping, _check_trade], repr=False, eq=False
     )
 
     @property
@@ -324,11 +238,11 @@ class TradeCancellation:
         raw: The broker's own cancellation record, kept for audit.
     """
 
-    account_id: str = attrs.field(converter=_as_text, validator=_check_text)
-    broker_trade_id: str = attrs.field(converter=_as_text, validator=_check_text)
-    cancelled_at: dt.datetime = attrs.field(converter=_as_utc, validator=_check_time)
-    reason: str | None = attrs.field(default=None, converter=_as_text_optional, validator=_check_text)
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_mapping, validator=_check_mapping, repr=False)
+    account_id: str = attrs.field(converter=as_text, validator=check_text)
+    broker_trade_id: str = attrs.field(converter=as_text, validator=check_text)
+    cancelled_at: dt.datetime = attrs.field(converter=as_utc, validator=check_time)
+    reason: str | None = attrs.field(default=None, converter=as_text_optional, validator=check_text)
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=as_mapping, validator=check_mapping, repr=False)
 
 
 def _as_records(value: Iterable[Trade | Mapping[str, Any]]) -> tuple[Trade | Mapping[str, Any], ...]:
@@ -366,32 +280,11 @@ class TradePage:
 # --- metadata ---------------------------------------------------------------------------------------
 
 
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-def _check_key(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not _KEY.match(value):
-        raise ValueError(
-            f"{type(instance).__name__}.{attribute.name} must be lower-case letters, digits and '_' "
-            f"starting with a letter, got {value!r}"
-        )
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a positive number, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class CredentialField:
     """One field of a broker's credential schema."""
 
-    name: str = attrs.field(validator=_check_key)
+    name: str = attrs.field(validator=check_key)
     label: str = ""
     secret: bool = False
     required: bool = True
@@ -408,8 +301,8 @@ class RateLimit:
     ``"auth"`` class of endpoints with a stricter limit than ``"default"``).
     """
 
-    max_requests: int = attrs.field(validator=_positive)
-    window_seconds: float = attrs.field(validator=_positive)
+    max_requests: int = attrs.field(validator=positive)
+    window_seconds: float = attrs.field(validator=positive)
     scope: Literal["broker", "account"] = "broker"
     name: str = "default"
 
@@ -423,14 +316,14 @@ class RetryPolicy:
     instead of sleeping inside a sync.
     """
 
-    max_retries: int = attrs.field(default=3, validator=_non_negative)
-    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_positive)
-    multiplier: float = attrs.field(default=2.0, validator=_positive)
-    jitter: float = attrs.field(default=0.2, validator=_non_negative)
-    timeout: float = attrs.field(default=60.0, validator=_positive)
-    request_timeout: float = attrs.field(default=30.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=120.0, validator=_positive)
+    max_retries: int = attrs.field(default=3, validator=non_negative)
+    initial_delay: float = attrs.field(default=1.0, validator=non_negative)
+    max_delay: float = attrs.field(default=30.0, validator=positive)
+    multiplier: float = attrs.field(default=2.0, validator=positive)
+    jitter: float = attrs.field(default=0.2, validator=non_negative)
+    timeout: float = attrs.field(default=60.0, validator=positive)
+    request_timeout: float = attrs.field(default=30.0, validator=positive)
+    max_retry_after: float = attrs.field(default=120.0, validator=positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -482,7 +375,7 @@ class BrokerMetadata:
         plugin_api: The brokersync plugin API versions the plugin supports, e.g. ``">=1,<2"``.
     """
 
-    key: str = attrs.field(validator=_check_key)
+    key: str = attrs.field(validator=check_key)
     name: str = attrs.field(converter=str)
     description: str = ""
     auth_type: AuthType = attrs.field(converter=AuthType)

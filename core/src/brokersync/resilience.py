@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from brokersync._circuit import CircuitBreaker, CircuitState
+from brokersync._exports import show_as
 from brokersync._http import BrokerHttpClient
 from brokersync._ratelimit import LimiterBackend, RateLimiter, RateLimitStatus
 from brokersync._registry import get_registry
@@ -93,3 +94,8 @@ async def with_rate_limit(
     except BrokerRateLimitError as exc:
         await limiter.pause(exc.retry_after if exc.retry_after else 1.0)
         raise
+
+
+for _name in __all__:
+    if _name != "Resilience":  # exported from the package root, shown there
+        show_as(globals()[_name], __name__)

@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionStatus",
     "EngineStatus",
     "ProgressCallback",
+    "QueuedSync",
     "RunStatus",
     "StoredCancellation",
     "StoredTrade",
@@ -32,6 +33,7 @@ __all__ = [
     "SyncResult",
     "SyncRunInfo",
     "SyncTrigger",
+    "WorkerStats",
 ]
 
 
@@ -292,6 +294,38 @@ class EngineStatus:
     def schema_current(self) -> bool:
         """Whether the database schema is at the revision this brokersync ships."""
         return self.schema_revision == self.head_revision
+
+
+@attrs.frozen(kw_only=True)
+class QueuedSync:
+    """A connection's job as the queue holds it.
+
+    Attributes:
+        connection_id: The connection (also the job's key).
+        status: saq's status: ``queued``, ``active``, ``complete``, ``failed`` or ``aborted``.
+        attempts: How many times a worker started it.
+        outcome: For a complete job: ``synced``, ``skipped``, ``needs_reauth``, ``not_found`` or
+            ``disabled``; otherwise ``None``.
+        result: What the worker returned (counts, run id; see :class:`SyncQueue`).
+        error: Why the last attempt failed (redacted), if it did.
+    """
+
+    connection_id: str
+    status: str
+    attempts: int
+    outcome: str | None = None
+    result: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStats:
+    """What one worker did before it stopped (counted by this process only)."""
+
+    complete: int
+    failed: int
+    retried: int
+    aborted: int
 
 
 class ProgressCallback(Protocol):
