@@ -85,12 +85,12 @@ def test_brokersync_errors_redact_their_own_message():
     ("text", "hidden"),
     [
         ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "eyJhbGciOiJIUzI1NiJ9"),
-        ("GET https://x/api?t=123456789012&q=55 failed", "123456789012"),
+        ("GET https://x/api?token=123456789012&q=55 failed", "123456789012"),
         ('{"name": "bob", "password": "hunter2-xyz"}', "hunter2-xyz"),
         ('{"accessToken": "abc.def.ghi-123"}', "abc.def.ghi-123"),
         ("https://x/api?api_key=KEY123456&x=1", "KEY123456"),
     ],
-    ids=["bearer", "ibkr-query-token", "json-password", "json-token", "query-api-key"],
+    ids=["bearer", "query-token", "json-password", "json-token", "query-api-key"],
 )
 def test_redact_masks_secret_shapes(text, hidden):
     assert hidden not in redact(text)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from brokersync._redact import MASK, register_secret, register_secrets
+from brokersync._redact import MASK, register_secret, register_secret_names, register_secrets
 from brokersync._validators import (
     as_currency,
     as_currency_optional,
@@ -344,6 +344,16 @@ def _as_limits(value: Iterable[RateLimit]) -> tuple[RateLimit, ...]:
     return tuple(value)
 
 
+def _as_names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("BrokerMetadata.secret_response_fields must be a list of field names, not one string")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"BrokerMetadata.secret_response_fields holds {name!r}; expected field names")
+    return names
+
+
 def _as_environments(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
@@ -373,6 +383,9 @@ class BrokerMetadata:
         retry: How transient failures are retried.
         docs_url: Where the broker's API is documented.
         plugin_api: The brokersync plugin API versions the plugin supports, e.g. ``">=1,<2"``.
+        secret_response_fields: Names of fields in the broker's requests and responses that carry
+            secrets beyond the credential schema (e.g. ``"mdAccessToken"``, a ``t`` query
+            parameter): their values are masked in every log line and error message.
     """
 
     key: str = attrs.field(validator=check_key)
@@ -387,8 +400,10 @@ class BrokerMetadata:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     docs_url: str | None = None
     plugin_api: str = ">=1,<2"
+    secret_response_fields: tuple[str, ...] = attrs.field(default=(), converter=_as_names)
 
     def __attrs_post_init__(self) -> None:
+        register_secret_names([*self.secret_fields, *self.secret_response_fields])
         names = [f.name for f in self.credential_fields]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
