@@ -58,7 +58,7 @@ _shapes: re.Pattern[str] | None = None
 
 # A value after the bare word "token" is masked only when it looks like one (long, with a digit):
 # "token answered 401" is prose, "token tok-9f8e7d6c5b4a" is a credential.
-_TOKEN_LIKE = r"(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{12,}"
+_CREDENTIAL_LIKE = r"(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{12,}"
 
 
 def register_secret(value: str | None) -> None:
@@ -115,7 +115,7 @@ def _shape_pattern() -> re.Pattern[str]:
             names = "|".join(re.escape(n) for n in sorted(_names, key=len, reverse=True))
             _shapes = re.compile(
                 r"(?i)(?P<bearer>\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=\-]{6,}"
-                rf"|(?P<word>\btoken\s+){_TOKEN_LIKE}"
+                rf"|(?P<word>\btoken\s+){_CREDENTIAL_LIKE}"
                 rf"|(?P<kv>[?&;\s](?:{names})=)[^&\s\"']+"
                 rf"|(?P<json>\"(?:{names})\"\s*:\s*\")[^\"]*"
             )
