@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import fakebroker
 import pytest
 from brokersync import BrokerSync, Vault
-from engine_support import Clock, engine_factory
+from engine_support import START, Clock, engine_factory
 
 __all__ = ["EngineFactory", "clock", "engine", "keys", "make_engine", "registered_fakebroker"]
 
@@ -20,7 +20,7 @@ EngineFactory = Callable[..., BrokerSync]
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

@@ -8,27 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from brokersync import BrokerSync
+from brokersync.testing import FakeClock
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 START = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    """An injected UTC clock; tests move it explicitly."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += dt.timedelta(seconds=max(0.0, seconds))
+# The engine tests' clock is brokersync's public fake; they start it at START.
+Clock = FakeClock
 
 
 @contextlib.asynccontextmanager
@@ -44,6 +31,7 @@ async def engine_factory(
             "encryption_keys": keys,
             "transports": transports,
             "clock": clock,
+            "monotonic": clock.monotonic,  # the limiter, circuits and retry budget follow it too
             "sleep": clock.sleep,  # the HTTP retry layer's waits pass on the injected clock
         }
         options.update(overrides)

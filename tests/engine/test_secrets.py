@@ -27,7 +27,7 @@ async def dump_tables(engine: BrokerSync) -> str:
 
 
 async def test_secrets_never_appear_in_clear_anywhere(
-    make_engine, db_url: str, api: fakebroker.FakeBrokerApi, clock: Clock
+    make_engine, db_url: str, api: fakebroker.FakeBrokerApi, clock: Clock, keys: str
 ) -> None:
     records: list[str] = []
     sink = logger.add(lambda message: records.append(str(message)), level="TRACE", format="{message} | {extra}")
@@ -55,7 +55,9 @@ async def test_secrets_never_appear_in_clear_anywhere(
         seen.append(repr(await engine.reconnect_broker(connection.connection_id, "alice", credentials)))
         seen.append(repr(await engine.sync_broker_trades(connection.connection_id, "alice")))
 
-        rotated = make_engine(encryption_keys=f"{Vault.generate_key('k2')},{engine.vault.active_key_id}:{_key(engine)}")
+        rotated = make_engine(
+            encryption_keys=f"{Vault.generate_key('k2')},{engine.vault.active_key_id}:{keys.split(':', 1)[1]}"
+        )
         assert await rotated.rotate_keys() == 1
         seen.append(repr(await rotated.sync_broker_trades(connection.connection_id, "alice", trigger="scheduled")))
         seen.append(repr(await rotated.list_runs()))
@@ -77,10 +79,3 @@ async def test_secrets_never_appear_in_clear_anywhere(
     for where, haystack in haystacks.items():
         for secret in secrets:
             assert secret not in haystack, f"a secret leaked into the {where}"
-
-
-def _key(engine: BrokerSync) -> str:
-    # The old key, to build a key list whose new first entry is active (as `keys rotate` does).
-    spec = engine._keys  # the spec the test gave the engine
-    assert isinstance(spec, str)
-    return spec.split(":", 1)[1]

@@ -63,7 +63,8 @@ async def monitored(
         rate_limits={fakebroker.KEY: RateLimit(max_requests=2, window_seconds=10)},
         circuit_failure_threshold=1000,  # each failing run shows its own retries
         sleep=clock.sleep,
-        clock=lambda: clock().timestamp(),
+        clock=clock.monotonic,
+        wall_clock=clock,
     )
     engine = make_engine(
         resilience=resilience, transports={fakebroker.KEY: api.transport(), OTHER: other_api.transport()}

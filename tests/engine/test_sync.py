@@ -279,7 +279,7 @@ async def test_scheduled_sync_runs_every_active_connection_and_isolates_failures
     from brokersync import Resilience
 
     # A circuit that stays closed, so each connection shows its own retried server error.
-    resilience = Resilience(circuit_failure_threshold=1000, sleep=clock.sleep, clock=lambda: clock().timestamp())
+    resilience = Resilience(circuit_failure_threshold=1000, sleep=clock.sleep, clock=clock.monotonic, wall_clock=clock)
     engine = make_engine(resilience=resilience)
     await engine.upgrade_database()
     first = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)

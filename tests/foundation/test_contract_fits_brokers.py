@@ -18,23 +18,11 @@ import brokersync
 import httpx
 import pytest
 from brokersync import BrokerRegistry, hookimpl
+from brokersync.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 UTC = dt.UTC
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
-        self.slept: list[float] = []
-
-    def clock(self) -> dt.datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += dt.timedelta(seconds=seconds)
 
 
 # --- Tradovate ------------------------------------------------------------------------------------
@@ -155,17 +143,17 @@ TRADOVATE_CREDS = {"username": "ann", "password": "right-pass", "cid": "1234", "
 
 async def test_tradovate_penalty_ticket_is_waited_and_resent_with_the_ticket():
     transport, seen = tradovate_api(penalties=2)
-    time = FakeTime()
+    time = FakeClock(dt.datetime(2024, 6, 3, 12, 0, tzinfo=UTC))
     registry = BrokerRegistry(entry_points=False)
     registry.register("tradovate_like", TradovateLike)
-    async with registry.get("tradovate_like", transport=transport, clock=time.clock, sleep=time.sleep) as broker:
+    async with registry.get("tradovate_like", transport=transport, clock=time, sleep=time.sleep) as broker:
         auth = await broker.authenticate(TRADOVATE_CREDS)
         assert auth.expires_at == dt.datetime(2024, 6, 3, 13, 20, tzinfo=UTC)
         assert auth.state["userId"] == 15460
         renewed = await broker.refresh_token(TRADOVATE_CREDS, auth)
         assert renewed is not None and renewed.expires_at == dt.datetime(2024, 6, 3, 14, 50, tzinfo=UTC)
         [account] = await broker.get_accounts(renewed)
-    assert time.slept == [15.0, 15.0]
+    assert time.sleeps == [15.0, 15.0]
     assert [b.get("p-ticket") for b in seen] == [None, "tkt-1", "tkt-0"]
     assert all({k: v for k, v in b.items() if k != "p-ticket"} == {k: v for k, v in seen[0].items()} for b in seen)
     assert account.id == "701" and account.name == "DEMO12345"
@@ -311,17 +299,17 @@ def ibkr_api(polls_before_ready: int) -> tuple[httpx.MockTransport, list[str]]:
 
 async def test_ibkr_two_step_poll_with_accounts_from_the_statement_fetched_once_per_run():
     transport, calls = ibkr_api(polls_before_ready=2)
-    time = FakeTime()
+    time = FakeClock(dt.datetime(2024, 6, 3, 12, 0, tzinfo=UTC))
     registry = BrokerRegistry(entry_points=False)
     registry.register("ibkr_like", IbkrLike)
-    async with registry.get("ibkr_like", transport=transport, clock=time.clock, sleep=time.sleep) as broker:
+    async with registry.get("ibkr_like", transport=transport, clock=time, sleep=time.sleep) as broker:
         auth = await broker.authenticate({"token": "flex-token-123456", "query_id": "987654"})
         assert auth.expires_at is None
         accounts = await broker.get_accounts(auth)
         trades = [t for a in accounts async for b in broker.iter_trades(auth, a) for t in b.trades]
     assert [a.id for a in accounts] == ["U1234567", "U7654321"]
     assert calls == ["SendRequest", "GetStatement", "GetStatement", "GetStatement"]
-    assert time.slept == [5, 5]
+    assert time.sleeps == [5, 5]
     [trade] = trades
     assert trade.opened_at == dt.datetime(2024, 6, 3, 13, 35, tzinfo=UTC)
     assert trade.fees == Decimal("1.00") and trade.entry_price == Decimal("190.10")

@@ -1,31 +1,17 @@
-"""Fixtures for the resilience tests: injected time that sleeps by advancing a clock."""
+"""Fixtures for the resilience tests: injected time (brokersync.testing.FakeClock) that sleeps by advancing."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-
-
-class FakeTime:
-    """A clock and an async sleep that advances it: waits are recorded, never slept."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from brokersync.testing import FakeClock
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> FakeClock:
+    # Resilience reads seconds for both its windows and Retry-After dates: start at a real epoch.
+    return FakeClock(dt.datetime.fromtimestamp(1_700_000_000, tz=dt.UTC))
 
 
 @pytest.fixture(scope="session")

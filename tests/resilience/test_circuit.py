@@ -9,7 +9,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _breaker(fake_time, threshold=3, reset=30.0):
-    return CircuitBreaker(threshold, reset, broker="sim", clock=fake_time.clock)
+    return CircuitBreaker(threshold, reset, broker="sim", clock=fake_time.monotonic)
 
 
 async def _fail(exc):

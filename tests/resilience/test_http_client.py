@@ -107,7 +107,7 @@ def _broker(api, metadata=None, **kwargs):
 
 @pytest.fixture
 def resilience(fake_time):
-    return Resilience(clock=fake_time.clock, sleep=fake_time.sleep)
+    return Resilience(clock=fake_time.monotonic, sleep=fake_time.sleep)
 
 
 async def test_429_then_200_waits_the_retry_after_and_pauses_the_key_for_everyone(resilience, fake_time):
@@ -149,7 +149,7 @@ async def test_503_with_retry_after_uses_the_brokers_wait(resilience, fake_time)
 
 
 async def test_retry_after_as_an_http_date(resilience, fake_time):
-    when = email.utils.formatdate(fake_time.now + 30, usegmt=True)
+    when = email.utils.formatdate(fake_time.monotonic() + 30, usegmt=True)
     api = Api(httpx.Response(429, headers={"Retry-After": when}), httpx.Response(200, json={}))
     await resilience.client_for(_broker(api)).get("/fills")
     assert 30.0 <= fake_time.sleeps[0] <= 31.0
@@ -221,7 +221,7 @@ async def test_a_plugin_penalty_pauses_the_key_and_is_retried(resilience, fake_t
 
 async def test_an_open_circuit_fails_fast_without_calling_the_broker(fake_time):
     resilience = Resilience(
-        clock=fake_time.clock, sleep=fake_time.sleep, circuit_failure_threshold=3, circuit_reset_timeout=60
+        clock=fake_time.monotonic, sleep=fake_time.sleep, circuit_failure_threshold=3, circuit_reset_timeout=60
     )
     api = Api(*[httpx.Response(502) for _ in range(10)])
     metrics = RequestMetrics()
@@ -278,7 +278,7 @@ async def test_a_request_can_name_its_broker_account(resilience, fake_time):
 
 async def test_circuits_can_be_kept_per_connection(fake_time):
     resilience = Resilience(
-        clock=fake_time.clock, sleep=fake_time.sleep, circuit_failure_threshold=1, circuit_per_connection=True
+        clock=fake_time.monotonic, sleep=fake_time.sleep, circuit_failure_threshold=1, circuit_per_connection=True
     )
     api = Api(httpx.Response(500))
     with pytest.raises(BrokerServerError):
@@ -311,7 +311,7 @@ async def test_no_httpx_error_escapes_the_client(fake_time, exc_type):
     def raising(request):
         raise _make(exc_type, request)
 
-    resilience = Resilience(clock=fake_time.clock, sleep=fake_time.sleep)
+    resilience = Resilience(clock=fake_time.monotonic, sleep=fake_time.sleep)
     client = resilience.client_for(_broker(raising))
     with pytest.raises(BrokerSyncError) as info:
         await client.get("/fills?token=abc-secret-123")
@@ -435,7 +435,7 @@ async def test_the_engine_pattern_counts_a_runs_traffic(resilience, fake_time):
 
 
 async def test_a_facade_without_http_uses_the_default_resilience(fake_time):
-    set_default_resilience(Resilience(clock=fake_time.clock, sleep=fake_time.sleep))
+    set_default_resilience(Resilience(clock=fake_time.monotonic, sleep=fake_time.sleep))
     try:
         api = Api(httpx.Response(503), httpx.Response(200, json={}))
         async with _broker(api) as broker:
@@ -477,7 +477,7 @@ def test_bad_resilience_configuration_names_the_problem():
 
 async def test_configured_limits_and_policies_replace_the_declared_ones(fake_time):
     resilience = Resilience(
-        clock=fake_time.clock,
+        clock=fake_time.monotonic,
         sleep=fake_time.sleep,
         rate_limits={"fake": RateLimit(max_requests=1, window_seconds=5)},
         retry={"fake": RetryPolicy(max_retries=0)},

@@ -13,7 +13,7 @@ def _limiter(fake_time, *limits, account_id=None, backend=None):
     return RateLimiter(
         broker="sim",
         limits=limits,
-        backend=backend or MemoryBackend(clock=fake_time.clock),
+        backend=backend or MemoryBackend(clock=fake_time.monotonic),
         account_id=account_id,
         sleep=fake_time.sleep,
     )
@@ -21,12 +21,12 @@ def _limiter(fake_time, *limits, account_id=None, backend=None):
 
 async def test_sliding_window_waits_exactly_until_the_oldest_request_leaves(fake_time):
     limiter = _limiter(fake_time, RateLimit(max_requests=3, window_seconds=10))
-    start = fake_time.now
+    start = fake_time.monotonic()
     for _ in range(3):
         assert await limiter.acquire() == 0.0
         fake_time.advance(1)
     assert await limiter.acquire() == pytest.approx(7.0)  # first request at t=0 leaves at t=10
-    assert fake_time.now == pytest.approx(start + 10)
+    assert fake_time.monotonic() == pytest.approx(start + 10)
     assert fake_time.sleeps == [pytest.approx(7.0)]
     # The window slides: the second request (t=1) leaves at t=11.
     assert await limiter.acquire() == pytest.approx(1.0)
@@ -46,7 +46,7 @@ async def test_check_limit_never_waits_and_says_when(fake_time):
 
 async def test_status_reports_current_max_and_a_utc_reset(fake_time):
     limiter = _limiter(fake_time, RateLimit(max_requests=5, window_seconds=60))
-    first = fake_time.now
+    first = fake_time.monotonic()
     for _ in range(2):
         await limiter.acquire()
         fake_time.advance(5)
@@ -98,7 +98,7 @@ async def test_a_cost_that_can_never_be_granted_is_a_value_error(fake_time, cost
 
 
 async def test_account_scope_keeps_accounts_apart_and_broker_scope_is_shared(fake_time):
-    backend = MemoryBackend(clock=fake_time.clock)
+    backend = MemoryBackend(clock=fake_time.monotonic)
     per_account = RateLimit(max_requests=1, window_seconds=10, scope="account")
     a = _limiter(fake_time, per_account, account_id="A", backend=backend)
     b = _limiter(fake_time, per_account, account_id="B", backend=backend)
@@ -130,13 +130,13 @@ async def test_named_limit_classes_add_to_the_default_limits(fake_time):
 
 
 async def test_pause_holds_every_limiter_of_the_key_and_max_wait_refuses_long_waits(fake_time):
-    backend = MemoryBackend(clock=fake_time.clock)
+    backend = MemoryBackend(clock=fake_time.monotonic)
     one = _limiter(fake_time, RateLimit(max_requests=100, window_seconds=1), backend=backend)
     other = _limiter(fake_time, RateLimit(max_requests=100, window_seconds=1), backend=backend)
     await one.pause(30)
     current, maximum, reset_at = await other.status()
     assert (current, maximum) == (100, 100)
-    assert reset_at == dt.datetime.fromtimestamp(fake_time.now + 30, tz=dt.UTC)
+    assert reset_at == dt.datetime.fromtimestamp(fake_time.monotonic() + 30, tz=dt.UTC)
     with pytest.raises(BrokerRateLimitError) as info:
         await other.acquire(max_wait=10)
     assert info.value.retry_after == pytest.approx(30)
@@ -156,7 +156,7 @@ async def test_limiter_without_limits_still_honours_pauses(fake_time):
 
 async def test_headers_with_nothing_remaining_pause_until_the_reset(fake_time):
     limiter = _limiter(fake_time, RateLimit(max_requests=100, window_seconds=60))
-    await limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "12"}, now=fake_time.now)
+    await limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "12"}, now=fake_time.monotonic())
     assert await limiter.acquire() == pytest.approx(12)
 
 
@@ -169,7 +169,7 @@ async def test_headers_with_few_remaining_spread_them_until_the_reset(fake_time)
 
 async def test_headers_with_plenty_remaining_change_nothing(fake_time):
     limiter = _limiter(fake_time, RateLimit(max_requests=100, window_seconds=60))
-    await limiter.observe({"RateLimit": "limit=100, remaining=50, reset=30"}, now=fake_time.now)
+    await limiter.observe({"RateLimit": "limit=100, remaining=50, reset=30"}, now=fake_time.monotonic())
     assert [await limiter.acquire() for _ in range(10)] == [0.0] * 10
 
 
@@ -204,7 +204,7 @@ async def test_a_sleep_that_does_not_move_the_clock_is_an_error_not_a_spin(fake_
     limiter = RateLimiter(
         broker="sim",
         limits=[RateLimit(max_requests=1, window_seconds=10)],
-        backend=MemoryBackend(clock=fake_time.clock),
+        backend=MemoryBackend(clock=fake_time.monotonic),
         sleep=sleep_without_time,
     )
     await limiter.acquire()

@@ -6,16 +6,9 @@ import asyncio
 
 from brokersync import BrokerRateLimitError, RateLimit
 from brokersync._ratelimit import MemoryBackend, RateLimiter
+from brokersync.testing import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @settings(max_examples=150, deadline=None)
@@ -28,19 +21,19 @@ class Clock:
     ),
 )
 def test_no_window_ever_holds_more_than_the_limit_and_refusals_are_honest(limit, window, steps):
-    clock = Clock()
+    clock = FakeClock(monotonic_start=1_000.0)
     limiter = RateLimiter(
         broker="prop",
         limits=[RateLimit(max_requests=limit, window_seconds=window)],
-        backend=MemoryBackend(clock=clock),
+        backend=MemoryBackend(clock=clock.monotonic),
     )
     granted: list[float] = []
 
     async def run() -> None:
         for gap, burst in steps:
-            clock.now += gap
+            clock.advance(gap)
             for _ in range(burst):
-                in_window = [t for t in granted if t > clock.now - window]
+                in_window = [t for t in granted if t > clock.monotonic() - window]
                 refusal: BrokerRateLimitError | None = None
                 try:
                     await limiter.check_limit()
@@ -48,12 +41,12 @@ def test_no_window_ever_holds_more_than_the_limit_and_refusals_are_honest(limit,
                     refusal = exc
                 if refusal is None:
                     assert len(in_window) < limit
-                    granted.append(clock.now)
+                    granted.append(clock.monotonic())
                 else:
                     # Refused only when the window is really full, and told exactly when a slot frees.
                     assert len(in_window) >= limit
                     assert refusal.retry_after is not None
-                    assert abs(in_window[-limit] + window - clock.now - refusal.retry_after) < 1e-9
+                    assert abs(in_window[-limit] + window - clock.monotonic() - refusal.retry_after) < 1e-9
 
     asyncio.run(run())
     for index, t in enumerate(granted):

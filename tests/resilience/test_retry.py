@@ -32,7 +32,7 @@ class Script:
 
 
 def _ctx(fake_time, rnd=0.5, **kwargs):
-    return RetryContext(broker="sim", sleep=fake_time.sleep, clock=fake_time.clock, random=lambda: rnd, **kwargs)
+    return RetryContext(broker="sim", sleep=fake_time.sleep, clock=fake_time.monotonic, random=lambda: rnd, **kwargs)
 
 
 def test_delays_follow_the_policy_exponent_and_cap():

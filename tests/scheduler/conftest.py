@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from brokersync import BrokerSync, Vault
+from brokersync.testing import FakeClock
 from brokersync_sim import SimAPI
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -22,39 +24,24 @@ START = dt.datetime(2026, 2, 2, 9, 0, tzinfo=dt.UTC)
 PASSWORD = "sim-password"
 
 
-class FakeTime:
-    """One injected timeline: monotonic seconds for the scheduler, UTC for the engine and the sim.
+class FakeTime(FakeClock):
+    """brokersync's FakeClock on one timeline for the scheduler (monotonic from 0) and the engine (UTC).
 
-    ``sleep`` advances the timeline at once (the sim's latency, the engine's waits). The scheduler
-    gets ``idle_sleep``, which first waits until ``busy()`` is false: time only moves while no sync
-    runs, as if syncs took no time next to the intervals, so schedules are exact.
-    ``on_sleep`` lets a test act at a given moment (e.g. request a stop).
+    ``sleep`` advances the timeline at once (the sim's latency, the engine's waits) and yields to
+    the event loop. The scheduler gets ``idle_sleep``, which first waits until ``busy()`` is false:
+    time only moves while no sync runs, as if syncs took no time next to the intervals, so
+    schedules are exact. ``on_sleep`` lets a test act at a given moment (e.g. request a stop).
     """
 
     def __init__(self) -> None:
-        self.elapsed = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[float, float], None] | None = None
+        super().__init__(START, monotonic_start=0.0)
         self.busy: Callable[[], bool] = lambda: False
 
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def utc(self) -> dt.datetime:
-        return START + dt.timedelta(seconds=self.elapsed)
-
     async def sleep(self, seconds: float) -> None:
-        import asyncio
-
-        self.sleeps.append(seconds)
-        if self.on_sleep is not None:
-            self.on_sleep(self.elapsed, seconds)
-        self.elapsed += max(0.0, seconds)
+        await super().sleep(seconds)
         await asyncio.sleep(0)
 
     async def idle_sleep(self, seconds: float) -> None:
-        import asyncio
-
         while self.busy():
             await asyncio.sleep(0.002)  # real time: wait for the syncs in flight to finish
         await self.sleep(seconds)
@@ -67,7 +54,7 @@ def fake_time() -> FakeTime:
 
 @pytest.fixture
 def sim(fake_time: FakeTime) -> SimAPI:
-    return SimAPI(seed=11, accounts=2, trades_per_account=300, clock=fake_time.utc, sleep=fake_time.sleep)
+    return SimAPI(seed=11, accounts=2, trades_per_account=300, clock=fake_time, sleep=fake_time.sleep)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -83,7 +70,7 @@ async def engine(db_url: str, sim: SimAPI, fake_time: FakeTime) -> AsyncIterator
         db_url,
         encryption_keys=Vault.generate_key("k1"),
         transports={"sim": sim.transport()},
-        clock=fake_time.utc,
+        clock=fake_time,
         # The engine keeps real sleep: its rate limiter counts on the real monotonic clock.
     )
     await engine.upgrade_database()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from brokersync._circuit import CircuitBreaker
+from brokersync._clocks import MonotonicClock, WallClock
 from brokersync._http import BrokerHttpClient
 from brokersync._metrics import RequestMetrics
 from brokersync._pool import ConnectionPools
@@ -73,7 +74,9 @@ class Resilience:
         circuit_failure_threshold: Consecutive failures that open a circuit.
         circuit_reset_timeout: Seconds an open circuit waits before a probe.
         circuit_per_connection: One circuit per connection instead of one per broker.
-        clock: Seconds, injected in tests (used for the limiter, circuits and retry budget).
+        clock: Monotonic seconds, injected in tests (limiter windows, circuits, retry budget).
+        wall_clock: The wall clock (tz-aware ``datetime``) for ``Retry-After`` dates and
+            rate-limit resets; default: ``clock`` when given (tests), else the system time.
         sleep: Awaitable sleep, injected in tests.
         key_prefix: Prefix of the limiter's store keys.
         redis_retry_interval: Seconds between attempts to reach Redis again during an outage.
@@ -93,7 +96,8 @@ class Resilience:
         circuit_failure_threshold: int = 5,
         circuit_reset_timeout: float = 60.0,
         circuit_per_connection: bool = False,
-        clock: Callable[[], float] | None = None,
+        clock: MonotonicClock | None = None,
+        wall_clock: WallClock | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         key_prefix: str = "brokersync",
         redis_retry_interval: float = 5.0,
@@ -112,6 +116,9 @@ class Resilience:
         self._reset_timeout = circuit_reset_timeout
         self._per_connection = circuit_per_connection
         self._clock = clock
+        self._wall_seconds: Callable[[], float] = (
+            (lambda: wall_clock().timestamp()) if wall_clock is not None else clock or time.time
+        )
         self._sleep = sleep
         self._prefix = key_prefix
         if backend is None:
@@ -232,7 +239,7 @@ class Resilience:
             metrics=metrics,
             sleep=self._sleep_fn(),
             clock=self._clock or time.monotonic,
-            wall_clock=self._clock or time.time,
+            wall_clock=self._wall_seconds,
         )
 
     def _sleep_fn(self) -> Callable[[float], Awaitable[None]]:

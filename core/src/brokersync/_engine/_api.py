@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy.exc import SQLAlchemyError
 
-from brokersync._clocks import Sleep, WallClock, utcnow
+from brokersync._clocks import MonotonicClock, Sleep, WallClock, utcnow
 from brokersync._config import EngineSettings, data_dir, default_database_url
 from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
@@ -57,7 +57,9 @@ class BrokerSync(EngineReads):
             circuit breakers and retry policies for every broker request.
         transports: Per broker key, an httpx transport (tests: ``httpx.MockTransport``).
         base_urls: Per broker key, a base URL overriding the metadata's environment URL.
-        clock: Returns the current tz-aware UTC time (tests inject one).
+        clock: The wall clock: returns the current tz-aware UTC time (tests inject one).
+        monotonic: Monotonic seconds for rate-limit windows, circuit breakers and retry budgets
+            (tests that inject ``sleep`` inject this too, e.g. ``FakeClock.monotonic``).
         sleep: Awaitable sleep handed to plugins and the retry layer (tests inject one).
         settings: Engine tuning; the keyword arguments below override its fields.
         lookback: See :class:`EngineSettings`.
@@ -79,6 +81,7 @@ class BrokerSync(EngineReads):
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         base_urls: Mapping[str, str] | None = None,
         clock: WallClock | None = None,
+        monotonic: MonotonicClock | None = None,
         sleep: Sleep | None = None,
         settings: EngineSettings | None = None,
         lookback: dt.timedelta | None = None,
@@ -99,6 +102,7 @@ class BrokerSync(EngineReads):
         self._registry = registry
         self.redis_url = redis_url
         self._clock: WallClock = clock or utcnow
+        self._monotonic = monotonic
         self._sleep = sleep
         self._resilience: Resilience | None = resilience
         self._owns_resilience = resilience is None
@@ -182,11 +186,12 @@ class BrokerSync(EngineReads):
         if self._resilience is None:
             from brokersync._resilience import Resilience
 
-            options: dict[str, Any] = {"redis": self.redis_url, "sleep": self._sleep}
-            if self._clock is not utcnow:
-                clock = self._clock
-                options["clock"] = lambda: clock().timestamp()
-            self._resilience = Resilience(**options)
+            self._resilience = Resilience(
+                redis=self.redis_url,
+                sleep=self._sleep,
+                clock=self._monotonic,
+                wall_clock=self._clock if self._clock is not utcnow else None,
+            )
         return self._resilience
 
     # -- secrets -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Test kit for broker plugin authors: the conformance suite and transports for fake broker APIs.
+"""Test kit for broker plugin authors and integrators: the conformance suite, transports for fake
+broker APIs, and :class:`FakeClock` (one virtual time for every injected clock and sleep).
 
 Run the whole suite from a plugin's own tests::
 
@@ -19,6 +20,7 @@ rule, the broker and the offending record. This package imports httpx: import it
 
 from __future__ import annotations
 
+from brokersync.testing._clock import FakeClock
 from brokersync.testing._rules import RULES, ConformanceFailure, Rule
 from brokersync.testing._suite import BrokerConformance
 from brokersync.testing._transport import (
@@ -34,6 +36,7 @@ __all__ = [
     "BrokerConformance",
     "BypassRecord",
     "ConformanceFailure",
+    "FakeClock",
     "ObservedTransport",
     "RecordedRequest",
     "Rule",

@@ -10,7 +10,6 @@ loops, and record rate-limit waits on an injected sleep.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from brokersync._metrics import RequestMetrics
 from brokersync._registry import BrokerRegistry
 from brokersync.errors import PluginError
 from brokersync.models import Account, AuthResult, Trade
+from brokersync.testing._clock import FakeClock
 from brokersync.testing._rules import ConformanceFailure
 from brokersync.testing._transport import BypassRecord, ObservedTransport, core_request_scope
 
@@ -118,16 +118,14 @@ def _core_client(
     """
     from brokersync._resilience import Resilience
 
-    now = [time.time()]
-
-    def clock() -> float:
-        return now[0]
+    fake = FakeClock(dt.datetime.now(dt.UTC))
 
     async def virtual_sleep(seconds: float) -> None:
-        now[0] += max(0.0, seconds)
+        await fake.sleep(seconds)
         await sleep(seconds)
 
-    return Resilience(clock=clock, sleep=virtual_sleep).client_for(broker, transport=transport, metrics=metrics)
+    resilience = Resilience(clock=fake.monotonic, wall_clock=fake, sleep=virtual_sleep)
+    return resilience.client_for(broker, transport=transport, metrics=metrics)
 
 
 def load_registry(key: str, plugin: Any) -> BrokerRegistry:
