@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from brokersync._clocks import WallClock
 from brokersync._context import BrokerContext, HttpClient
 from brokersync._converters import normalize_cancellation, normalize_trade, wire_converter
 from brokersync._log import get_logger
@@ -86,7 +87,7 @@ class Broker:
         transport: httpx.AsyncBaseTransport | None = None,
         http: HttpClient | HttpFactory | None = None,
         connection_id: str | None = None,
-        clock: Callable[[], dt.datetime] | None = None,
+        clock: WallClock | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.key = key

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from brokersync._clocks import MonotonicClock
 from brokersync.errors import BrokerNetworkError, BrokerServerError, BrokerUnavailableError
 
 __all__ = ["CircuitBreaker", "CircuitState", "counts_as_failure"]
@@ -60,7 +61,7 @@ class CircuitBreaker:
         *,
         broker: str | None = None,
         connection_id: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise ValueError(f"CircuitBreaker failure_threshold must be an integer >= 1, got {failure_threshold!r}")

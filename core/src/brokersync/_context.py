@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from brokersync._clocks import WallClock
+
 if TYPE_CHECKING:
     import httpx
     from loguru import Logger
@@ -67,7 +69,7 @@ class BrokerContext:
     logger: Logger
     cache: dict[str, Any] = attrs.field(factory=dict)
     connection_id: str | None = None
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = _utcnow
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def now(self) -> dt.datetime:

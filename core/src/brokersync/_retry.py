@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import attrs
 import backoff
 
+from brokersync._clocks import MonotonicClock
 from brokersync._log import get_logger
 from brokersync._metrics import RequestMetrics
 from brokersync.errors import BrokerRateLimitError, ErrorType, classify_error
@@ -68,7 +69,7 @@ class RetryContext:
     broker: str | None = None
     connection_id: str | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    clock: Callable[[], float] = time.monotonic
+    clock: MonotonicClock = time.monotonic
     random: Callable[[], float] = random.random
     metrics: RequestMetrics | None = None
     giveup: Callable[[BaseException], bool] | None = None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from brokersync._clocks import MonotonicClock
 from brokersync._log import get_logger
 from brokersync.errors import BrokerSyncError, ErrorClassification, classify_error
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionSchedule", "ScheduledRun", "Scheduler", "SchedulerStats"]
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 ALL = "all"
 
@@ -135,7 +135,7 @@ class Scheduler:
         schedules: Sequence[ConnectionSchedule] = (),
         concurrency: int | None = None,
         grace: float | None = 30.0,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_run: Callable[[ScheduledRun], Any] | None = None,
         start_immediately: bool = True,

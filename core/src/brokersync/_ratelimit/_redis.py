@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from brokersync._clocks import MonotonicClock
 from brokersync._log import get_logger
 from brokersync._ratelimit._backend import Decision, Window
 from brokersync._ratelimit._memory import MemoryBackend
@@ -148,7 +149,7 @@ class RedisBackend:
         client: str | aioredis.Redis,
         *,
         retry_interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         fallback: MemoryBackend | None = None,
     ) -> None:
         if isinstance(client, str):
