@@ -33,7 +33,7 @@ EVERY = 30  # seconds between runs
 
 async def fill(engine: BrokerSync, rows: int) -> None:
     rnd = random.Random(1)
-    async with engine._store.engine.begin() as conn:
+    async with engine.store.engine.begin() as conn:
         for offset in range(0, rows, 50_000):
             await conn.execute(
                 insert(sync_runs),
@@ -71,7 +71,7 @@ async def run(rows: int) -> list[tuple[str, int, float, float, float, float]]:
         ) as engine:
             await engine.upgrade_database()
             await fill(engine, rows)
-            store = engine._store
+            store = engine.store
             last_day = START + dt.timedelta(seconds=EVERY * rows) - dt.timedelta(days=1)
             for label, since in (("whole trail", None), ("last day", last_day)):
 
