@@ -1,6 +1,6 @@
 """The sync engine, one module per step of a sync, top down (see ``docs/architecture.md``):
 
-``_api`` (BrokerSync) -> ``_run`` -> ``_start`` (lease, audit row) -> ``_secrets`` -> ``_brokers`` ->
+``_api`` (BrokerSync) -> ``_start`` (lease, audit row) -> ``_run`` -> ``_secrets`` -> ``_brokers`` ->
 ``_tokens`` -> ``_job`` (accounts, pages into the store) -> ``_finish`` (audit row, status, lease).
 ``_parts`` holds the collaborators every step receives, ``_context`` one run's frozen context,
 ``_fanout`` many runs at once, ``_reads`` the listings.

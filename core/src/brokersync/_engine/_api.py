@@ -24,9 +24,9 @@ from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
 from brokersync._engine._parts import EngineParts, require_text
 from brokersync._engine._reads import EngineReads
-from brokersync._engine._run import sync_connection
 from brokersync._engine._schema import Readiness
 from brokersync._engine._secrets import Secrets
+from brokersync._engine._start import sync_connection
 from brokersync._engine._tokens import TokenLocks
 from brokersync._log import get_logger
 from brokersync._store import Store, store_errors, wrap_store_errors

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._engine._parts import EngineParts
-from brokersync._engine._run import sync_connection
+from brokersync._engine._start import sync_connection
 from brokersync._store import wrap_store_errors
 from brokersync.errors import BrokerSyncError, classify_error
 from brokersync.results import ConnectionInfo, ProgressCallback, RunStatus, SyncResult, SyncTrigger

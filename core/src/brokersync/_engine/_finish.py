@@ -1,8 +1,8 @@
 """Finishing a sync: the result, the audit row, the connection's status and the lease, in one transaction.
 
 A failure is classified and redacted before it is stored; an auth failure marks the connection
-``needs_reauth``. If recording fails (the database may be what failed), the lease is still given
-back by :func:`release_if_held`.
+``needs_reauth``. If recording fails (the database may be what failed), ``_start`` still gives
+the lease back.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from brokersync._engine._context import RunContext
 from brokersync._engine._job import JobOutcome
 from brokersync._engine._parts import EngineParts
@@ -20,7 +18,7 @@ from brokersync._redact import redact
 from brokersync.errors import ErrorType, classify_error
 from brokersync.results import ConnectionStatus, RunStatus, SyncResult
 
-__all__ = ["record_failure", "record_success", "release_if_held"]
+__all__ = ["record_failure", "record_success"]
 
 
 def _result(
@@ -115,13 +113,3 @@ async def record_failure(parts: EngineParts, ctx: RunContext, error: BaseExcepti
         parts.log.error("could not record the failed run {r}: {e}", r=ctx.run_id, e=type(exc).__name__)  # noqa: TRY400 - no traceback: it may quote SQL with values
     parts.log.warning("sync of connection {c} failed: {m}", c=ctx.row.id, m=message, error_type=result.error.type.value)
     return result
-
-
-async def release_if_held(parts: EngineParts, ctx: RunContext) -> None:
-    """Give the lease back when the run's outcome could not be recorded (the lease expires anyway)."""
-    if ctx.lease.released:
-        return
-    try:
-        await parts.store.release_lease(ctx.row.id, holder=parts.holder)
-    except SQLAlchemyError as exc:  # the lease expires by itself; do not hide the run's outcome
-        parts.log.warning("could not release the lease of {c}: {e}", c=ctx.row.id, e=type(exc).__name__)

@@ -1,45 +1,27 @@
 """Running a started sync: open the secrets, make the broker facade, keep the token, run the job.
 
 Every outcome is recorded by :mod:`brokersync._engine._finish` (success, partial, failure,
-cancellation), and the lease is given back even when recording fails.
+cancellation) in the transaction that gives the lease back.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._engine._context import RunContext
-from brokersync._engine._finish import record_failure, record_success, release_if_held
+from brokersync._engine._finish import record_failure, record_success
 from brokersync._engine._job import JobOutcome, SyncJob
 from brokersync._engine._parts import EngineParts
-from brokersync._engine._start import start_run
 from brokersync._engine._tokens import TokenKeeper
 from brokersync._store import wrap_store_errors
 from brokersync.models import AuthResult
-from brokersync.results import ProgressCallback, SyncResult, SyncTrigger
+from brokersync.results import SyncResult
 
-__all__ = ["sync_connection"]
-
-
-async def sync_connection(
-    parts: EngineParts,
-    connection_id: str,
-    user_id: str,
-    trigger: SyncTrigger,
-    since: dt.datetime | None,
-    on_progress: ProgressCallback | None,
-) -> tuple[SyncResult, BaseException | None]:
-    """One sync of one connection: the result, and the error to raise (``None`` when it finished)."""
-    ctx = await start_run(parts, connection_id, user_id, trigger, since, on_progress)
-    try:
-        return await _run(parts, ctx)
-    finally:
-        await release_if_held(parts, ctx)
+__all__ = ["run_started"]
 
 
-async def _run(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, BaseException | None]:
+async def run_started(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, BaseException | None]:
+    """Do the work of a started run and record its outcome: the result, and the error to raise."""
     row = ctx.row
     outcome: JobOutcome | None = None
     try:

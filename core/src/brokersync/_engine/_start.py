@@ -2,6 +2,8 @@
 
 Lease, the check for runs a dead process left ``running`` and the audit row are one transaction,
 committed before any broker traffic: a crash leaves a trace the next run marks ``interrupted``.
+The lease's whole life is here: taken, handed to :mod:`~brokersync._engine._run` with the run's
+context, and given back if the run could not record its outcome (the lease expires anyway).
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import datetime as dt
 import time
 import uuid
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from brokersync._engine._context import RunContext
 from brokersync._engine._parts import EngineParts
+from brokersync._engine._run import run_started
 from brokersync.errors import NeedsReauthError, SyncError, SyncInProgressError
-from brokersync.results import ConnectionStatus, ProgressCallback, RunStatus, SyncTrigger
+from brokersync.results import ConnectionStatus, ProgressCallback, RunStatus, SyncResult, SyncTrigger
 
-__all__ = ["start_run"]
+__all__ = ["start_run", "sync_connection"]
 
 
 def _run_id() -> str:
@@ -88,3 +93,23 @@ async def start_run(
         perf_start=time.perf_counter(),
         on_progress=on_progress,
     )
+
+
+async def sync_connection(
+    parts: EngineParts,
+    connection_id: str,
+    user_id: str,
+    trigger: SyncTrigger,
+    since: dt.datetime | None,
+    on_progress: ProgressCallback | None,
+) -> tuple[SyncResult, BaseException | None]:
+    """One sync of one connection: the result, and the error to raise (``None`` when it finished)."""
+    ctx = await start_run(parts, connection_id, user_id, trigger, since, on_progress)
+    try:
+        return await run_started(parts, ctx)
+    finally:
+        if not ctx.lease.released:  # the run's outcome could not be recorded: still give the lease back
+            try:
+                await parts.store.release_lease(ctx.row.id, holder=parts.holder)
+            except SQLAlchemyError as exc:  # the lease expires by itself; do not hide the run's outcome
+                parts.log.warning("could not release the lease of {c}: {e}", c=ctx.row.id, e=type(exc).__name__)
