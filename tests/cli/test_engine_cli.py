@@ -181,3 +181,12 @@ def test_usage_errors_exit_2(env):
     upgrade = cli(env, "db", "upgrade")
     assert upgrade.returncode == 0 and "Schema" in upgrade.stdout
     assert cli(env, "keys", "generate").stdout.count(":") == 1
+
+
+def test_base_urls_from_the_environment_are_validated(env):
+    bad = cli(env, "connections", extra={"BROKERSYNC_BASE_URLS": "beta=notaurl"})
+    assert bad.returncode == 2
+    assert "BROKERSYNC_BASE_URLS: 'beta=notaurl' must look like BROKER=http(s)://HOST/PATH" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    good = cli(env, "connections", extra={"BROKERSYNC_BASE_URLS": "beta=http://127.0.0.1:9/v1"})
+    assert good.returncode == 0, good.stderr

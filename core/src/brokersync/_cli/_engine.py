@@ -39,7 +39,23 @@ def make_engine(database_url: str | None) -> BrokerSync:
     """Build the engine from configuration (environment variables and defaults)."""
     from brokersync._engine import BrokerSync
 
-    return BrokerSync(database_url or None)
+    return BrokerSync(database_url or None, base_urls=env_base_urls() or None)
+
+
+def env_base_urls() -> dict[str, str]:
+    """``BROKERSYNC_BASE_URLS=broker=url,broker2=url2``: send brokers' requests to other base URLs (local fakes)."""
+    import os
+
+    from brokersync.errors import ConfigurationError
+
+    text = os.environ.get("BROKERSYNC_BASE_URLS", "").strip()
+    urls: dict[str, str] = {}
+    for spec in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, url = spec.partition("=")
+        if not sep or not key.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ConfigurationError(f"BROKERSYNC_BASE_URLS: {spec!r} must look like BROKER=http(s)://HOST/PATH")
+        urls[key.strip()] = url.strip()
+    return urls
 
 
 def run(coro_fn: Callable[[BrokerSync], Awaitable[T]], database_url: str | None) -> T:
