@@ -38,8 +38,9 @@ def _grid(*, european: bool = False) -> bytes:
 
 
 def _read(fmt, data: bytes, **kwargs):
-    source = FileSource(io.BytesIO(data), name="export.csv", timezone=kwargs.pop("timezone", "America/Chicago"),
-                        **kwargs)
+    source = FileSource(
+        io.BytesIO(data), name="export.csv", timezone=kwargs.pop("timezone", "America/Chicago"), **kwargs
+    )
     return [page for page in fmt.parse(source)], source
 
 
@@ -87,9 +88,9 @@ PERFORMANCE_HEADER = (
 
 def test_trade_performance_round_trips_are_gross_with_fees_apart():
     rows = [
-        "1,ES 12-24,Sim101,,Long,3,5850.666,5855.75,11/5/2024 8:30:12 AM,11/5/2024 9:02:44 AM,Entry,Exit,$750.38,$750.38,$12.24,$0,$0,$0,3",
-        "2,NQ 12-24,Apex-2,,Short,1,20500,20480.25,11/5/2024 9:10:00 AM,11/5/2024 9:20:00 AM,Entry,Exit,$390.92,$1141.30,$4.08,$0,$0,$0,1",
-        "3,NQ 12-24,Apex-2,,Short,1,20500,20480.25,11/5/2024 9:10:00 AM,11/5/2024 9:20:00 AM,Entry,Exit,$390.92,$1532.22,$4.08,$0,$0,$0,1",
+        "1,ES 12-24,Sim101,,Long,3,5850.666,5855.75,11/5/2024 8:30:12 AM,11/5/2024 9:02:44 AM,Entry,Exit,$750.38,$750.38,$12.24,$0,$0,$0,3",  # noqa: E501
+        "2,NQ 12-24,Apex-2,,Short,1,20500,20480.25,11/5/2024 9:10:00 AM,11/5/2024 9:20:00 AM,Entry,Exit,$390.92,$1141.30,$4.08,$0,$0,$0,1",  # noqa: E501
+        "3,NQ 12-24,Apex-2,,Short,1,20500,20480.25,11/5/2024 9:10:00 AM,11/5/2024 9:20:00 AM,Entry,Exit,$390.92,$1532.22,$4.08,$0,$0,$0,1",  # noqa: E501
     ]
     pages, source = _read(TRADE_PERFORMANCE, "\n".join([PERFORMANCE_HEADER, *rows]).encode())
     trades = [t for p in pages for t in p.records]

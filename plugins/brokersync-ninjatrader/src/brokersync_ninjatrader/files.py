@@ -25,15 +25,29 @@ _PAGE = 1000
 
 #: Point values of the futures NinjaTrader users trade most; others need the ``multipliers`` option.
 FUTURES_MULTIPLIERS = {
-    "ES": Decimal(50), "MES": Decimal(5), "NQ": Decimal(20), "MNQ": Decimal(2), "YM": Decimal(5),
-    "MYM": Decimal("0.5"), "RTY": Decimal(50), "M2K": Decimal(5), "CL": Decimal(1000), "MCL": Decimal(100),
-    "GC": Decimal(100), "MGC": Decimal(10), "SI": Decimal(5000), "NG": Decimal(10000), "ZB": Decimal(1000),
-    "ZN": Decimal(1000), "6E": Decimal(125000), "6J": Decimal(12500000),
+    "ES": Decimal(50),
+    "MES": Decimal(5),
+    "NQ": Decimal(20),
+    "MNQ": Decimal(2),
+    "YM": Decimal(5),
+    "MYM": Decimal("0.5"),
+    "RTY": Decimal(50),
+    "M2K": Decimal(5),
+    "CL": Decimal(1000),
+    "MCL": Decimal(100),
+    "GC": Decimal(100),
+    "MGC": Decimal(10),
+    "SI": Decimal(5000),
+    "NG": Decimal(10000),
+    "ZB": Decimal(1000),
+    "ZN": Decimal(1000),
+    "6E": Decimal(125000),
+    "6J": Decimal(12500000),
 }
 
 
 def futures_multiplier(instrument: str, overrides: dict[str, Any] | None = None) -> tuple[str, AssetClass, Decimal]:
-    """The root, asset class and point value of a NinjaTrader instrument name (``"ES 12-24"`` -> ES, future, 50).
+    """Return root, asset class and point value of an instrument name (``"ES 12-24"``: ES, future, 50).
 
     A name without a contract month is a stock (multiplier 1). ``overrides`` maps roots to point
     values (the ``multipliers`` import option) for contracts this table does not know.
@@ -125,7 +139,7 @@ def _parse_performance(source: FileSource) -> Iterator[TradePage]:
             account = _account(source, row)
             position = row["Market pos."].strip().lower()
             if position not in ("long", "short"):
-                raise ValueError(f"Market pos. {row['Market pos.']!r} is neither Long nor Short")
+                raise ValueError(f"Market pos. {row['Market pos.']!r} is neither Long nor Short")  # noqa: TRY301
             opened_at = parse_time(row["Entry time"], tz=tz)
             closed_at = parse_time(row["Exit time"], tz=tz)
             quantity = parse_decimal(row["Qty"], field="Qty", decimal_comma=comma)

@@ -27,7 +27,7 @@ def broker_metadata() -> BrokerMetadata:
 
 @hookimpl
 def file_formats() -> list[FileFormat]:
-    """The NinjaTrader exports this plugin reads."""
+    """Return the NinjaTrader exports this plugin reads."""
     from brokersync_ninjatrader.files import EXECUTIONS_GRID, TRADE_PERFORMANCE
 
     return [EXECUTIONS_GRID, TRADE_PERFORMANCE]
