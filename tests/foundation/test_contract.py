@@ -300,3 +300,32 @@ async def test_trace_logs_every_hook_call_without_secrets(monkeypatch):
     assert all(r["extra"]["broker"] == "mock" and r["extra"]["ms"] >= 0 for r in records if "hook" in r["extra"])
     text = " ".join(r["message"] + str(r["extra"]) for r in records)
     assert "correct-horse" not in text and "tok-0123456789" not in text
+
+
+def test_a_file_only_plugin_needs_only_metadata_and_file_formats(registry):
+    from brokersync.files import FileFormat
+
+    fmt = FileFormat(name="nt-grid", description="grid", sniff=lambda head: True, parse=lambda source: iter(()))
+
+    class FileOnly:
+        @hookimpl
+        def broker_metadata(self):
+            return _meta("fileonly", auth_type="file", credential_fields=[], environments={}, default_environment=None)
+
+        @hookimpl
+        def file_formats(self):
+            return [fmt]
+
+    meta = registry.register("fileonly", FileOnly)
+    assert meta.auth_type is brokersync.AuthType.FILE
+    broker = registry.get("fileonly")
+    assert broker.environment == "file"
+    assert broker.file_formats() == (fmt,)
+
+    class Confused(FileOnly):
+        @hookimpl
+        def broker_metadata(self):
+            return _meta("confused")
+
+    with pytest.raises(brokersync.PluginError, match="implements only file_formats, so its metadata must say"):
+        registry.register("confused", Confused)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import httpx
     import pluggy
 
+    from brokersync.files import FileFormat
+
 _T = TypeVar("_T")
 
 __all__ = ["Broker", "RecordError", "TradeBatch"]
@@ -93,7 +95,7 @@ class Broker:
         self.key = key
         self.metadata = metadata
         self.environment = metadata.resolve_environment(environment)
-        self.base_url = base_url or metadata.environments[self.environment]
+        self.base_url = base_url or metadata.environments.get(self.environment, "")
         self.options: Mapping[str, Any] = dict(options or {})
         self.connection_id = connection_id
         self._pm = plugin_manager
@@ -112,6 +114,24 @@ class Broker:
     def implements(self, hook: str) -> bool:
         """Whether the plugin implements ``hook``."""
         return bool(getattr(self._pm.hook, hook).get_hookimpls())
+
+    def file_formats(self) -> tuple[FileFormat, ...]:
+        """The export file formats the plugin reads (its optional ``file_formats`` hook), checked.
+
+        Raises:
+            PluginContractError: the hook returned something other than uniquely named ``FileFormat`` objects.
+        """
+        from brokersync.files import FileFormat
+
+        if not self.implements("file_formats"):
+            return ()
+        formats = self._pm.hook.file_formats()
+        if not isinstance(formats, list | tuple) or not all(isinstance(f, FileFormat) for f in formats):
+            raise PluginContractError(f"broker {self.key!r}: file_formats() must return a list of FileFormat")
+        names = [f.name for f in formats]
+        if len(set(names)) != len(names):
+            raise PluginContractError(f"broker {self.key!r}: file_formats() repeats a format name: {names}")
+        return tuple(formats)
 
     def validate_response(self, response: httpx.Response) -> None:
         """Run the plugin's ``validate_response`` hook (if any) on ``response``."""

@@ -26,7 +26,7 @@ import pluggy
 from brokersync import hookspecs
 from brokersync._versions import PLUGIN_API_VERSION, api_version_matches
 from brokersync.errors import ConfigurationError, PluginError
-from brokersync.models import BrokerMetadata
+from brokersync.models import AuthType, BrokerMetadata
 
 if TYPE_CHECKING:
     from brokersync._broker import Broker
@@ -128,7 +128,9 @@ def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMe
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(_unknown_hook_message(key, unknown, str(exc)), broker=key) from exc
-    missing = [hook for hook in hookspecs.REQUIRED_HOOKS if hook not in implemented]
+    file_only = "file_formats" in implemented and not any(h in implemented for h in hookspecs.API_HOOKS)
+    required = ("broker_metadata", "file_formats") if file_only else hookspecs.REQUIRED_HOOKS
+    missing = [hook for hook in required if hook not in implemented]
     if missing:
         hints = []
         candidates = _candidate_functions(plugin)
@@ -146,6 +148,17 @@ def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMe
     except Exception as exc:
         raise PluginError(f"broker {key!r}: broker_metadata() failed: {_describe_exception(exc)}", broker=key) from exc
     metadata = _coerce_metadata(key, raw_metadata)
+    if file_only != (metadata.auth_type is AuthType.FILE):
+        raise PluginError(
+            f"broker {key!r}: "
+            + (
+                "implements only file_formats, so its metadata must say auth_type=AuthType.FILE"
+                if file_only
+                else "says auth_type=AuthType.FILE but implements API hooks; a file-only plugin implements "
+                "broker_metadata and file_formats only"
+            ),
+            broker=key,
+        )
     if metadata.key != key:
         raise PluginError(
             f"broker {key!r}: broker_metadata() says its key is {metadata.key!r}; it must equal the entry point name",

@@ -29,12 +29,14 @@ import pluggy
 
 if TYPE_CHECKING:
     from brokersync._context import BrokerContext
+    from brokersync.files import FileFormat
     from brokersync.models import Account, AuthResult, BrokerMetadata, Credentials
 
 __all__ = [
     "PROJECT_NAME",
     "authenticate",
     "broker_metadata",
+    "file_formats",
     "get_accounts",
     "get_trades",
     "hookimpl",
@@ -51,7 +53,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 #: Hooks every broker plugin must implement.
 REQUIRED_HOOKS = ("broker_metadata", "authenticate", "get_accounts", "get_trades")
 #: Hooks a broker plugin may implement.
-OPTIONAL_HOOKS = ("refresh_token", "validate_response")
+OPTIONAL_HOOKS = ("refresh_token", "validate_response", "file_formats")
+#: The hooks that talk to a broker's API; a file-only plugin (``AuthType.FILE``) implements none of them.
+API_HOOKS = ("authenticate", "get_accounts", "get_trades")
 
 TradesResult = (
     "AsyncIterator[TradePage] | Awaitable[Sequence[Trade | Mapping[str, Any]] | TradePage]"
@@ -168,4 +172,18 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
 
     Raises:
         BrokerError: Any subclass; the core treats it like the matching HTTP failure.
+    """
+
+
+@hookspec(firstresult=True)
+def file_formats() -> Sequence[FileFormat]:  # type: ignore[empty-body]
+    """Declare the export file formats this broker's plugin reads. Optional.
+
+    ``brokersync import`` detects a file's format by each format's ``sniff`` and stores the pages
+    its ``parse`` yields exactly like ``get_trades`` pages (dedupe, pairing, cancellations, audit).
+    A broker without an API (NinjaTrader, MetaTrader exports) is a *file-only* plugin: its
+    metadata says ``auth_type=AuthType.FILE`` and it implements only ``broker_metadata`` and this hook.
+
+    Returns:
+        The :class:`~brokersync.files.FileFormat` objects, each with a unique ``name``.
     """

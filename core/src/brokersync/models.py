@@ -144,6 +144,7 @@ class AuthType(enum.StrEnum):
     API_KEY = "api_key"  # key/secret pair
     TOKEN = "token"  # noqa: S105 - a name, not a token. A long-lived token the user generates at the broker
     OAUTH = "oauth"
+    FILE = "file"  # no API: the broker's data arrives as export files (``brokersync import``)
 
 
 class CursorKind(enum.StrEnum):
@@ -639,6 +640,8 @@ def _as_environments(value: Mapping[str, str]) -> dict[str, str]:
 
 
 def _check_environments(instance: BrokerMetadata, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value and instance.auth_type is AuthType.FILE:
+        return  # a file-only broker has no API to reach
     if not value:
         raise ValueError("BrokerMetadata.environments must name at least one environment and its base URL")
     for name, url in value.items():
@@ -702,6 +705,8 @@ class BrokerMetadata:
     def resolve_environment(self, environment: str | None) -> str:
         """Return the environment to use for ``environment`` (``None`` means the default)."""
         if environment is None:
+            if not self.environments:
+                return "file"  # a file-only broker (AuthType.FILE)
             return self.default_environment or next(iter(self.environments))
         if environment not in self.environments:
             raise ConfigurationError(

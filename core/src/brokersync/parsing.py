@@ -55,7 +55,8 @@ def parse_decimal(
     """Parse a broker number from its text into an exact :class:`~decimal.Decimal`.
 
     Accepts ``"1234.5"``, ``"-0.25"``, ``"1,234.50"`` (thousands separators), ``"(12.50)"``
-    (accounting negative), ``"1e-8"``, a leading ``+``, and ints. With ``decimal_comma=True`` the
+    (accounting negative), ``"$2.04"`` / ``"-$25.00"`` (a currency sign), ``"1e-8"``, a leading
+    ``+``, and ints. With ``decimal_comma=True`` the
     comma is the decimal mark and ``.``, spaces and ``'`` group thousands (``"1.234,50"``).
 
     Raises:
@@ -80,6 +81,7 @@ def parse_decimal(
     return result
 
 
+_CURRENCY = re.compile(r"(?<![\d.,])[$€£¥]\s?|\s?[$€£¥](?![\d.,])")  # "$2.04", "-$25.00", "12,50 €"
 _GROUPING = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _GROUPING_COMMA = re.compile(r"^[+-]?\d{1,3}([. ']\d{3})+(,\d*)?$")
 
@@ -89,6 +91,7 @@ def _decimal_from_text(text: str, *, decimal_comma: bool, where: str) -> Decimal
     negative = cleaned.startswith("(") and cleaned.endswith(")")
     if negative:
         cleaned = cleaned[1:-1].strip()
+    cleaned = _CURRENCY.sub("", cleaned).strip()
     if decimal_comma:
         if _GROUPING_COMMA.match(cleaned):
             cleaned = re.sub(r"[. ']", "", cleaned)

@@ -1,0 +1,158 @@
+"""brokersync's own generic CSV layout: any broker's fills, read without code.
+
+Columns (header names are matched case-insensitively; a column mapping renames a file's own
+headers to these): ``Date``, ``Time``, ``Symbol``, ``Quantity``, ``Price``, ``Side``; optional
+``Commission``, ``Fees``, ``Execution ID``, ``Account``, ``Currency``, ``Asset Class``,
+``Multiplier``. Dates are ``yyyy-mm-dd`` or ``mm/dd/yyyy`` (never day-first), times 24-hour, in
+the time zone given at import. Without a ``Side`` column, a negative quantity is a sell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from brokersync.files import FileFormat, FileFormatError, FileSource
+from brokersync.models import Execution, TradePage
+from brokersync.parsing import parse_decimal, parse_decimal_optional, parse_side, parse_time
+
+__all__ = ["COLUMNS", "GENERIC_CSV", "parse_mapping"]
+
+COLUMNS = (
+    "Date",
+    "Time",
+    "Symbol",
+    "Quantity",
+    "Price",
+    "Side",
+    "Commission",
+    "Fees",
+    "Execution ID",
+    "Account",
+    "Currency",
+    "Asset Class",
+    "Multiplier",
+)
+_REQUIRED = ("Date", "Symbol", "Quantity", "Price")
+_PAGE = 1000
+
+
+def parse_mapping(spec: str | Mapping[str, str] | None) -> dict[str, str]:
+    """A column mapping from ``--map "Date=Trade Date,Price=Fill Price"`` or a TOML table: ours -> the file's.
+
+    Raises:
+        FileFormatError: for a malformed pair or a column brokersync does not know.
+    """
+    if spec is None:
+        return {}
+    pairs: dict[str, str] = {}
+    items = spec.items() if isinstance(spec, Mapping) else (p.partition("=")[::2] for p in spec.split(",") if p.strip())
+    known = {c.lower(): c for c in COLUMNS}
+    for ours, theirs in items:
+        canonical = known.get(str(ours).strip().lower())
+        if canonical is None or not str(theirs).strip():
+            raise FileFormatError(
+                f"column mapping {ours!r}={theirs!r}: expected OURS=THEIRS with OURS one of {', '.join(COLUMNS)}"
+            )
+        pairs[canonical] = str(theirs).strip()
+    return pairs
+
+
+def _sniff(head: str) -> bool:
+    first = next((line for line in head.splitlines() if line.strip()), "").lower()
+    return all(name.lower() in first for name in ("date", "symbol", "quantity", "price"))
+
+
+def _parse(source: FileSource) -> Iterator[TradePage]:
+    tz = source.require_timezone("generic CSV")
+    mapping = parse_mapping(source.options.get("map"))
+    renamed = {theirs.lower(): ours for ours, theirs in mapping.items()}
+    known = {c.lower(): c for c in COLUMNS}
+    batch: list[Execution] = []
+    for line, raw_row in source.csv_rows(header=lambda cells: any(c.strip() for c in cells)):
+        row: dict[str, str] = {}
+        for column, value in raw_row.items():
+            name = renamed.get(column.lower()) or known.get(column.lower())
+            if name:
+                row[name] = value
+        if line == 2 or (not batch and not source.problems and len(row) < len(_REQUIRED)):
+            missing = [c for c in _REQUIRED if c not in row]
+            if missing:
+                raise FileFormatError(
+                    f"{source.name}: expected the column(s) {', '.join(missing)} of the generic CSV layout, "
+                    f"found {', '.join(raw_row) or 'no columns'} (map yours with --map OURS=THEIRS)"
+                )
+        if not any(v.strip() for v in row.values()):
+            continue
+        try:
+            batch.append(_execution(source, row, tz))
+        except (ValueError, TypeError) as exc:
+            source.problem(line, str(exc))
+            continue
+        if len(batch) >= _PAGE:
+            yield TradePage(executions=batch)
+            batch = []
+    if batch:
+        yield TradePage(executions=batch)
+
+
+def _execution(source: FileSource, row: dict[str, str], tz: str) -> Execution:
+    quantity = parse_decimal(row.get("Quantity", ""), field="Quantity", decimal_comma=source.decimal_comma)
+    if row.get("Side", "").strip():
+        side = parse_side(row["Side"])
+        quantity = abs(quantity)
+    elif quantity < 0:
+        side, quantity = parse_side("sell"), -quantity
+    else:
+        side = parse_side("buy")
+    if quantity == 0:
+        raise ValueError("Quantity is 0")
+    date = row.get("Date", "").strip()
+    time = row.get("Time", "").strip()
+    executed_at = parse_time(f"{date} {time}".strip(), tz=tz)
+    fees = sum(
+        (
+            parse_decimal_optional(row.get(c), field=c, decimal_comma=source.decimal_comma) or Decimal(0)
+            for c in ("Commission", "Fees")
+        ),
+        Decimal(0),
+    )
+    symbol = row.get("Symbol", "").strip()
+    if not symbol:
+        raise ValueError("Symbol is empty")
+    price = parse_decimal(row.get("Price", ""), field="Price", decimal_comma=source.decimal_comma)
+    account = row.get("Account", "").strip() or source.account_id
+    if not account:
+        raise ValueError("no Account column and no --account given")
+    instrument: dict[str, Any] = {"symbol": symbol, "currency": row.get("Currency", "").strip() or "USD"}
+    if row.get("Asset Class", "").strip():
+        instrument["asset_class"] = row["Asset Class"].strip().lower().replace(" ", "_")
+    if row.get("Multiplier", "").strip():
+        instrument["multiplier"] = parse_decimal(
+            row["Multiplier"], field="Multiplier", decimal_comma=source.decimal_comma
+        )
+    execution_id = row.get("Execution ID", "").strip() or source.content_id(
+        "csv", account, symbol, side, quantity, price, executed_at
+    )
+    return Execution(
+        broker_execution_id=execution_id,
+        account_id=account,
+        instrument=instrument,  # converted by Execution
+        side=side,
+        quantity=quantity,
+        price=price,
+        executed_at=executed_at,
+        fees=abs(fees),
+        raw=dict(row),
+    )
+
+
+GENERIC_CSV = FileFormat(
+    name="generic-csv",
+    description="brokersync's generic CSV: Date, Time, Symbol, Quantity, Price, Side, Commission, Fees (any broker)",
+    extensions=(".csv", ".txt"),
+    sniff=_sniff,
+    parse=_parse,
+    needs_timezone=True,
+)
