@@ -86,7 +86,7 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
         if not any(v.strip() for v in row.values()):
             continue
         try:
-            batch.append(_execution(source, row, tz))
+            batch.append(_execution(source, row, tz, line))
         except (ValueError, TypeError) as exc:
             source.problem(line, str(exc))
             continue
@@ -97,7 +97,7 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
         yield TradePage(executions=batch)
 
 
-def _execution(source: FileSource, row: dict[str, str], tz: str) -> Execution:
+def _execution(source: FileSource, row: dict[str, str], tz: str, line: int) -> Execution:
     quantity = parse_decimal(row.get("Quantity", ""), field="Quantity", decimal_comma=source.decimal_comma)
     if row.get("Side", "").strip():
         side = parse_side(row["Side"])
@@ -144,7 +144,7 @@ def _execution(source: FileSource, row: dict[str, str], tz: str) -> Execution:
         price=price,
         executed_at=executed_at,
         fees=abs(fees),
-        raw=dict(row),
+        raw={**row, "_line": line},
     )
 
 

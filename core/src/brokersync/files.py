@@ -96,6 +96,8 @@ class FileFormat:
         needs_timezone: The file's times carry no zone: the importer must be told one
             (``--timezone``); it is never assumed.
         binary: ``parse`` reads ``source.binary`` (XML) rather than text lines.
+        pair_executions: The core pairs this format's executions into round trips (``False`` for a
+            broker that pairs by itself and whose round trips arrive in another export or the API).
     """
 
     name: str
@@ -105,6 +107,7 @@ class FileFormat:
     parse: Callable[[FileSource], Iterable[TradePage]] = attrs.field(repr=False)
     needs_timezone: bool = False
     binary: bool = False
+    pair_executions: bool = True
 
 
 def _encoding_of(head: bytes) -> str:

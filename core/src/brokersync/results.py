@@ -23,6 +23,8 @@ __all__ = [
     "ConnectionInfo",
     "ConnectionStatus",
     "EngineStatus",
+    "ImportProgress",
+    "ImportResult",
     "ProgressCallback",
     "QueuedSync",
     "RunStatus",
@@ -50,6 +52,7 @@ class SyncTrigger(enum.StrEnum):
 
     MANUAL = "manual"  # all history (or from ``since``)
     SCHEDULED = "scheduled"  # incremental from each account's watermark minus the lookback
+    IMPORT = "import"  # an export file imported with ``brokersync import`` (one run per file)
 
 
 class RunStatus(enum.StrEnum):
@@ -333,3 +336,56 @@ class ProgressCallback(Protocol):
 
     def __call__(self, progress: SyncProgress, /) -> Awaitable[None] | None:
         """Receive the totals so far; may be a coroutine function."""
+
+
+@attrs.frozen(kw_only=True)
+class ImportProgress:
+    """Passed to ``on_progress`` while a file is imported: ``phase`` is ``check`` (the first pass) or ``store``."""
+
+    file: str
+    phase: str
+    bytes_done: int
+    bytes_total: int
+
+
+@attrs.frozen(kw_only=True)
+class ImportResult:
+    """The outcome of importing one export file (also recorded as a ``sync_runs`` row with trigger ``import``).
+
+    Attributes:
+        file: The file's name.
+        sha256: The SHA-256 of the file (each stored record keeps it, with the line it came from).
+        format: The format it was read as (e.g. ``"ibkr-flex-xml"``).
+        connection_id: The connection it was imported into.
+        broker: The broker key.
+        run_id: The audit row (``None`` for a dry run).
+        dry_run: Nothing was stored: the counts say what the file holds.
+        rows: Valid executions and round trips in the file.
+        imported: New round trips stored (executions are paired into round trips first).
+        skipped: Records already stored unchanged (a re-import imports nothing).
+        updated: Stored records the file changed.
+        cancelled: Records the file cancelled.
+        problems: The malformed rows, as ``line N: reason`` (at most 100).
+        problem_count: How many rows were malformed in total.
+        invalid: Records refused by validation, plus the malformed rows.
+        accounts: The broker accounts the file holds.
+        status: ``succeeded``, or ``partial`` when rows were refused.
+    """
+
+    file: str
+    sha256: str
+    format: str
+    connection_id: str
+    broker: str
+    run_id: str | None
+    dry_run: bool
+    rows: int
+    imported: int = 0
+    skipped: int = 0
+    updated: int = 0
+    cancelled: int = 0
+    problems: tuple[str, ...] = ()
+    problem_count: int = 0
+    invalid: int = 0
+    accounts: tuple[str, ...] = ()
+    status: RunStatus | None = None

@@ -22,11 +22,12 @@ from brokersync._clocks import MonotonicClock, Sleep, WallClock, utcnow
 from brokersync._config import EngineSettings, data_dir, default_database_url
 from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
+from brokersync._engine._imports import EngineImports
 from brokersync._engine._parts import EngineParts, require_text
 from brokersync._engine._reads import EngineReads
 from brokersync._engine._schema import Readiness
 from brokersync._engine._secrets import Secrets
-from brokersync._engine._start import sync_connection
+from brokersync._engine._start import FILE_ONLY, sync_connection
 from brokersync._engine._tokens import TokenLocks
 from brokersync._log import get_logger
 from brokersync._store import Store, store_errors, wrap_store_errors
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["BrokerSync"]
 
 
-class BrokerSync(EngineReads):
+class BrokerSync(EngineReads, EngineImports):
     """The sync engine. Use as ``async with BrokerSync() as engine: ...`` (or call :meth:`aclose`).
 
     Args:
@@ -129,7 +130,8 @@ class BrokerSync(EngineReads):
             token_locks=TokenLocks(),
             log=self._log,
         )
-        super().__init__(parts, self.database_url)
+        EngineReads.__init__(self, parts, self.database_url)
+        EngineImports.__init__(self, parts)
         self._parts = parts
         self._store = store
 
@@ -374,5 +376,6 @@ class BrokerSync(EngineReads):
             One result per active connection, in connection order.
         """
         await self._readiness.ensure()
-        active = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
+        listed = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
+        active = [c for c in listed if c.environment != FILE_ONLY]  # file-only connections have no API
         return await sync_each(self._parts, active, concurrency=concurrency or self.settings.concurrency)

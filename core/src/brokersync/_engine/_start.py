@@ -20,6 +20,8 @@ from brokersync._engine._run import run_started
 from brokersync.errors import NeedsReauthError, SyncError, SyncInProgressError
 from brokersync.results import ConnectionStatus, ProgressCallback, RunStatus, SyncResult, SyncTrigger
 
+FILE_ONLY = "file"  # the environment of a connection that only imports files (no credentials)
+
 __all__ = ["start_run", "sync_connection"]
 
 
@@ -50,6 +52,11 @@ async def start_run(
     if row.status == ConnectionStatus.NEEDS_REAUTH.value:
         raise NeedsReauthError(
             f"connection {connection_id} ({row.broker}) needs new credentials: reconnect it before syncing"
+        )
+    if row.environment == FILE_ONLY and trigger is not SyncTrigger.IMPORT:
+        raise SyncError(
+            f"connection {connection_id} ({row.broker}) is file-only: it has no API to sync; "
+            "import its files with `brokersync import`"
         )
     if row.status == ConnectionStatus.DISABLED.value:
         raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")

@@ -183,7 +183,7 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
         if len(filled) < 8:
             continue  # a balance/credit row or a section total
         try:
-            trade = _trade(cells, columns, tz=tz, currency=currency or "USD", account=account)
+            trade = _trade(cells, columns, tz=tz, currency=currency or "USD", account=account, line=line)
         except (ValueError, TypeError, IndexError) as exc:
             source.problem(line, str(exc))
             continue
@@ -213,7 +213,9 @@ def _header_facts(cells: list[str], account: str, currency: str) -> tuple[str, s
     return account, currency
 
 
-def _trade(cells: list[str], columns: dict[str, list[int]], *, tz: str, currency: str, account: str) -> Trade | None:
+def _trade(
+    cells: list[str], columns: dict[str, list[int]], *, tz: str, currency: str, account: str, line: int
+) -> Trade | None:
     def cell(name: str, which: int = 0) -> str:
         return cells[columns[name][which]]
 
@@ -245,7 +247,7 @@ def _trade(cells: list[str], columns: dict[str, list[int]], *, tz: str, currency
         realized_pnl=number(cell("profit"), "Profit"),
         fees=-commission,
         currency=currency,
-        raw={"cells": cells, "swap": swap, "server_timezone": tz},
+        raw={"cells": cells, "swap": swap, "server_timezone": tz, "_line": line},
     )
 
 

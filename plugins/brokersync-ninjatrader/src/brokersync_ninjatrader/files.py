@@ -116,7 +116,7 @@ def _parse_grid(source: FileSource) -> Iterator[TradePage]:
                     executed_at=executed_at,
                     fees=abs(fees),
                     order_id=row.get("Order ID") or None,
-                    raw=row,
+                    raw={**row, "_line": line},
                 )
             )
         except (ValueError, TypeError) as exc:
@@ -168,7 +168,7 @@ def _parse_performance(source: FileSource) -> Iterator[TradePage]:
                     realized_pnl=gross,
                     fees=fees,
                     currency=instrument.currency,
-                    raw={**row, "ninjatrader_profit": row["Profit"]},
+                    raw={**row, "ninjatrader_profit": row["Profit"], "_line": line},
                 )
             )
         except (ValueError, TypeError) as exc:

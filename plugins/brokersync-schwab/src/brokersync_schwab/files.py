@@ -135,7 +135,7 @@ def _executions(source: FileSource, account: str, rows: list[tuple[int, dict[str
                 executed_at=executed_at,
                 fees=fees,
                 kind=kind,
-                raw=row,
+                raw={**row, "_line": line},
             )
         except (ValueError, TypeError) as exc:
             source.problem(line, str(exc))
@@ -188,7 +188,7 @@ def _parse_statement(source: FileSource) -> Iterator[TradePage]:
         if not row.get("Exec Time"):
             row["Exec Time"] = last_time  # a spread's later legs leave the time blank
         try:
-            batch.append(_tos_execution(source, account, tz, row))
+            batch.append(_tos_execution(source, account, tz, row, line))
         except (ValueError, TypeError) as exc:
             source.problem(line, str(exc))
             continue
@@ -202,7 +202,7 @@ def _parse_statement(source: FileSource) -> Iterator[TradePage]:
         yield TradePage(executions=batch)
 
 
-def _tos_execution(source: FileSource, account: str, tz: str, row: dict[str, str]) -> Execution:
+def _tos_execution(source: FileSource, account: str, tz: str, row: dict[str, str], line: int) -> Execution:
     executed_at = parse_time(row["Exec Time"], tz=tz)
     side = parse_side(row["Side"])
     quantity = abs(parse_decimal(row["Qty"], field="Qty"))
@@ -231,7 +231,7 @@ def _tos_execution(source: FileSource, account: str, tz: str, row: dict[str, str
         quantity=quantity,
         price=price,
         executed_at=executed_at,
-        raw=row,
+        raw={**row, "_line": line},
     )
 
 
