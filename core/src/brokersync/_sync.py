@@ -22,6 +22,7 @@ import attrs
 from brokersync._broker import Broker, TradeBatch, await_me_maybe
 from brokersync._results import SyncProgress, SyncRecordError
 from brokersync._store import AccountInfo, Store, SyncTrigger, UpsertCounts
+from brokersync._store._execution_batches import execution_kwargs
 from brokersync.errors import BrokerAuthError
 from brokersync.models import Account, AuthResult, Credentials
 
@@ -229,6 +230,7 @@ class SyncJob:
             watermark=watermark,
             lease=(self._holder, now + self._ttl),
             cancellations=batch.cancellations,
+            **execution_kwargs(self._broker.metadata.capabilities, batch),
         )
         totals = self._totals
         totals.counts = totals.counts + counts

@@ -29,6 +29,14 @@ from brokersync._store._cancellations import (
     with_cancellations,
 )
 from brokersync._store._database import READ_ONLY, create_engine, current_revision, head_revision, upgrade_schema
+from brokersync._store._executions import (
+    StoredPosition,
+    delete_pairing,
+    read_positions,
+    repair_connection,
+    replace_positions,
+    store_executions,
+)
 from brokersync._store._records import (
     AccountInfo,
     ConnectionInfo,
@@ -56,7 +64,7 @@ from brokersync._store._sql import run_sql, update_sql
 from brokersync._store._trades import dialect_insert, upsert_trades
 from brokersync._store._types import parse_utc
 from brokersync.errors import StoreError, SyncInProgressError
-from brokersync.models import Account, Trade, TradeCancellation
+from brokersync.models import Account, Execution, ExecutionCancellation, Position, Trade, TradeCancellation
 
 __all__ = ["LeaseLostError", "Store", "store_errors", "wrap_store_errors"]
 
@@ -247,6 +255,7 @@ class Store:
         async with self._write() as conn:
             await conn.execute(delete(sync_leases).where(sync_leases.c.connection_id == connection_id))
             await conn.execute(delete(trades).where(trades.c.connection_id == connection_id))
+            await delete_pairing(conn, connection_id)
             await conn.execute(delete(trade_cancellations).where(trade_cancellations.c.connection_id == connection_id))
             await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
             await conn.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
@@ -407,12 +416,19 @@ class Store:
         watermark: dt.datetime | None = None,
         lease: tuple[str, dt.datetime] | None = None,
         cancellations: Sequence[TradeCancellation] = (),
+        executions: Sequence[Execution] = (),
+        execution_cancellations: Sequence[ExecutionCancellation] = (),
+        positions: Sequence[Position] | None = None,
+        pair: bool = True,
     ) -> BatchCounts:
         """Store one batch (and its cancellations), and move the account's cursor/watermark, in ONE transaction.
 
         ``lease`` = (holder, new expiry): the lease is renewed in the same transaction, and if this
         process lost it the whole batch is rolled back (:class:`LeaseLostError`). ``cursor`` and
         ``watermark`` are only written when given (a page without a cursor keeps the last one).
+        ``executions`` and their busts are stored and (``pair``) paired into round trips, and
+        ``positions`` (when not ``None``) replaces the account's snapshot, in the same transaction
+        (see ``_executions.py``).
         """
         async with self._write() as conn:
             if lease is not None:
@@ -423,9 +439,40 @@ class Store:
                 cancelled = await record_cancellations(
                     conn, connection_id=connection_id, account_id=account_id, cancellations=cancellations, now=now
                 )
+            if executions or execution_cancellations:
+                paired = await store_executions(
+                    conn,
+                    connection_id=connection_id,
+                    account_id=account_id,
+                    batch=executions,
+                    busts=execution_cancellations,
+                    now=now,
+                    pair=pair,
+                )
+                counts, cancelled = counts + paired, cancelled + paired.cancelled
+            if positions is not None:
+                await replace_positions(
+                    conn, connection_id=connection_id, account_id=account_id, positions=positions, now=now
+                )
             if cursor is not None or watermark is not None:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
             return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
+
+    async def positions(self, *, connection_ids: Sequence[str], account_id: str | None = None) -> list[StoredPosition]:
+        """Open positions of the connections: open lots of paired executions and brokers' snapshots."""
+        async with self._read() as conn:
+            return await read_positions(conn, connection_ids=connection_ids, account_id=account_id)
+
+    async def set_pairing_method(self, connection_id: str, method: str, *, now: dt.datetime) -> int:
+        """Set the connection's pairing method and re-pair every instrument with it, in ONE transaction.
+
+        Returns how many round trips changed (imported + updated + cancelled).
+        """
+        async with self._write() as conn:
+            await conn.execute(
+                update(connections).where(connections.c.id == connection_id).values(pairing_method=method)
+            )
+            return await repair_connection(conn, connection_id=connection_id, now=now)
 
     def _trade_query(
         self,
