@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         SyncRunInfo,
         SyncTrigger,
     )
+    from brokersync._store._executions import StoredPosition
     from brokersync._vault import Vault
 
 # Heavy parts (httpx, cattrs, loguru, SQLAlchemy) load on first use, so `import brokersync` and the
@@ -123,6 +124,7 @@ _LAZY = {
     "RunStatus": "brokersync._store",
     "StoredCancellation": "brokersync._store",
     "StoredTrade": "brokersync._store",
+    "StoredPosition": "brokersync._store._executions",
     "SyncRunInfo": "brokersync._store",
     "SyncTrigger": "brokersync._store",
     "enable_logging": "brokersync._log",
@@ -304,6 +306,7 @@ __all__ = [
     "Side",
     "StoreError",
     "StoredCancellation",
+    "StoredPosition",
     "StoredTrade",
     "SyncError",
     "SyncInProgressError",

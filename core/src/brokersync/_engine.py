@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._config import EngineSettings, data_dir, default_database_url
 from brokersync._log import get_logger
+from brokersync._positions import PositionQueries
 from brokersync._queries import EngineQueries
 from brokersync._results import ConnectResult, SyncResult
 from brokersync._run import SyncRunner
@@ -65,7 +66,7 @@ def _require_text(name: str, value: Any) -> str:
     return value
 
 
-class BrokerSync(EngineQueries):
+class BrokerSync(EngineQueries, PositionQueries):
     """The sync engine. Use as ``async with BrokerSync() as engine: ...`` (or call :meth:`aclose`).
 
     Args:

@@ -80,7 +80,18 @@ _CHUNK = 400  # ids per IN (...) lookup: SQLite caps bound parameters per statem
 
 @attrs.frozen(kw_only=True)
 class StoredPosition:
-    """One open position of an account: from the open lots of paired executions, or a broker's snapshot."""
+    """One open position of an account, as :meth:`BrokerSync.positions` lists it.
+
+    Attributes:
+        connection_id: The connection.
+        account_id: The broker account.
+        instrument: What is held (``symbol`` is a shortcut to its symbol).
+        quantity: Signed: positive long, negative short.
+        average_price: The quantity-weighted entry price of the open lots (or the broker's figure).
+        opened_at: When the oldest open lot was opened (or the broker's figure; may be ``None``).
+        source: ``"lots"`` (derived from paired executions) or ``"broker snapshot"`` (reported by a
+            broker that pairs by itself).
+    """
 
     connection_id: str
     account_id: str
@@ -629,7 +640,7 @@ async def replace_positions(
 
 
 async def read_positions(
-    conn: AsyncConnection, *, connection_ids: Sequence[str], account_id: str | None = None
+    conn: AsyncConnection, *, connection_ids: Sequence[str] | None, account_id: str | None = None
 ) -> list[StoredPosition]:
     """Open positions: the open lots of paired instruments and the brokers' snapshots."""
     result: list[StoredPosition] = []
@@ -646,9 +657,10 @@ async def read_positions(
                 ),
             )
         )
-        .where(lot.connection_id.in_(list(connection_ids)))
         .order_by(lot.connection_id, lot.account_id, lot.instrument_key, lot.position)
     )
+    if connection_ids is not None:
+        query = query.where(lot.connection_id.in_(list(connection_ids)))
     if account_id is not None:
         query = query.where(lot.account_id == account_id)
     grouped: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
@@ -670,11 +682,9 @@ async def read_positions(
             )
         )
     snap = position_snapshots.c
-    query2 = (
-        select(position_snapshots)
-        .where(snap.connection_id.in_(list(connection_ids)))
-        .order_by(snap.connection_id, snap.account_id, snap.instrument_key)
-    )
+    query2 = select(position_snapshots).order_by(snap.connection_id, snap.account_id, snap.instrument_key)
+    if connection_ids is not None:
+        query2 = query2.where(snap.connection_id.in_(list(connection_ids)))
     if account_id is not None:
         query2 = query2.where(snap.account_id == account_id)
     for row in await conn.execute(query2):

@@ -458,7 +458,9 @@ class Store:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
             return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
 
-    async def positions(self, *, connection_ids: Sequence[str], account_id: str | None = None) -> list[StoredPosition]:
+    async def positions(
+        self, *, connection_ids: Sequence[str] | None, account_id: str | None = None
+    ) -> list[StoredPosition]:
         """Open positions of the connections: open lots of paired executions and brokers' snapshots."""
         async with self._read() as conn:
             return await read_positions(conn, connection_ids=connection_ids, account_id=account_id)
