@@ -90,7 +90,12 @@ async def _feed(store: Store, items: Iterator[Execution] | Iterator[Trade], batc
         nonlocal imported
         if kind == "executions":
             counts = await store.store_batch(
-                connection_id="c1", account_id=ACCOUNT, batch=(), executions=page, now=NOW, cursor=str(len(page))  # type: ignore[arg-type]
+                connection_id="c1",
+                account_id=ACCOUNT,
+                batch=(),
+                executions=page,
+                now=NOW,
+                cursor=str(len(page)),  # type: ignore[arg-type]
             )
         else:
             counts = await store.store_batch(connection_id="c1", account_id=ACCOUNT, batch=page, now=NOW, cursor="x")  # type: ignore[arg-type]
