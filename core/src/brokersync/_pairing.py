@@ -36,6 +36,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import attrs
 
@@ -133,60 +134,173 @@ def share_fee(fees: Decimal, quantity: Decimal, taken: Decimal, quantum: int) ->
     return (fees * taken / quantity).quantize(Decimal((0, (1,), quantum)), rounding=ROUND_HALF_EVEN)
 
 
-@attrs.define(eq=False)
-class _Open:
-    """A mutable lot while pairing."""
+# --- the hot loop: plain tuples and lists, no validation of values the core derived itself ---------
 
-    execution_id: str
-    direction: Direction
-    quantity: Decimal
-    price: Decimal
-    opened_at: dt.datetime
-    fees: Decimal
-    fee_quantum: int
+# A fill as the loop reads it (the store builds these straight from its rows, without an Execution):
+# (executed_at, broker_execution_id, direction, quantity, price, fees, kind value, fee_currency,
+#  account_id, instrument). ``price`` is the trade price: 0 for an expiry.
+Fill = tuple[dt.datetime, str, Direction, Decimal, Decimal, Decimal, str, "str | None", str, Instrument]
+# An open lot while pairing: [opening execution id, direction, quantity, price, opened_at, fees, fee quantum].
+OpenLot = list[Any]
+
+_EXPIRY = ExecutionKind.EXPIRY.value
+_new = object.__new__
+_set = object.__setattr__
 
 
-def _round_trip(
-    lot: _Open,
-    closing: Execution,
-    quantity: Decimal,
-    exit_price: Decimal,
-    fees: tuple[Decimal, Decimal],
-    instrument: Instrument,
-    method: PairingMethod,
-) -> Trade:
-    if lot.direction is Direction.LONG:
-        pnl = (exit_price - lot.price) * quantity * instrument.multiplier
-    else:
-        pnl = (lot.price - exit_price) * quantity * instrument.multiplier
-    raw: dict[str, object] = {
-        "source": "paired",
-        "pairing": method.value,
-        "opening_execution_id": lot.execution_id,
-        "closing_execution_id": closing.broker_execution_id,
-        "closing_kind": closing.kind.value,
-        "instrument_key": instrument.pairing_key,
-        "multiplier": str(instrument.multiplier),
-        "opening_fee": str(fees[0]),
-        "closing_fee": str(fees[1]),
-    }
-    if closing.fee_currency is not None and closing.fee_currency != instrument.currency:
-        raw["fee_currency"] = closing.fee_currency
-    return Trade(
-        broker_trade_id=round_trip_id(lot.execution_id, closing.broker_execution_id),
-        account_id=closing.account_id,
-        symbol=instrument.symbol,
-        direction=lot.direction,
-        opened_at=lot.opened_at,
-        closed_at=max(closing.executed_at, lot.opened_at),
-        entry_price=lot.price,
-        exit_price=exit_price,
-        quantity=quantity,
-        realized_pnl=pnl,
-        fees=fees[0] + fees[1],
-        currency=instrument.currency,
-        raw=raw,
+def fill_of(execution: Execution) -> Fill:
+    """The loop's tuple for a (validated) execution."""
+    kind = execution.kind.value
+    return (
+        execution.executed_at,
+        execution.broker_execution_id,
+        execution.side.direction,
+        execution.quantity,
+        # an expiry happens at 0 (the price it carries, if any, is not a trade price)
+        _ZERO if kind == _EXPIRY else execution.price,
+        execution.fees,
+        kind,
+        execution.fee_currency,
+        execution.account_id,
+        execution.instrument,
     )
+
+
+def fill_order(fill: Fill) -> tuple[dt.datetime, str]:
+    """:func:`execution_order` of a fill."""
+    return (fill[0], fill[1])
+
+
+def _trusted_trade(
+    broker_trade_id: str,
+    account_id: str,
+    symbol: str,
+    direction: Direction,
+    opened_at: dt.datetime,
+    closed_at: dt.datetime,
+    entry_price: Decimal,
+    exit_price: Decimal,
+    quantity: Decimal,
+    realized_pnl: Decimal,
+    fees: Decimal,
+    currency: str,
+    raw: dict[str, object],
+) -> Trade:
+    """A ``Trade`` built without its converters and validators.
+
+    Only for values the loop derived from validated executions and lots: ids and symbols are
+    non-empty text, times are UTC, prices non-negative, quantities positive, ``closed_at`` is not
+    before ``opened_at`` and the currency is the instrument's (already normalized). The result
+    equals what ``Trade(...)`` would build from the same values (a test compares them).
+    """
+    trade = _new(Trade)
+    _set(trade, "broker_trade_id", broker_trade_id)
+    _set(trade, "account_id", account_id)
+    _set(trade, "symbol", symbol)
+    _set(trade, "direction", direction)
+    _set(trade, "opened_at", opened_at)
+    _set(trade, "closed_at", closed_at)
+    _set(trade, "entry_price", entry_price)
+    _set(trade, "exit_price", exit_price)
+    _set(trade, "quantity", quantity)
+    _set(trade, "realized_pnl", realized_pnl)
+    _set(trade, "fees", fees)
+    _set(trade, "currency", currency)
+    _set(trade, "raw", raw)
+    return trade
+
+
+def pair_fills(
+    fills: Sequence[Fill], lots: list[OpenLot], method: PairingMethod
+) -> tuple[list[Trade], collections.deque[OpenLot]]:
+    """The pairing loop: ``fills`` sorted by :func:`fill_order`, ``lots`` open before them (oldest first).
+
+    Returns the round trips closed and the lots left open (oldest first). See :func:`pair_executions`.
+    """
+    queue = collections.deque(lots)
+    fifo = method is PairingMethod.FIFO
+    method_value = method.value
+    long = Direction.LONG
+    instruments: dict[int, tuple[str, str, Decimal, str, str]] = {}
+    trips: list[Trade] = []
+    append = trips.append
+    for (
+        executed_at,
+        execution_id,
+        direction,
+        remaining,
+        exit_price,
+        fees,
+        kind,
+        fee_currency,
+        account,
+        instrument,
+    ) in fills:
+        quantum = _exponent(fees)
+        # close against lots of the other direction
+        if queue and queue[0][1] is not direction:
+            described = instruments.get(id(instrument))
+            if described is None:
+                described = instruments[id(instrument)] = (
+                    instrument.symbol,
+                    instrument.currency,
+                    instrument.multiplier,
+                    instrument.pairing_key,
+                    str(instrument.multiplier),
+                )
+            symbol, currency, multiplier, key, multiplier_text = described
+            while remaining > 0 and queue and queue[0][1] is not direction:
+                lot = queue[0] if fifo else queue[-1]
+                lot_id, lot_direction, lot_quantity, lot_price, opened_at, lot_fees, lot_quantum = lot
+                taken = remaining if remaining <= lot_quantity else lot_quantity  # min(): ties keep remaining
+                open_fee = share_fee(lot_fees, lot_quantity, taken, lot_quantum)
+                close_fee = share_fee(fees, remaining, taken, quantum)
+                if lot_direction is long:
+                    pnl = (exit_price - lot_price) * taken * multiplier
+                else:
+                    pnl = (lot_price - exit_price) * taken * multiplier
+                raw: dict[str, object] = {
+                    "source": "paired",
+                    "pairing": method_value,
+                    "opening_execution_id": lot_id,
+                    "closing_execution_id": execution_id,
+                    "closing_kind": kind,
+                    "instrument_key": key,
+                    "multiplier": multiplier_text,
+                    "opening_fee": str(open_fee),
+                    "closing_fee": str(close_fee),
+                }
+                if fee_currency is not None and fee_currency != currency:
+                    raw["fee_currency"] = fee_currency
+                append(
+                    _trusted_trade(
+                        round_trip_id(lot_id, execution_id),
+                        account,
+                        symbol,
+                        lot_direction,
+                        opened_at,
+                        executed_at if executed_at >= opened_at else opened_at,
+                        lot_price,
+                        exit_price,
+                        taken,
+                        pnl,
+                        open_fee + close_fee,
+                        currency,
+                        raw,
+                    )
+                )
+                lot[2] = lot_quantity - taken
+                lot[5] = lot_fees - open_fee
+                remaining -= taken
+                fees -= close_fee
+                if not lot[2]:
+                    if fifo:
+                        queue.popleft()
+                    else:
+                        queue.pop()
+        if remaining > 0:  # scale-in, a new position, or the rest of a reversal
+            queue.append([execution_id, direction, remaining, exit_price, executed_at, fees, quantum])
+    return trips, queue
 
 
 def pair_executions(
@@ -207,52 +321,24 @@ def pair_executions(
         The round trips closed, and the lots left open (oldest first).
     """
     method = PairingMethod(method)
-    lots = collections.deque(
-        _Open(lot.broker_execution_id, lot.direction, lot.quantity, lot.price, lot.opened_at, lot.fees, lot.fee_quantum)
+    fills = sorted(map(fill_of, executions), key=fill_order)
+    lots = [
+        [lot.broker_execution_id, lot.direction, lot.quantity, lot.price, lot.opened_at, lot.fees, lot.fee_quantum]
         for lot in open_lots
-    )
-    fifo = method is PairingMethod.FIFO
-    trips: list[Trade] = []
-    for execution in sorted(executions, key=execution_order):
-        direction = execution.side.direction
-        remaining = execution.quantity
-        fees = execution.fees
-        quantum = _exponent(fees)
-        # an expiry happens at 0 (the price it carries, if any, is not a trade price)
-        exit_price = _ZERO if execution.kind is ExecutionKind.EXPIRY else execution.price
-        # close against lots of the other direction
-        while remaining > 0 and lots and lots[0].direction is not direction:
-            lot = lots[0] if fifo else lots[-1]
-            taken = min(remaining, lot.quantity)
-            open_fee = share_fee(lot.fees, lot.quantity, taken, lot.fee_quantum)
-            close_fee = share_fee(fees, remaining, taken, quantum)
-            trips.append(
-                _round_trip(lot, execution, taken, exit_price, (open_fee, close_fee), execution.instrument, method)
-            )
-            lot.quantity -= taken
-            lot.fees -= open_fee
-            remaining -= taken
-            fees -= close_fee
-            if not lot.quantity:
-                if fifo:
-                    lots.popleft()
-                else:
-                    lots.pop()
-        if remaining > 0:  # scale-in, a new position, or the rest of a reversal
-            lots.append(_Open(execution.broker_execution_id, direction, remaining, exit_price,
-                              execution.executed_at, fees, quantum))  # fmt: skip
-    return PairingResult(
-        round_trips=tuple(trips),
-        open_lots=tuple(
-            Lot(
-                broker_execution_id=lot.execution_id,
-                direction=lot.direction,
-                quantity=lot.quantity,
-                price=lot.price,
-                opened_at=lot.opened_at,
-                fees=lot.fees,
-                fee_quantum=lot.fee_quantum,
-            )
-            for lot in lots
-        ),
+    ]
+    trips, left = pair_fills(fills, lots, method)
+    return PairingResult(round_trips=tuple(trips), open_lots=tuple(map(lot_of, left)))
+
+
+def lot_of(lot: OpenLot) -> Lot:
+    """The public ``Lot`` of a loop lot."""
+    execution_id, direction, quantity, price, opened_at, fees, quantum = lot
+    return Lot(
+        broker_execution_id=execution_id,
+        direction=direction,
+        quantity=quantity,
+        price=price,
+        opened_at=opened_at,
+        fees=fees,
+        fee_quantum=quantum,
     )

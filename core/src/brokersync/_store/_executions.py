@@ -38,7 +38,8 @@ import attrs
 from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from brokersync._pairing import Lot, PairingMethod, execution_order, pair_executions
+from brokersync._pairing import Fill, OpenLot, PairingMethod, fill_of, fill_order, pair_fills
+from brokersync._store import _pairing_sqlite as lite
 from brokersync._store._cancellations import BatchCounts, record_cancellations
 from brokersync._store._schema import (
     connections,
@@ -56,8 +57,10 @@ from brokersync.models import (
     Direction,
     Execution,
     ExecutionCancellation,
+    ExecutionKind,
     Instrument,
     Position,
+    Side,
     Trade,
     TradeCancellation,
 )
@@ -169,18 +172,39 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
-async def _existing(conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
+async def _existing(
+    conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """Stored executions among ``ids``: id -> (fingerprint, instrument key)."""
+    if conn.dialect.name == "sqlite":
+        rows = await lite.select_in(
+            await lite.driver_of(conn),
+            "SELECT broker_execution_id, fingerprint, instrument_key FROM executions "
+            "WHERE connection_id = ? AND account_id = ? AND broker_execution_id",
+            (connection_id, account_id),
+            ids,
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+    found: dict[str, tuple[str, str]] = {}
     c = executions.c
     for chunk in _chunks(ids):
         query = select(c.broker_execution_id, c.fingerprint, c.instrument_key).where(
             c.connection_id == connection_id, c.account_id == account_id, c.broker_execution_id.in_(chunk)
         )
-        found.update((row[0], row) for row in await conn.execute(query))
+        found.update((row[0], (row[1], row[2])) for row in await conn.execute(query))
     return found
 
 
 async def _tombstoned(conn: AsyncConnection, connection_id: str, account_id: str, ids: Sequence[str]) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        rows = await lite.select_in(
+            await lite.driver_of(conn),
+            "SELECT broker_execution_id FROM execution_cancellations "
+            "WHERE connection_id = ? AND account_id = ? AND broker_execution_id",
+            (connection_id, account_id),
+            ids,
+        )
+        return {row[0] for row in rows}
     found: set[str] = set()
     c = execution_cancellations.c
     for chunk in _chunks(ids):
@@ -194,6 +218,15 @@ async def _tombstoned(conn: AsyncConnection, connection_id: str, account_id: str
 async def _states(
     conn: AsyncConnection, connection_id: str, account_id: str, keys: Sequence[str]
 ) -> dict[str, tuple[dt.datetime, str]]:
+    if conn.dialect.name == "sqlite":
+        rows = await lite.select_in(
+            await lite.driver_of(conn),
+            "SELECT instrument_key, last_executed_at, last_execution_id FROM pairing_state "
+            "WHERE connection_id = ? AND account_id = ? AND instrument_key",
+            (connection_id, account_id),
+            keys,
+        )
+        return {row[0]: (lite.utc(row[1]), row[2]) for row in rows}
     found: dict[str, tuple[dt.datetime, str]] = {}
     c = pairing_state.c
     for chunk in _chunks(keys):
@@ -204,10 +237,37 @@ async def _states(
     return found
 
 
+_DIRECTIONS = {direction.value: direction for direction in Direction}
+
+
 async def _lots(
     conn: AsyncConnection, connection_id: str, account_id: str, keys: Sequence[str]
-) -> dict[str, list[Lot]]:
-    found: dict[str, list[Lot]] = defaultdict(list)
+) -> dict[str, list[OpenLot]]:
+    """The open lots of the instruments ``keys`` (oldest first), as the pairing loop takes them."""
+    found: dict[str, list[OpenLot]] = defaultdict(list)
+    if conn.dialect.name == "sqlite":
+        rows = await lite.select_in(
+            await lite.driver_of(conn),
+            "SELECT instrument_key, broker_execution_id, direction, quantity, price, opened_at, fees, fee_quantum "
+            "FROM open_lots WHERE connection_id = ? AND account_id = ? AND instrument_key",
+            (connection_id, account_id),
+            keys,
+            " ORDER BY instrument_key, position",
+        )
+        money, utc = lite.money, lite.utc
+        for key, execution_id, direction, quantity, price, opened_at, fees, quantum in rows:
+            found[key].append(
+                [
+                    execution_id,
+                    _DIRECTIONS[direction],
+                    money(quantity),
+                    money(price),
+                    utc(opened_at),
+                    money(fees),
+                    quantum,
+                ]
+            )
+        return found
     c = open_lots.c
     for chunk in _chunks(keys):
         query = (
@@ -217,20 +277,72 @@ async def _lots(
         )
         for row in await conn.execute(query):
             found[row.instrument_key].append(
-                Lot(
-                    broker_execution_id=row.broker_execution_id,
-                    direction=Direction(row.direction),
-                    quantity=row.quantity,
-                    price=row.price,
-                    opened_at=row.opened_at,
-                    fees=row.fees,
-                    fee_quantum=row.fee_quantum,
-                )
+                [
+                    row.broker_execution_id,
+                    Direction(row.direction),
+                    row.quantity,
+                    row.price,
+                    row.opened_at,
+                    row.fees,
+                    row.fee_quantum,
+                ]
             )
     return found
 
 
-async def _live_executions(conn: AsyncConnection, connection_id: str, account_id: str, key: str) -> list[Execution]:
+_SIDE_DIRECTIONS = {side.value: side.direction for side in Side}
+_EXPIRY = ExecutionKind.EXPIRY.value
+_ZERO = Decimal(0)
+
+
+def _live_fill(
+    account_id: str,
+    execution_id: str,
+    instrument: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    executed_at: dt.datetime,
+    fees: Decimal,
+    fee_currency: str | None,
+    kind: str,
+) -> Fill:
+    """The loop's tuple of a stored execution (as ``fill_of`` builds it from an ``Execution``)."""
+    return (
+        executed_at,
+        execution_id,
+        _SIDE_DIRECTIONS[side],
+        quantity,
+        _ZERO if kind == _EXPIRY else price,
+        fees,
+        kind,
+        fee_currency,
+        account_id,
+        _instrument(instrument),
+    )
+
+
+async def _live_fills(
+    conn: AsyncConnection, connection_id: str, account_id: str, key: str
+) -> tuple[list[Fill], str | None]:
+    """The instrument's executions that are not busted, in pairing order, and the last one's instrument JSON."""
+    if conn.dialect.name == "sqlite":
+        rows = await lite.run(
+            await lite.driver_of(conn),
+            "SELECT e.broker_execution_id, e.instrument, e.side, e.quantity, e.price, e.executed_at, e.fees, "
+            "e.fee_currency, e.kind FROM executions AS e "
+            "WHERE e.connection_id = ? AND e.account_id = ? AND e.instrument_key = ? AND NOT EXISTS ("
+            "SELECT 1 FROM execution_cancellations AS t WHERE t.connection_id = e.connection_id "
+            "AND t.account_id = e.account_id AND t.broker_execution_id = e.broker_execution_id) "
+            "ORDER BY e.executed_at, e.broker_execution_id",
+            (connection_id, account_id, key),
+        )
+        money, utc = lite.money, lite.utc
+        fills = [
+            _live_fill(account_id, r[0], r[1], r[2], money(r[3]), money(r[4]), utc(r[5]), money(r[6]), r[7], r[8])
+            for r in rows
+        ]
+        return fills, rows[-1][1] if rows else None
     c = executions.c
     t = execution_cancellations.c
     busted = (
@@ -247,23 +359,23 @@ async def _live_executions(conn: AsyncConnection, connection_id: str, account_id
         .where(c.connection_id == connection_id, c.account_id == account_id, c.instrument_key == key, ~busted)
         .order_by(c.executed_at, c.broker_execution_id)
     )
-    return [
-        Execution(
-            broker_execution_id=row.broker_execution_id,
-            account_id=account_id,
-            instrument=_instrument(row.instrument),
-            side=row.side,
-            quantity=row.quantity,
-            price=row.price,
-            executed_at=row.executed_at,
-            fees=row.fees,
-            fee_currency=row.fee_currency,
-            order_id=row.order_id,
-            open_close=row.open_close,
-            kind=row.kind,
+    result = list(await conn.execute(query))
+    fills = [
+        _live_fill(
+            account_id,
+            row.broker_execution_id,
+            row.instrument,
+            row.side,
+            row.quantity,
+            row.price,
+            row.executed_at,
+            row.fees,
+            row.fee_currency,
+            row.kind,
         )
-        for row in await conn.execute(query)
+        for row in result
     ]
+    return fills, result[-1].instrument if result else None
 
 
 async def pairing_method(conn: AsyncConnection, connection_id: str) -> PairingMethod:
@@ -297,6 +409,77 @@ def _execution_row(e: Execution, connection_id: str, now: dt.datetime) -> dict[s
         "first_seen_at": now,
         "updated_at": now,
     }
+
+
+# (execution, instrument JSON, instrument key, executed_at as utc_text, fingerprint): one to write
+_ToWrite = tuple[Execution, str, str, str, str]
+
+_SQLITE_EXECUTIONS = (
+    "INSERT INTO executions (connection_id, account_id, first_seen_at, updated_at, broker_execution_id, "
+    "instrument_key, instrument, side, quantity, price, executed_at, fees, fee_currency, kind, order_id, "
+    "open_close, raw, fingerprint)"
+)
+# only new executions and corrections (another fingerprint) are written: the WHERE changes nothing
+# for them, and makes a padding copy of a row a no-op
+_SQLITE_EXECUTIONS_CONFLICT = (
+    "ON CONFLICT (connection_id, account_id, broker_execution_id) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}"
+        for name in (
+            "instrument_key",
+            "instrument",
+            "side",
+            "quantity",
+            "price",
+            "executed_at",
+            "fees",
+            "fee_currency",
+            "kind",
+            "order_id",
+            "open_close",
+            "raw",
+            "fingerprint",
+            "updated_at",
+        )
+    )
+    + " WHERE executions.fingerprint <> excluded.fingerprint"
+)
+
+
+async def _write_executions(conn: AsyncConnection, connection_id: str, todo: list[_ToWrite], now: dt.datetime) -> None:
+    if not todo:
+        return
+    if conn.dialect.name != "sqlite":
+        await _upsert_executions(conn, [_execution_row(item[0], connection_id, now) for item in todo])
+        return
+    text = lite.money_text
+    rows = [
+        (
+            e.broker_execution_id,
+            key,
+            instrument,
+            e.side.value,
+            text(e.quantity),
+            text(e.price),
+            executed,
+            text(e.fees),
+            e.fee_currency,
+            e.kind.value,
+            e.order_id,
+            e.open_close.value if e.open_close else None,
+            json.dumps(dict(e.raw), default=_json_default, separators=(",", ":")),
+            fp,
+        )
+        for e, instrument, key, executed, fp in todo
+    ]
+    now_text = lite.time_text(now)
+    await lite.insert_rows(
+        await lite.driver_of(conn),
+        _SQLITE_EXECUTIONS,
+        _SQLITE_EXECUTIONS_CONFLICT,
+        (connection_id, todo[0][0].account_id, now_text, now_text),
+        rows,
+    )
 
 
 async def _upsert_executions(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -344,14 +527,72 @@ async def _record_tombstones(
     return [b.broker_execution_id for b in new]
 
 
+# the last paired execution of an instrument: (its instrument JSON, executed_at, broker execution id)
+_Last = tuple[str, dt.datetime, str]
+
+
+async def _replace_lots_sqlite(
+    conn: AsyncConnection,
+    connection_id: str,
+    account_id: str,
+    lots: dict[str, Sequence[OpenLot]],
+    states: dict[str, _Last | None],
+    now: dt.datetime,
+) -> None:
+    driver = await lite.driver_of(conn)
+    shared = (connection_id, account_id)
+    keys = list(lots)
+    await lite.delete_in(
+        driver, "DELETE FROM open_lots WHERE connection_id = ? AND account_id = ? AND instrument_key", shared, keys
+    )
+    gone = [key for key in keys if states[key] is None]
+    if gone:
+        await lite.delete_in(
+            driver,
+            "DELETE FROM pairing_state WHERE connection_id = ? AND account_id = ? AND instrument_key",
+            shared,
+            gone,
+        )
+    text, time = lite.money_text, lite.time_text
+    rows = [
+        (key, lot[0], position, lot[1].value, text(lot[2]), text(lot[3]), time(lot[4]), text(lot[5]), lot[6])
+        for key, key_lots in lots.items()
+        for position, lot in enumerate(key_lots)
+    ]
+    # a lot's opening execution opens one lot, and the instruments' lots were deleted above: the
+    # DO NOTHING only meets the padding copies of a row
+    await lite.insert_rows(
+        driver,
+        "INSERT INTO open_lots (connection_id, account_id, instrument_key, broker_execution_id, position, direction, "
+        "quantity, price, opened_at, fees, fee_quantum)",
+        "ON CONFLICT DO NOTHING",
+        shared,
+        rows,
+    )
+    state_rows = [(key, last[0], time(last[1]), last[2]) for key, last in states.items() if last is not None]
+    await lite.insert_rows(
+        driver,
+        "INSERT INTO pairing_state (connection_id, account_id, updated_at, instrument_key, instrument, "
+        "last_executed_at, last_execution_id)",
+        "ON CONFLICT (connection_id, account_id, instrument_key) DO UPDATE SET instrument = excluded.instrument, "
+        "last_executed_at = excluded.last_executed_at, last_execution_id = excluded.last_execution_id, "
+        "updated_at = excluded.updated_at",
+        (connection_id, account_id, time(now)),
+        state_rows,
+    )
+
+
 async def _replace_lots(
     conn: AsyncConnection,
     connection_id: str,
     account_id: str,
-    lots: dict[str, tuple[Lot, ...]],
-    states: dict[str, Execution | None],
+    lots: dict[str, Sequence[OpenLot]],
+    states: dict[str, _Last | None],
     now: dt.datetime,
 ) -> None:
+    if conn.dialect.name == "sqlite":
+        await _replace_lots_sqlite(conn, connection_id, account_id, lots, states, now)
+        return
     keys = list(lots)
     for chunk in _chunks(keys):
         where = (open_lots.c.connection_id == connection_id, open_lots.c.account_id == account_id)
@@ -369,14 +610,14 @@ async def _replace_lots(
             "connection_id": connection_id,
             "account_id": account_id,
             "instrument_key": key,
-            "broker_execution_id": lot.broker_execution_id,
+            "broker_execution_id": lot[0],
             "position": position,
-            "direction": lot.direction.value,
-            "quantity": lot.quantity,
-            "price": lot.price,
-            "opened_at": lot.opened_at,
-            "fees": lot.fees,
-            "fee_quantum": lot.fee_quantum,
+            "direction": lot[1].value,
+            "quantity": lot[2],
+            "price": lot[3],
+            "opened_at": lot[4],
+            "fees": lot[5],
+            "fee_quantum": lot[6],
         }
         for key, key_lots in lots.items()
         for position, lot in enumerate(key_lots)
@@ -388,9 +629,9 @@ async def _replace_lots(
             "connection_id": connection_id,
             "account_id": account_id,
             "instrument_key": key,
-            "instrument": instrument_json(last.instrument),
-            "last_executed_at": last.executed_at,
-            "last_execution_id": last.broker_execution_id,
+            "instrument": last[0],
+            "last_executed_at": last[1],
+            "last_execution_id": last[2],
             "updated_at": now,
         }
         for key, last in states.items()
@@ -406,6 +647,13 @@ async def _replace_lots(
 
 
 async def _stored_round_trips(conn: AsyncConnection, connection_id: str, account_id: str, key: str) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        rows = await lite.run(
+            await lite.driver_of(conn),
+            "SELECT broker_trade_id FROM round_trips WHERE connection_id = ? AND account_id = ? AND instrument_key = ?",
+            (connection_id, account_id, key),
+        )
+        return {row[0] for row in rows}
     c = round_trips.c
     query = select(c.broker_trade_id).where(
         c.connection_id == connection_id, c.account_id == account_id, c.instrument_key == key
@@ -417,6 +665,19 @@ async def _remember_round_trips(
     conn: AsyncConnection, connection_id: str, account_id: str, trips: Sequence[tuple[str, Trade]]
 ) -> None:
     if not trips:
+        return
+    if conn.dialect.name == "sqlite":
+        await lite.insert_rows(
+            await lite.driver_of(conn),
+            "INSERT INTO round_trips (connection_id, account_id, broker_trade_id, instrument_key, "
+            "opening_execution_id, closing_execution_id)",
+            "ON CONFLICT (connection_id, account_id, broker_trade_id) DO NOTHING",
+            (connection_id, account_id),
+            [
+                (trip.broker_trade_id, key, trip.raw["opening_execution_id"], trip.raw["closing_execution_id"])
+                for key, trip in trips
+            ],
+        )
         return
     stmt = dialect_insert(conn.dialect.name)(round_trips).on_conflict_do_nothing(
         index_elements=[round_trips.c.connection_id, round_trips.c.account_id, round_trips.c.broker_trade_id]
@@ -496,24 +757,31 @@ async def store_executions(
     new_busts = await _record_tombstones(conn, connection_id, account_id, busts, now) if busts else []
     dead = await _tombstoned(conn, connection_id, account_id, ids) if ids else set()
     full: set[str] = set()
-    fresh: dict[str, list[Execution]] = defaultdict(list)
-    rows: list[dict[str, Any]] = []
+    fresh: dict[str, list[Fill]] = defaultdict(list)
+    todo: list[_ToWrite] = []
+    described: dict[int, tuple[str, str]] = {}  # id(instrument) -> (JSON, pairing key): the page's objects
     for execution_id, e in latest.items():
-        row = _execution_row(e, connection_id, now)
+        instrument = e.instrument
+        known = described.get(id(instrument))
+        if known is None:
+            known = described[id(instrument)] = (instrument_json(instrument), instrument.pairing_key)
+        text, key = known
+        executed = utc_text(e.executed_at)
+        fp = _fingerprint(e, text, executed)
         previous = stored.get(execution_id)
         if previous is None:
-            rows.append(row)
+            todo.append((e, text, key, executed, fp))
             if execution_id not in dead:
-                fresh[row["instrument_key"]].append(e)
-        elif previous.fingerprint == row["fingerprint"]:
+                fresh[key].append(fill_of(e))
+        elif previous[0] == fp:
             skipped += 1
         else:  # a correction: re-pair where it was and where it is now
-            rows.append(row)
-            full.update((previous.instrument_key, row["instrument_key"]))
+            todo.append((e, text, key, executed, fp))
+            full.update((previous[1], key))
     if new_busts:  # a stored execution busted now: re-pair its instrument without it
         busted = await _existing(conn, connection_id, account_id, new_busts)
-        full.update(row.instrument_key for row in busted.values())
-    await _upsert_executions(conn, rows)
+        full.update(instrument_key for _, instrument_key in busted.values())
+    await _write_executions(conn, connection_id, todo, now)
     if not pair or not (fresh or full):
         return BatchCounts(0, skipped, 0, 0)
 
@@ -521,16 +789,18 @@ async def store_executions(
     states = await _states(conn, connection_id, account_id, list(fresh))
     for key, new in fresh.items():
         state = states.get(key)
-        if state is not None and min(map(execution_order, new)) <= state:
+        if state is not None and min(map(fill_order, new)) <= state:
             full.add(key)  # a late execution: it comes before what was paired already
     work = _Work()
     incremental = [key for key in fresh if key not in full]
     lots_before = await _lots(conn, connection_id, account_id, incremental) if incremental else {}
     for key in incremental:
-        result = pair_executions(fresh[key], open_lots=lots_before.get(key, ()), method=method)
-        work.trips.extend((key, trip) for trip in result.round_trips)
-        work.lots[key] = result.open_lots
-        work.last[key] = max(fresh[key], key=execution_order)
+        fills = sorted(fresh[key], key=fill_order)
+        trips, left = pair_fills(fills, lots_before.get(key, []), method)
+        work.trips.extend((key, trip) for trip in trips)
+        work.lots[key] = left
+        last = fills[-1]
+        work.last[key] = (instrument_json(last[9]), last[0], last[1])
     for key in sorted(full):
         await _repair(conn, connection_id, account_id, key, method, work)
     counts = await _write(conn, connection_id, account_id, work, now)
@@ -543,8 +813,8 @@ class _Work:
     """What pairing a page produced, written out by :func:`_write`."""
 
     trips: list[tuple[str, Trade]] = attrs.Factory(list)
-    lots: dict[str, tuple[Lot, ...]] = attrs.Factory(dict)
-    last: dict[str, Execution | None] = attrs.Factory(dict)
+    lots: dict[str, Sequence[OpenLot]] = attrs.Factory(dict)
+    last: dict[str, _Last | None] = attrs.Factory(dict)
     gone: list[str] = attrs.Factory(list)
     revived: list[str] = attrs.Factory(list)
 
@@ -553,15 +823,19 @@ async def _repair(
     conn: AsyncConnection, connection_id: str, account_id: str, key: str, method: PairingMethod, work: _Work
 ) -> None:
     """Re-pair one instrument from its first live execution (from scratch)."""
-    live = await _live_executions(conn, connection_id, account_id, key)
-    result = pair_executions(live, method=method)
+    fills, last_instrument = await _live_fills(conn, connection_id, account_id, key)
+    fills.sort(key=fill_order)  # already in this order from the database (linear on sorted input)
+    trips, left = pair_fills(fills, [], method)
     before = await _stored_round_trips(conn, connection_id, account_id, key)
-    after = {trip.broker_trade_id for trip in result.round_trips}
+    after = {trip.broker_trade_id for trip in trips}
     work.gone.extend(sorted(before - after))
     work.revived.extend(sorted(after - before))
-    work.trips.extend((key, trip) for trip in result.round_trips)
-    work.lots[key] = result.open_lots
-    work.last[key] = live[-1] if live else None
+    work.trips.extend((key, trip) for trip in trips)
+    work.lots[key] = left
+    if fills and last_instrument is not None:
+        work.last[key] = (instrument_json(_instrument(last_instrument)), fills[-1][0], fills[-1][1])
+    else:
+        work.last[key] = None
 
 
 async def _write(
