@@ -162,3 +162,27 @@ def test_a_very_long_pair_of_ids_becomes_a_stable_hash() -> None:
     assert first.broker_trade_id == again.broker_trade_id
     assert first.broker_trade_id.startswith("rt:")
     assert len(first.broker_trade_id) <= 255
+
+
+def test_round_trips_built_by_the_loop_equal_validated_trades() -> None:
+    """The loop builds round trips without re-running the model's validators: same values, same types."""
+    import attrs
+    from brokersync import Trade
+
+    executions = [
+        ex("b1", "buy", 3, "10.50", 0, fees="1.00"),
+        ex("s1", "sell", 5, "11.25", 1, fees="0.35"),  # closes 3, reverses into a short of 2
+        ex("b2", "buy", 2, "9", 2, fees="0.01"),
+        ex("x1", "sell", 1, "0", 3, kind="expiry", instrument=PUT),
+        ex("b3", "buy", 1, "2.5", 4, instrument=PUT),
+    ]
+    trips = pair_executions(executions).round_trips + pair_executions(executions, method="lifo").round_trips
+    assert len(trips) >= 3
+    for trip in trips:
+        values = {field.name: getattr(trip, field.name) for field in attrs.fields(Trade)}
+        validated = Trade(**values)
+        assert trip == validated
+        assert trip.raw == validated.raw
+        for name, value in values.items():
+            assert type(value) is type(getattr(validated, name)), name
+            assert str(value) == str(getattr(validated, name)), name

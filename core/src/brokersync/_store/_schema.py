@@ -109,7 +109,7 @@ trades = Table(
     Column("quantity", Money, nullable=False),
     Column("realized_pnl", Money),
     Column("fees", Money, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", String(12), nullable=False),  # ISO codes and crypto tickers (USDT); revision 0005
     Column("raw", Text, nullable=False),  # the broker's record as JSON, for audit
     Column("fingerprint", String(32), nullable=False),  # hash of the normalized fields (not raw)
     Column("first_seen_at", UTCDateTime, nullable=False),

@@ -3,6 +3,12 @@
 Existing data is untouched: trades stay where they are (derived round trips are stored as ordinary
 trades), and existing connections get ``pairing_method`` NULL, which means FIFO.
 
+``trades.currency`` widens from 3 to 12 characters (what ``Trade.currency`` accepts: ISO codes and
+crypto tickers such as ``USDT``; PostgreSQL enforced the 3). On SQLite, which never enforced the
+length, batch mode rebuilds ``trades`` (nothing references it) so the declared schema matches.
+A downgrade keeps the column wide: narrowing it would fail on a stored ``USDT`` round trip, and
+revision 0004's code works with the wider column.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-15
@@ -22,6 +28,8 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("trades") as batch:
+        batch.alter_column("currency", type_=sa.String(12), existing_type=sa.String(3), existing_nullable=False)
     op.add_column("connections", sa.Column("pairing_method", sa.String(8)))
     op.create_table(
         "executions",
