@@ -13,7 +13,10 @@ In one process, on one fresh SQLite file each, the same run measures:
 3. ``incremental``: 1% more executions, later than everything stored (continues from open lots);
 4. ``full re-pair``: the same 1% delivered as a late fill per instrument (re-pairs each instrument).
 
-Peak RSS (ru_maxrss) is printed for the whole process: run each size in its own process to compare.
+Two rates per path: end to end (building the ``Execution``/``Trade`` objects, what a plugin does,
+included) and store only (the time spent inside ``Store.store_batch``). Peak RSS (ru_maxrss) is
+printed for the whole process: run each size in its own process to compare. The load average
+before and after the run is printed too (the benchmark machine is shared).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import platform
 import resource
 import sys
@@ -81,13 +85,18 @@ async def _store(directory: Path, name: str) -> Store:
     return store
 
 
-async def _feed(store: Store, items: Iterator[Execution] | Iterator[Trade], batch: int, kind: str) -> tuple[float, int]:
+async def _feed(
+    store: Store, items: Iterator[Execution] | Iterator[Trade], batch: int, kind: str
+) -> tuple[float, int, float]:
+    """(wall seconds, round trips imported, seconds inside store_batch)."""
     started = time.perf_counter()
     page: list[object] = []
     imported = 0
+    storing = 0.0
 
     async def flush() -> None:
-        nonlocal imported
+        nonlocal imported, storing
+        begun = time.perf_counter()
         if kind == "executions":
             counts = await store.store_batch(
                 connection_id="c1",
@@ -100,6 +109,7 @@ async def _feed(store: Store, items: Iterator[Execution] | Iterator[Trade], batc
         else:
             counts = await store.store_batch(connection_id="c1", account_id=ACCOUNT, batch=page, now=NOW, cursor="x")  # type: ignore[arg-type]
         imported += counts.imported
+        storing += time.perf_counter() - begun
 
     for item in items:
         page.append(item)
@@ -108,27 +118,31 @@ async def _feed(store: Store, items: Iterator[Execution] | Iterator[Trade], batc
             page = []
     if page:
         await flush()
-    return time.perf_counter() - started, imported
+    return time.perf_counter() - started, imported, storing
 
 
 async def main(size: int, instruments: int, batch: int) -> None:
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         store = await _store(directory, "executions.db")
-        seconds, trips = await _feed(store, executions(size, instruments), batch, "executions")
+        seconds, trips, storing = await _feed(store, executions(size, instruments), batch, "executions")
         extra = size // 100
-        inc, _ = await _feed(store, executions(extra, instruments, start=size), batch, "executions")
-        late, _ = await _feed(store, executions(instruments, instruments, start=size + extra, late=True), batch,
-                              "executions")  # fmt: skip
+        inc, _, _ = await _feed(store, executions(extra, instruments, start=size), batch, "executions")
+        late, _, _ = await _feed(store, executions(instruments, instruments, start=size + extra, late=True), batch,
+                                 "executions")  # fmt: skip
         await store.aclose()
         baseline = await _store(directory, "trades.db")
-        trade_seconds, _ = await _feed(baseline, trades(size), batch, "trades")
+        trade_seconds, _, trade_storing = await _feed(baseline, trades(size), batch, "trades")
         await baseline.aclose()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"| {size:,} | {size / seconds:,.0f} exec/s ({trips:,} round trips) | {size / trade_seconds:,.0f} trades/s "
-          f"| {(size / seconds) / (size / trade_seconds):.2f} | {extra:,} new: {inc:.2f} s | "
+    print(f"| {size:,} | {size / seconds:,.0f} exec/s ({trips:,} round trips); store only {size / storing:,.0f} "
+          f"| {size / trade_seconds:,.0f} trades/s; store only {size / trade_storing:,.0f} "
+          f"| {trade_seconds / seconds:.2f}; store only {trade_storing / storing:.2f} | {extra:,} new: {inc:.2f} s | "
           f"{instruments} late fills (full re-pair of every instrument): {late:.2f} s | {rss:,.0f} MB |")  # fmt: skip
-    print(f"python {platform.python_version()}, {sys.platform}", file=sys.stderr)
+    load_after = os.getloadavg()
+    print(f"python {platform.python_version()}, {sys.platform}, {os.cpu_count()} CPUs, load average (1 min) "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -759,6 +759,7 @@ async def store_executions(
     full: set[str] = set()
     fresh: dict[str, list[Fill]] = defaultdict(list)
     todo: list[_ToWrite] = []
+    moved = False  # a correction moved an execution to another instrument
     described: dict[int, tuple[str, str]] = {}  # id(instrument) -> (JSON, pairing key): the page's objects
     for execution_id, e in latest.items():
         instrument = e.instrument
@@ -778,6 +779,7 @@ async def store_executions(
         else:  # a correction: re-pair where it was and where it is now
             todo.append((e, text, key, executed, fp))
             full.update((previous[1], key))
+            moved = moved or previous[1] != key
     if new_busts:  # a stored execution busted now: re-pair its instrument without it
         busted = await _existing(conn, connection_id, account_id, new_busts)
         full.update(instrument_key for _, instrument_key in busted.values())
@@ -801,9 +803,14 @@ async def store_executions(
         work.lots[key] = left
         last = fills[-1]
         work.last[key] = (instrument_json(last[9]), last[0], last[1])
-    for key in sorted(full):
-        await _repair(conn, connection_id, account_id, key, method, work)
-    counts = await _write(conn, connection_id, account_id, work, now)
+    if moved:
+        # a round trip may move between instruments: one write of everything (its tombstone and revival)
+        for key in sorted(full):
+            await _repair(conn, connection_id, account_id, key, method, work)
+        counts = await _write(conn, connection_id, account_id, work, now)
+    else:
+        counts = await _write(conn, connection_id, account_id, work, now)
+        counts = await _repair_each(conn, connection_id, account_id, sorted(full), method, now, counts)
     # re-paired round trips that did not change are not news: only executions sent again count as skipped
     return BatchCounts(counts.imported, skipped, counts.updated, counts.cancelled)
 
@@ -838,6 +845,34 @@ async def _repair(
         work.last[key] = None
 
 
+async def _repair_each(
+    conn: AsyncConnection,
+    connection_id: str,
+    account_id: str,
+    keys: Sequence[str],
+    method: PairingMethod,
+    now: dt.datetime,
+    counts: BatchCounts,
+) -> BatchCounts:
+    """Re-pair and write one instrument at a time: memory holds one instrument's round trips, not all.
+
+    Only when no execution changed instrument: then every round trip's two executions are in one
+    instrument before and after, the instruments' round trips are disjoint, and writing them one
+    instrument at a time ends in the same rows and counts as one write of them all.
+    """
+    for key in keys:
+        work = _Work()
+        await _repair(conn, connection_id, account_id, key, method, work)
+        more = await _write(conn, connection_id, account_id, work, now)
+        counts = BatchCounts(
+            counts.imported + more.imported,
+            counts.skipped + more.skipped,
+            counts.updated + more.updated,
+            counts.cancelled + more.cancelled,
+        )
+    return counts
+
+
 async def _write(
     conn: AsyncConnection, connection_id: str, account_id: str, work: _Work, now: dt.datetime
 ) -> BatchCounts:
@@ -867,10 +902,7 @@ async def repair_connection(conn: AsyncConnection, *, connection_id: str, now: d
         by_account[account_id].append(key)
     changed = 0
     for account_id, keys in by_account.items():
-        work = _Work()
-        for key in keys:
-            await _repair(conn, connection_id, account_id, key, method, work)
-        counts = await _write(conn, connection_id, account_id, work, now)
+        counts = await _repair_each(conn, connection_id, account_id, keys, method, now, BatchCounts(0, 0, 0, 0))
         changed += counts.imported + counts.updated + counts.cancelled
     return changed
 
