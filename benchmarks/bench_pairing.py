@@ -102,9 +102,9 @@ async def _feed(
                 connection_id="c1",
                 account_id=ACCOUNT,
                 batch=(),
-                executions=page,
+                executions=page,  # type: ignore[arg-type]
                 now=NOW,
-                cursor=str(len(page)),  # type: ignore[arg-type]
+                cursor=str(len(page)),
             )
         else:
             counts = await store.store_batch(connection_id="c1", account_id=ACCOUNT, batch=page, now=NOW, cursor="x")  # type: ignore[arg-type]
