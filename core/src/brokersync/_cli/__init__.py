@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "trades": "brokersync._cli._syncing:trades",
     "runs": "brokersync._cli._syncing:runs",
     "cancellations": "brokersync._cli._syncing:cancellations",
+    "positions": "brokersync._cli._positions:positions",
     "status": "brokersync._cli._syncing:status",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",
