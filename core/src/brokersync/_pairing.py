@@ -2,7 +2,7 @@
 
 One call pairs the executions of ONE instrument of ONE account, in time order, starting from the
 open lots left by earlier calls (so pairing continues across syncs), and returns the round trips
-it closed and the lots still open. The store (``_store/_executions.py``) persists the lots.
+it closed and the lots still open. The store (``_store/_executions.py`` and its parts) persists the lots.
 
 Rules (``docs/adr/0010-pairing.md``):
 

@@ -14,16 +14,10 @@ from brokersync._store import _pairing_sqlite as lite
 from brokersync._store._fingerprints import canonical_decimal
 from brokersync._store._instruments import instrument_json, json_default
 from brokersync._store._pairing_reads import tombstoned
-from brokersync._store._schema import (
-    execution_cancellations,
-    executions,
-)
+from brokersync._store._schema import execution_cancellations, executions
 from brokersync._store._types import utc_text
 from brokersync._store._upsert import dialect_insert
-from brokersync.models import (
-    Execution,
-    ExecutionCancellation,
-)
+from brokersync.models import Execution, ExecutionCancellation
 
 __all__ = ["ToWrite", "execution_fingerprint", "record_execution_tombstones", "write_executions"]
 

@@ -72,11 +72,7 @@ from brokersync._store._schema import (
 )
 from brokersync._store._types import utc_text
 from brokersync._store._upsert import upsert_trades
-from brokersync.models import (
-    Execution,
-    ExecutionCancellation,
-    Trade,
-)
+from brokersync.models import Execution, ExecutionCancellation, Trade
 
 __all__ = ["delete_pairing", "repair_connection", "store_executions"]
 

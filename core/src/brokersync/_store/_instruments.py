@@ -8,9 +8,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from brokersync.models import (
-    Instrument,
-)
+from brokersync.models import Instrument
 
 __all__ = ["instrument_json", "instrument_of", "json_default"]
 

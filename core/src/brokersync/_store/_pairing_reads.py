@@ -22,11 +22,7 @@ from brokersync._store._schema import (
     pairing_state,
     round_trips,
 )
-from brokersync.models import (
-    Direction,
-    ExecutionKind,
-    Side,
-)
+from brokersync.models import Direction, ExecutionKind, Side
 
 __all__ = [
     "chunks",

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from brokersync._store._sql import dbapi_error
 from brokersync._store._types import parse_utc, utc_text
 
-__all__ = ["driver_of", "insert_rows", "select_in"]
+__all__ = ["delete_in", "driver_of", "insert_rows", "money", "money_text", "run", "select_in", "time_text", "utc"]
 
 _MAX_ROWS = 256  # rows per INSERT (a power of two)
 _MAX_PARAMS = 32_000  # SQLite >= 3.32 binds at most 32,766 parameters per statement

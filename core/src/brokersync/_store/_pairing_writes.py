@@ -13,17 +13,9 @@ from brokersync._pairing import OpenLot
 from brokersync._store import _pairing_sqlite as lite
 from brokersync._store._cancellations import record_cancellations
 from brokersync._store._pairing_reads import chunks
-from brokersync._store._schema import (
-    open_lots,
-    pairing_state,
-    round_trips,
-    trade_cancellations,
-)
+from brokersync._store._schema import open_lots, pairing_state, round_trips, trade_cancellations
 from brokersync._store._upsert import dialect_insert
-from brokersync.models import (
-    Trade,
-    TradeCancellation,
-)
+from brokersync.models import Trade, TradeCancellation
 
 __all__ = ["REPAIRED", "LastPaired", "forget_round_trips", "remember_round_trips", "replace_lots", "revive_round_trips"]
 

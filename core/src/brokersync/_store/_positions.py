@@ -16,16 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from brokersync._store._base import Database
 from brokersync._store._executions import repair_connection
 from brokersync._store._instruments import instrument_json, instrument_of, json_default
-from brokersync._store._schema import (
-    connections,
-    open_lots,
-    pairing_state,
-    position_snapshots,
-)
-from brokersync.models import (
-    Direction,
-    Position,
-)
+from brokersync._store._schema import connections, open_lots, pairing_state, position_snapshots
+from brokersync.models import Direction, Position
 from brokersync.results import StoredPosition
 
 __all__ = ["PositionStore", "read_positions", "replace_positions"]
