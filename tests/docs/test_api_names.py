@@ -26,6 +26,7 @@ DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / name for name in ("index.md",
 NOT_ATTRIBUTES = {
     "brokers": "the entry point group name brokersync.brokers",
     "db": "the default database file name brokersync.db",
+    "pairing": "the public submodule brokersync.pairing (imported by name, not re-exported)",
 }
 _SPAN = re.compile(r"`([^`]+)`")
 _DOTTED = re.compile(r"\bbrokersync\.([A-Za-z_]\w*)")

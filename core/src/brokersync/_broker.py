@@ -19,10 +19,21 @@ import attrs
 
 from brokersync._clocks import WallClock
 from brokersync._context import BrokerContext, HttpClient
-from brokersync._converters import normalize_cancellation, normalize_trade, wire_converter
+from brokersync._converters import normalize_trade, wire_converter
 from brokersync._log import get_logger
+from brokersync._normalize_executions import normalize_any_cancellation, normalize_execution, normalize_position
 from brokersync.errors import PluginContractError, RecordValidationError
-from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradeCancellation, TradePage
+from brokersync.models import (
+    Account,
+    AuthResult,
+    BrokerMetadata,
+    Execution,
+    ExecutionCancellation,
+    Position,
+    Trade,
+    TradeCancellation,
+    TradePage,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +64,9 @@ class TradeBatch:
     errors: tuple[RecordError, ...] = ()
     cursor: str | None = None
     cancellations: tuple[TradeCancellation, ...] = ()
+    executions: tuple[Execution, ...] = ()
+    execution_cancellations: tuple[ExecutionCancellation, ...] = ()
+    positions: tuple[Position, ...] | None = None  # None: the page carries no position snapshot
 
 
 def trace_enabled() -> bool:
@@ -285,7 +299,7 @@ class Broker:
                         if pending:
                             yield self._normalize(pending, account, None)
                             pending = []
-                        yield self._normalize(item.records, account, item.cursor, item.cancellations)
+                        yield self._normalize(item.records, account, item.cursor, item.cancellations, item)
                     else:
                         pending.append(item)
                         if len(pending) >= _PAGE_SIZE:
@@ -296,7 +310,7 @@ class Broker:
             else:
                 result = await await_me_maybe(result)
                 if isinstance(result, TradePage):
-                    yield self._normalize(result.records, account, result.cursor, result.cancellations)
+                    yield self._normalize(result.records, account, result.cursor, result.cancellations, result)
                 elif isinstance(result, Mapping | str | bytes) or not hasattr(result, "__iter__"):
                     raise self._contract(  # noqa: TRY301 - traced by the handler below like any hook failure
                         "get_trades", f"returned {type(result).__name__}, expected TradePage pages or a list of trades"
@@ -310,7 +324,13 @@ class Broker:
             raise
         self._trace_call("get_trades", started, "ok")
 
-    def _normalize(self, records: Any, account: Account, cursor: str | None, cancellations: Any = ()) -> TradeBatch:
+    def normalize_page(self, page: TradePage, *, account_id: str) -> TradeBatch:
+        """Validate one page for ``account_id`` record by record, as ``iter_trades`` does (file imports use it)."""
+        return self._normalize(page.records, Account(id=account_id), page.cursor, page.cancellations, page)
+
+    def _normalize(
+        self, records: Any, account: Account, cursor: str | None, cancellations: Any = (), page: TradePage | None = None
+    ) -> TradeBatch:
         errors: list[RecordError] = []
 
         def valid(entries: Any, normalize: Callable[..., _T]) -> tuple[_T, ...]:
@@ -323,7 +343,19 @@ class Broker:
             return tuple(kept)
 
         trades = valid(records, normalize_trade)
-        cancelled = valid(cancellations, normalize_cancellation)
+        cancelled = valid(cancellations, normalize_any_cancellation)
         if cursor is not None and not isinstance(cursor, str):
             raise self._contract("get_trades", f"returned a cursor of type {type(cursor).__name__}, expected str")
-        return TradeBatch(trades=trades, errors=tuple(errors), cursor=cursor, cancellations=cancelled)
+        executions = valid(page.executions, normalize_execution) if page is not None else ()
+        positions = None
+        if page is not None and page.positions is not None:
+            positions = valid(page.positions, normalize_position)
+        return TradeBatch(
+            trades=trades,
+            errors=tuple(errors),
+            cursor=cursor,
+            cancellations=tuple(c for c in cancelled if isinstance(c, TradeCancellation)),
+            executions=executions,
+            execution_cancellations=tuple(c for c in cancelled if isinstance(c, ExecutionCancellation)),
+            positions=positions,
+        )

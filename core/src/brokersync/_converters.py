@@ -21,7 +21,14 @@ import cattrs
 from brokersync.errors import RecordValidationError
 from brokersync.models import Trade, TradeCancellation
 
-__all__ = ["describe_error", "normalize_cancellation", "normalize_trade", "strict_converter", "wire_converter"]
+__all__ = [
+    "base_converter",
+    "describe_error",
+    "normalize_cancellation",
+    "normalize_trade",
+    "strict_converter",
+    "wire_converter",
+]
 
 
 def _structure_decimal(value: Any, _: type) -> Decimal:
@@ -49,7 +56,8 @@ def _structure_datetime(value: Any, _: type) -> dt.datetime:
     raise TypeError(f"expected an ISO 8601 time, got {type(value).__name__}")
 
 
-def _base(*, forbid_extra_keys: bool) -> cattrs.Converter:
+def base_converter(*, forbid_extra_keys: bool) -> cattrs.Converter:
+    """A new converter with the Decimal and UTC datetime hooks every boundary shares (callers add their own)."""
     converter = cattrs.Converter(forbid_extra_keys=forbid_extra_keys)
     converter.register_structure_hook(Decimal, _structure_decimal)
     converter.register_structure_hook(dt.datetime, _structure_datetime)
@@ -61,13 +69,13 @@ def _base(*, forbid_extra_keys: bool) -> cattrs.Converter:
 @functools.cache
 def wire_converter() -> cattrs.Converter:
     """The converter for records plugins hand over as mappings (extra keys ignored)."""
-    return _base(forbid_extra_keys=False)
+    return base_converter(forbid_extra_keys=False)
 
 
 @functools.cache
 def strict_converter() -> cattrs.Converter:
     """The converter for our own configuration (unknown keys are errors)."""
-    return _base(forbid_extra_keys=True)
+    return base_converter(forbid_extra_keys=True)
 
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 from brokersync.errors import ErrorClassification
-from brokersync.models import Account, Direction, Trade
+from brokersync.models import Account, Direction, Instrument, Trade
 
 __all__ = [
     "AccountInfo",
@@ -29,6 +29,7 @@ __all__ = [
     "QueuedSync",
     "RunStatus",
     "StoredCancellation",
+    "StoredPosition",
     "StoredTrade",
     "SyncProgress",
     "SyncRecordError",
@@ -190,6 +191,35 @@ class StoredCancellation:
     reason: str | None
     recorded_at: dt.datetime
     trade_stored: bool
+
+
+@attrs.frozen(kw_only=True)
+class StoredPosition:
+    """One open position of an account, as :meth:`BrokerSync.positions <brokersync.BrokerSync.positions>` lists it.
+
+    Attributes:
+        connection_id: The connection.
+        account_id: The broker account.
+        instrument: What is held (``symbol`` is a shortcut to its symbol).
+        quantity: Signed: positive long, negative short.
+        average_price: The quantity-weighted entry price of the open lots (or the broker's figure).
+        opened_at: When the oldest open lot was opened (or the broker's figure; may be ``None``).
+        source: ``"lots"`` (derived from paired executions) or ``"broker snapshot"`` (reported by a
+            broker that pairs by itself).
+    """
+
+    connection_id: str
+    account_id: str
+    instrument: Instrument
+    quantity: Decimal
+    average_price: Decimal
+    opened_at: dt.datetime | None
+    source: str  # "lots" | "broker snapshot"
+
+    @property
+    def symbol(self) -> str:
+        """The instrument's symbol."""
+        return self.instrument.symbol
 
 
 @attrs.frozen(kw_only=True)

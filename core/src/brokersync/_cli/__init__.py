@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "runs": "brokersync._cli._syncing:runs",
     "cancellations": "brokersync._cli._syncing:cancellations",
     "import": "brokersync._cli._import:import_",
+    "positions": "brokersync._cli._positions:positions",
     "status": "brokersync._cli._syncing:status",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",

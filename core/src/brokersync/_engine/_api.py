@@ -30,6 +30,7 @@ from brokersync._engine._secrets import Secrets
 from brokersync._engine._start import FILE_ONLY, sync_connection
 from brokersync._engine._tokens import TokenLocks
 from brokersync._log import get_logger
+from brokersync._pairing import PairingMethod
 from brokersync._store import Store, store_errors, wrap_store_errors
 from brokersync.results import ConnectionStatus, ConnectResult, ProgressCallback, SyncResult, SyncTrigger
 
@@ -325,6 +326,26 @@ class BrokerSync(EngineReads, EngineImports):
             token_expires_at=None,
             updated_at=self._clock(),
         )
+
+    # -- pairing -----------------------------------------------------------------------------------
+
+    @store_errors("changing the pairing method")
+    async def set_pairing_method(self, connection_id: str, user_id: str, method: PairingMethod | str) -> int:
+        """Pair this connection's executions FIFO (the default) or LIFO from now on.
+
+        The connection's executions are re-paired at once with the new method, in one transaction:
+        round trips that change are updated, those that no longer exist get tombstones.
+
+        Returns:
+            How many round trips were imported, updated or cancelled by the re-pair.
+
+        Raises:
+            ValueError: ``method`` is not ``"fifo"`` or ``"lifo"``.
+            ConnectionNotFoundError: No such connection for this user.
+        """
+        chosen = PairingMethod(method)
+        await self._parts.own_row(connection_id, user_id)
+        return await self._store.set_pairing_method(connection_id, chosen.value, now=self._clock())
 
     # -- syncing -----------------------------------------------------------------------------------
 

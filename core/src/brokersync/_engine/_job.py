@@ -21,6 +21,7 @@ from brokersync._broker import Broker, TradeBatch, await_me_maybe
 from brokersync._clocks import WallClock
 from brokersync._config import EngineSettings
 from brokersync._engine._context import RunContext
+from brokersync._engine._execution_batches import execution_kwargs
 from brokersync._engine._tokens import TokenKeeper
 from brokersync._store import Store, UpsertCounts
 from brokersync.errors import BrokerAuthError
@@ -144,6 +145,7 @@ class SyncJob:
             watermark=watermark,
             lease=(self._holder, now + self._ttl),
             cancellations=batch.cancellations,
+            **execution_kwargs(self._broker.metadata.capabilities, batch),
         )
         totals = self._totals
         totals.counts = totals.counts + counts

@@ -1,4 +1,4 @@
-"""What :class:`~brokersync.BrokerSync` reads: connections, trades, runs, status, sync statistics,
+"""What :class:`~brokersync.BrokerSync` reads: connections, trades, positions, runs, status, sync statistics,
 and the retry of failed syncs (the seed's dead-letter queue).
 
 A base class that holds the engine's parts (no stubs): :class:`~brokersync.BrokerSync` extends it
@@ -25,6 +25,7 @@ from brokersync.results import (
     ProgressCallback,
     RunStatus,
     StoredCancellation,
+    StoredPosition,
     StoredTrade,
     SyncResult,
     SyncRunInfo,
@@ -127,6 +128,20 @@ class EngineReads:
         return await self._reads.store.list_cancellations(
             connection_ids=ids, account_id=account_id, without_trade=without_trade, limit=limit
         )
+
+    @store_errors("reading open positions")
+    async def positions(
+        self, *, user_id: str | None = None, connection_id: str | None = None, account: str | None = None
+    ) -> list[StoredPosition]:
+        """Open positions per account and instrument (all users' when ``user_id`` is ``None``: operator use).
+
+        For a broker whose executions the core pairs, these are the open lots (signed quantity,
+        quantity-weighted average entry price, when the oldest lot opened); for a broker that pairs
+        by itself and reports positions, its last snapshot (``source == "broker snapshot"``).
+        """
+        await self._reads.readiness.ensure()
+        ids = await self._connection_ids(user_id, connection_id)
+        return await self._reads.store.positions(connection_ids=ids, account_id=account)
 
     @store_errors("counting trades")
     async def count_trades(

@@ -1,7 +1,8 @@
 """The store: SQLAlchemy 2 (async) over SQLite or PostgreSQL, migrated by Alembic.
 
-One module per concern (``_connections``, ``_runs``, ``_trades``, ``_statistics``), joined into
-:class:`Store`. The records it returns are the public ones of :mod:`brokersync.results`.
+One module per concern (``_connections``, ``_runs``, ``_trades``, ``_statistics``, ``_positions``),
+joined into :class:`Store`; ``_executions`` stores and pairs a page's executions inside ``_trades``'s
+transaction. The records it returns are the public ones of :mod:`brokersync.results`.
 """
 
 from __future__ import annotations

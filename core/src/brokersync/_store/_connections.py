@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._base import Database
+from brokersync._store._executions import delete_pairing
 from brokersync._store._records import ConnectionRow, connection_info
 from brokersync._store._schema import accounts, connections, sync_cursors, sync_leases, trade_cancellations, trades
 from brokersync._store._sql import run_sql
@@ -107,10 +108,11 @@ class ConnectionStore(Database):
             await conn.execute(update(connections).where(connections.c.id == connection_id).values(**values))
 
     async def delete_connection(self, connection_id: str) -> None:
-        """Delete a connection with its accounts, cursors, trades, tombstones and lease (audit rows stay)."""
+        """Delete a connection with its accounts, cursors, trades, executions, tombstones, lease (audit rows stay)."""
         async with self.write() as conn:
             await conn.execute(delete(sync_leases).where(sync_leases.c.connection_id == connection_id))
             await conn.execute(delete(trades).where(trades.c.connection_id == connection_id))
+            await delete_pairing(conn, connection_id)
             await conn.execute(delete(trade_cancellations).where(trade_cancellations.c.connection_id == connection_id))
             await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
             await conn.execute(delete(accounts).where(accounts.c.connection_id == connection_id))

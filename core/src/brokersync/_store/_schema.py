@@ -25,7 +25,13 @@ from brokersync._store._types import Money, UTCDateTime
 __all__ = [
     "accounts",
     "connections",
+    "execution_cancellations",
+    "executions",
     "metadata",
+    "open_lots",
+    "pairing_state",
+    "position_snapshots",
+    "round_trips",
     "sync_cursors",
     "sync_leases",
     "sync_runs",
@@ -59,6 +65,7 @@ connections = Table(
     Column("last_sync_at", UTCDateTime),
     Column("last_sync_status", String(16)),
     Column("last_error", Text),  # redacted user message
+    Column("pairing_method", String(8)),  # fifo | lifo for paired executions; NULL = fifo (revision 0005)
 )
 
 accounts = Table(
@@ -102,7 +109,7 @@ trades = Table(
     Column("quantity", Money, nullable=False),
     Column("realized_pnl", Money),
     Column("fees", Money, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", String(12), nullable=False),  # ISO codes and crypto tickers (USDT); revision 0005
     Column("raw", Text, nullable=False),  # the broker's record as JSON, for audit
     Column("fingerprint", String(32), nullable=False),  # hash of the normalized fields (not raw)
     Column("first_seen_at", UTCDateTime, nullable=False),
@@ -161,4 +168,110 @@ sync_leases = Table(
     Column("run_id", String(36)),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+# --- executions and pairing (revision 0005; see brokersync._store._executions) ----------------------
+# Executions are deduplicated per (connection, account, broker execution id); the round trips the
+# core derives from them are ordinary rows of ``trades``, and ``round_trips`` says which executions
+# and which instrument each came from. Open lots and the last paired execution persist per
+# (connection, account, instrument key) so pairing continues across syncs.
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("broker_execution_id", String(255), primary_key=True),
+    Column("instrument_key", String(255), nullable=False),  # Instrument.pairing_key
+    Column("instrument", Text, nullable=False),  # the Instrument as JSON
+    Column("side", String(4), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("price", Money, nullable=False),
+    Column("executed_at", UTCDateTime, nullable=False),
+    Column("fees", Money, nullable=False),
+    Column("fee_currency", String(12)),
+    Column("kind", String(16), nullable=False),
+    Column("order_id", String(255)),
+    Column("open_close", String(16)),
+    Column("raw", Text, nullable=False),
+    Column("fingerprint", String(32), nullable=False),  # of the normalized fields: a change is a correction
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(
+        "ix_executions_instrument_order",
+        "connection_id",
+        "account_id",
+        "instrument_key",
+        "executed_at",
+        "broker_execution_id",
+    ),
+)
+
+# Tombstones of busted executions (which may arrive before the execution they cancel).
+execution_cancellations = Table(
+    "execution_cancellations",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("broker_execution_id", String(255), primary_key=True),
+    Column("cancelled_at", UTCDateTime, nullable=False),
+    Column("reason", Text),
+    Column("raw", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+open_lots = Table(
+    "open_lots",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("instrument_key", String(255), primary_key=True),
+    Column("broker_execution_id", String(255), primary_key=True),  # the opening execution
+    Column("position", Integer, nullable=False),  # order of the lot in its queue (oldest first)
+    Column("direction", String(8), nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("price", Money, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("fees", Money, nullable=False),  # the opening fee not yet assigned to a round trip
+    Column("fee_quantum", Integer, nullable=False),
+)
+
+pairing_state = Table(
+    "pairing_state",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("instrument_key", String(255), primary_key=True),
+    Column("instrument", Text, nullable=False),  # the latest execution's Instrument as JSON
+    Column("last_executed_at", UTCDateTime, nullable=False),  # the last paired execution's order key
+    Column("last_execution_id", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+round_trips = Table(
+    "round_trips",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("broker_trade_id", String(255), primary_key=True),
+    Column("instrument_key", String(255), nullable=False),
+    Column("opening_execution_id", String(255), nullable=False),
+    Column("closing_execution_id", String(255), nullable=False),
+    Index("ix_round_trips_instrument", "connection_id", "account_id", "instrument_key"),
+)
+
+# Open positions as a broker that pairs by itself reports them (a snapshot per account).
+position_snapshots = Table(
+    "position_snapshots",
+    metadata,
+    Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", String(255), primary_key=True),
+    Column("instrument_key", String(255), primary_key=True),
+    Column("instrument", Text, nullable=False),
+    Column("quantity", Money, nullable=False),
+    Column("average_price", Money, nullable=False),
+    Column("opened_at", UTCDateTime),
+    Column("raw", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

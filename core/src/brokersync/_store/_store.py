@@ -12,6 +12,7 @@ Only the engine (and the CLI through it) uses this class; integrators go through
 from __future__ import annotations
 
 from brokersync._store._connections import ConnectionStore
+from brokersync._store._positions import PositionStore
 from brokersync._store._runs import RunStore
 from brokersync._store._statistics import StatisticsStore
 from brokersync._store._trades import TradeStore
@@ -19,7 +20,7 @@ from brokersync._store._trades import TradeStore
 __all__ = ["Store"]
 
 
-class Store(ConnectionStore, RunStore, TradeStore, StatisticsStore):
+class Store(ConnectionStore, RunStore, TradeStore, StatisticsStore, PositionStore):
     """Database access for the engine: one class per concern, one object for the caller.
 
     Args:

@@ -1,4 +1,5 @@
-"""Trades: store a page (trades, cancellations, cursor and watermark in one transaction), list and count."""
+"""Trades: store a page (trades, cancellations, executions, positions, cursor and watermark in one transaction),
+list and count."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from brokersync._store._cancellations import (
     record_cancellations,
     with_cancellations,
 )
+from brokersync._store._executions import store_executions
+from brokersync._store._positions import replace_positions
 from brokersync._store._records import stored_cancellation, stored_trade
 from brokersync._store._runs import renew_lease
 from brokersync._store._schema import trades
 from brokersync._store._sql import run_sql
 from brokersync._store._upsert import upsert_trades
-from brokersync.models import Trade, TradeCancellation
+from brokersync.models import Execution, ExecutionCancellation, Position, Trade, TradeCancellation
 from brokersync.results import StoredCancellation, StoredTrade
 
 __all__ = ["TradeStore"]
@@ -47,12 +50,19 @@ class TradeStore(Database):
         watermark: dt.datetime | None = None,
         lease: tuple[str, dt.datetime] | None = None,
         cancellations: Sequence[TradeCancellation] = (),
+        executions: Sequence[Execution] = (),
+        execution_cancellations: Sequence[ExecutionCancellation] = (),
+        positions: Sequence[Position] | None = None,
+        pair: bool = True,
     ) -> BatchCounts:
         """Store one batch (and its cancellations), and move the account's cursor/watermark, in ONE transaction.
 
         ``lease`` = (holder, new expiry): the lease is renewed in the same transaction, and if this
         process lost it the whole batch is rolled back (:class:`LeaseLostError`). ``cursor`` and
         ``watermark`` are only written when given (a page without a cursor keeps the last one).
+        ``executions`` and their busts are stored and (``pair``) paired into round trips, and
+        ``positions`` (when not ``None``) replaces the account's snapshot, in the same transaction
+        (see ``_executions.py``).
         """
         async with self.write() as conn:
             if lease is not None:
@@ -62,6 +72,21 @@ class TradeStore(Database):
             if cancellations:
                 cancelled = await record_cancellations(
                     conn, connection_id=connection_id, account_id=account_id, cancellations=cancellations, now=now
+                )
+            if executions or execution_cancellations:
+                paired = await store_executions(
+                    conn,
+                    connection_id=connection_id,
+                    account_id=account_id,
+                    batch=executions,
+                    busts=execution_cancellations,
+                    now=now,
+                    pair=pair,
+                )
+                counts, cancelled = counts + paired, cancelled + paired.cancelled
+            if positions is not None:
+                await replace_positions(
+                    conn, connection_id=connection_id, account_id=account_id, positions=positions, now=now
                 )
             if cursor is not None or watermark is not None:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))

@@ -1,0 +1,30 @@
+"""What the sync step hands the store beside a page's trades, by what the broker reports.
+
+- ``Reports.EXECUTIONS``: the core stores the executions and pairs them; positions are the open
+  lots (a snapshot the page may carry is ignored: it would show the position twice).
+- ``Reports.ROUND_TRIPS`` / ``Reports.BOTH``: the broker pairs by itself. Executions it reports are
+  stored (dedupe, busts, audit) but never paired a second time; a ``TradePage.positions`` snapshot
+  replaces the account's stored snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from brokersync.models import Capabilities, Reports
+
+if TYPE_CHECKING:
+    from brokersync._broker import TradeBatch
+
+__all__ = ["execution_kwargs"]
+
+
+def execution_kwargs(capabilities: Capabilities, batch: TradeBatch) -> dict[str, Any]:
+    """The keyword arguments of ``Store.store_batch`` for the page's executions, busts and positions."""
+    pairs = capabilities.reports is Reports.EXECUTIONS
+    return {
+        "executions": batch.executions,
+        "execution_cancellations": batch.execution_cancellations,
+        "positions": None if pairs else batch.positions,
+        "pair": pairs,
+    }
