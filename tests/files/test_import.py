@@ -168,3 +168,26 @@ def test_each_record_keeps_its_source(tmp_path):
         "format": "ninjatrader-trades",
         "line": 2,
     }
+
+
+def test_trades_export_as_generic_csv_imports_into_another_installation(env, tmp_path):
+    grid = tmp_path / "grid.csv"
+    grid.write_text(GRID)
+    (first,) = _import(env, str(grid), "--broker", "ninjatrader", "--timezone", "America/Chicago")
+    exported = tmp_path / "export.csv"
+    written = cli(env, "trades", "--connection", first["connection_id"], "--format", "generic-csv", "-o", str(exported))
+    assert written.returncode == 0, written.stderr
+    assert exported.read_text().splitlines()[0].startswith("Date,Time,Symbol,Quantity,Price,Side,Commission")
+
+    other = {**env, "BROKERSYNC_DATA_DIR": str(tmp_path / "other")}
+    (moved,) = _import(other, str(exported), "--broker", "ninjatrader", "--format", "generic-csv", "--timezone", "UTC")
+    assert moved["imported"] == 2
+
+    def listing(environment, connection):
+        out = cli(environment, "trades", "--connection", connection, "--format", "json")
+        return sorted(
+            (r["symbol"], r["direction"], Decimal(r["quantity"]), Decimal(r["realized_pnl"]), Decimal(r["fees"]))
+            for r in json.loads(out.stdout)
+        )
+
+    assert listing(other, moved["connection_id"]) == listing(env, first["connection_id"])

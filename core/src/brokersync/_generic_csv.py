@@ -17,7 +17,7 @@ from brokersync.files import FileFormat, FileFormatError, FileSource
 from brokersync.models import Execution, TradePage
 from brokersync.parsing import parse_decimal, parse_decimal_optional, parse_side, parse_time
 
-__all__ = ["COLUMNS", "GENERIC_CSV", "parse_mapping"]
+__all__ = ["COLUMNS", "EXPORT_COLUMNS", "GENERIC_CSV", "export_rows", "parse_mapping"]
 
 COLUMNS = (
     "Date",
@@ -156,3 +156,48 @@ GENERIC_CSV = FileFormat(
     parse=_parse,
     needs_timezone=True,
 )
+
+
+#: What ``brokersync trades --format generic-csv`` writes (``Time`` in UTC: import it with ``--timezone UTC``).
+EXPORT_COLUMNS = [
+    "Date", "Time", "Symbol", "Quantity", "Price", "Side", "Commission", "Execution ID", "Account", "Currency",
+    "Multiplier",
+]  # fmt: skip
+
+
+def _multiplier(trade: Any) -> Decimal:
+    """The round trip's contract multiplier: recorded by the pairing, else implied by the broker's P&L."""
+    recorded = trade.raw.get("multiplier") if isinstance(trade.raw, dict) else None
+    if recorded:
+        return Decimal(str(recorded))
+    if trade.realized_pnl is None or trade.exit_price is None or trade.exit_price == trade.entry_price:
+        return Decimal(1)
+    move = (trade.exit_price - trade.entry_price) * trade.quantity
+    implied = abs(trade.realized_pnl / move)
+    return implied if implied > 0 else Decimal(1)
+
+
+def export_rows(trade: Any) -> list[list[str]]:
+    """A stored round trip as generic CSV fills: its opening fill, and its closing fill when closed.
+
+    Fees are split as the pairing recorded them (opening and closing shares), else all on the
+    closing row. Importing the file into another installation pairs the fills again (FIFO), so
+    round trips that overlapped in time may be paired differently there; P&L and fees per
+    instrument are the same.
+    """
+    long = str(getattr(trade.direction, "value", trade.direction)) == "long"
+    raw = trade.raw if isinstance(trade.raw, dict) else {}
+    closed = trade.closed_at is not None and trade.exit_price is not None
+    open_fee = raw.get("opening_fee", "0" if closed else str(trade.fees))
+    close_fee = raw.get("closing_fee", str(trade.fees - Decimal(str(open_fee))))
+    common = [trade.account_id, trade.currency, str(_multiplier(trade))]
+
+    def row(when: Any, price: Any, side: str, fee: Any, suffix: str) -> list[str]:
+        day, clock = when.strftime("%Y-%m-%d"), when.strftime("%H:%M:%S.%f")
+        fill_id = f"{trade.broker_trade_id}:{suffix}"
+        return [day, clock, trade.symbol, str(trade.quantity), str(price), side, str(fee), fill_id, *common]
+
+    rows = [row(trade.opened_at, trade.entry_price, "Buy" if long else "Sell", open_fee, "open")]
+    if closed:
+        rows.append(row(trade.closed_at, trade.exit_price, "Sell" if long else "Buy", close_fee, "close"))
+    return rows

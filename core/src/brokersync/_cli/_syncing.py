@@ -13,6 +13,7 @@ import click
 
 from brokersync._cli._engine import engine_options, json_option, parse_time, run, to_jsonable
 from brokersync._cli._output import echo_json, print_table
+from brokersync._generic_csv import EXPORT_COLUMNS, export_rows
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
@@ -176,7 +177,14 @@ def _cell(value: Any) -> str:
     is_flag=True,
     help="Also show trades the broker cancelled (busted), with a status column and when/why.",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "generic-csv"]),
+    default="table",
+    show_default=True,
+    help="generic-csv writes fills in brokersync's generic CSV layout, to import elsewhere (--timezone UTC).",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write to a file.")
 @engine_options
 def trades(
@@ -205,10 +213,10 @@ def trades(
         stream: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
         count = 0
         rows: list[list[str]] = []
-        writer = csv.writer(stream) if fmt == "csv" else None
+        writer = csv.writer(stream) if fmt in ("csv", "generic-csv") else None
         try:
             if writer is not None:
-                writer.writerow(columns)
+                writer.writerow(EXPORT_COLUMNS if fmt == "generic-csv" else columns)
             if fmt == "json":
                 stream.write("[")
             async for trade in engine.iter_trades(
@@ -225,7 +233,10 @@ def trades(
                 if include_cancelled:
                     status = "cancelled" if trade.is_cancelled else "ok"
                     values += [status, _cell(trade.cancelled_at), _cell(trade.cancel_reason)]
-                if writer is not None:
+                if fmt == "generic-csv":
+                    assert writer is not None
+                    writer.writerows(export_rows(trade))
+                elif writer is not None:
                     writer.writerow(values)
                 elif fmt == "json":
                     record = {c: (v or None) for c, v in zip(columns, values, strict=True)}
