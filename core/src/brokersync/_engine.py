@@ -456,3 +456,64 @@ class BrokerSync(EngineQueries):
         await self._ensure_ready()
         active = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
         return await self._runner.sync_each(active, concurrency=concurrency or self.settings.concurrency)
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    @store_errors("checking the stored secrets")
+    async def verify_secrets(self, connection_ids: Sequence[str] | None = None) -> dict[str, str | None]:
+        """Try to decrypt every stored credential and token with the configured keys.
+
+        Args:
+            connection_ids: Only these connections (default: every connection of every user).
+
+        Returns:
+            Connection id -> ``None`` when its secrets decrypt, else why not (never a secret).
+
+        Raises:
+            VaultError: The keys themselves cannot be loaded (nothing could be decrypted).
+        """
+        from brokersync.errors import VaultError
+
+        await self._ensure_ready()
+        vault = self.vault  # a key configuration that cannot load fails the whole check
+        if connection_ids is None:
+            connection_ids = [c.id for c in await self._store.list_connections(with_accounts=False)]
+        problems: dict[str, str | None] = {}
+        for connection_id in connection_ids:
+            row = await self._store.connection_row(connection_id)
+            if row is None:
+                continue
+            problems[connection_id] = None
+            try:
+                if row.credentials:
+                    vault.decrypt_json(
+                        row.credentials, aad=f"{row.id}:credentials", what=f"the credentials of {row.id}"
+                    )
+                if row.token:
+                    vault.decrypt_json(row.token, aad=f"{row.id}:token", what=f"the token of {row.id}")
+            except VaultError as exc:
+                problems[connection_id] = str(exc)
+        return problems
+
+    @store_errors("resetting a connection's sync state")
+    async def reset_sync_state(self, connection_id: str, user_id: str) -> int:
+        """Forget the watermarks and cursors of a connection's accounts: its next sync reads all history.
+
+        Trades already stored stay (the next sync finds them unchanged).
+
+        Returns:
+            How many accounts had a stored sync position.
+
+        Raises:
+            ConnectionNotFoundError: No such connection for this user.
+            SyncInProgressError: A sync of the connection is running (its lease is held).
+        """
+        from brokersync.errors import SyncInProgressError
+
+        await self._own_row(connection_id, user_id)
+        forgotten = await self._store.reset_sync_cursors(
+            connection_id, holder=self.holder, now=self._clock(), ttl=self.settings.lease_ttl
+        )
+        if forgotten is None:
+            raise SyncInProgressError(f"connection {connection_id} is being synced; try again when that sync ends")
+        return forgotten

@@ -394,6 +394,20 @@ class Store:
         async with self._write() as conn:
             await _release(conn, connection_id, holder)
 
+    async def reset_sync_cursors(
+        self, connection_id: str, *, holder: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> int | None:
+        """Delete the connection's cursors and watermarks under its lease, in ONE transaction.
+
+        Returns how many accounts had one, or ``None`` (nothing changed) while another holder syncs it.
+        """
+        async with self._write() as conn:
+            if not await _acquire(conn, connection_id, holder, "reset-sync-state", now, ttl):
+                return None
+            deleted = await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
+            await _release(conn, connection_id, holder)
+            return int(deleted.rowcount or 0)
+
     # -- trades ----------------------------------------------------------------------------------
 
     async def store_batch(
