@@ -76,9 +76,14 @@ def database_for(database_url: str | None, *, read_only: bool) -> tuple[str, boo
             f"there is no brokersync database at {path}: connect a broker first (`brokersync connect BROKER`), "
             "or point --database-url, BROKERSYNC_DATABASE_URL or BROKERSYNC_DATA_DIR at your database"
         )
-    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+    directory_writable = os.access(path.parent, os.W_OK)
+    if os.access(path, os.W_OK) and directory_writable:
         return url, True
-    return f"sqlite+aiosqlite:///file:{path.resolve()}?mode=ro&uri=true", False
+    # Read-only. A WAL database needs its -shm file: in a directory we cannot write, without one,
+    # SQLite can read the file only as immutable (nobody can be writing it there either).
+    shm = path.with_name(path.name + "-shm")
+    immutable = "" if directory_writable or shm.exists() else "&immutable=1"
+    return f"sqlite+aiosqlite:///file:{path.resolve()}?mode=ro{immutable}&uri=true", False
 
 
 def known_brokers() -> set[str]:
