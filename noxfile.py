@@ -93,7 +93,17 @@ def template(session: nox.Session) -> None:
     target = Path(session.create_tmp()) / "brokersync-example"
     shutil.rmtree(target, ignore_errors=True)
     session.run(
-        "copier", "copy", "--defaults", "--data", "broker_key=example", str(ROOT / "plugin-template"), str(target)
+        "copier",
+        "copy",
+        "--defaults",
+        "--data",
+        "broker_key=example",
+        "--data",
+        "api_base_url=https://api.example-broker.com/v1",
+        "--data",
+        "docs_url=https://developer.example-broker.com/api",
+        str(ROOT / "plugin-template"),
+        str(target),
     )
     session.install("-e", str(target), "pytest", *nox.project.dependency_groups(PYPROJECT, "lint", "typing"))
     with session.chdir(target):

@@ -199,7 +199,7 @@ def test_base_urls_from_the_environment_are_validated(env):
     assert bad.returncode == 2
     assert "BROKERSYNC_BASE_URLS: 'beta=notaurl' must look like BROKER=http(s)://HOST/PATH" in bad.stderr
     assert "Traceback" not in bad.stderr
-    good = cli(env, "connections", extra={"BROKERSYNC_BASE_URLS": "beta=http://127.0.0.1:9/v1"})
+    good = cli(env, "db", "upgrade", extra={"BROKERSYNC_BASE_URLS": "beta=http://127.0.0.1:9/v1"})
     assert good.returncode == 0, good.stderr
 
 
