@@ -3,6 +3,7 @@
 python -m pip install nox uv
 python -m nox -s tests      # the whole test suite, in a fresh virtualenv
 python -m nox -s demo       # the main job
+python -m nox -s build      # wheels and sdists of every distribution into dist/, metadata checked
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def tests(session: nox.Session) -> None:
     install_project(session, with_test_packages=True)
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("pytest", *(session.posargs or []))
+
+
+@nox.session(python="3.11")
+def build(session: nox.Session) -> None:
+    """Build every distribution's wheel and sdist into dist/ and check their metadata (twine check --strict)."""
+    import shutil
+
+    session.install("uv", "twine>=5")
+    out = ROOT / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    for source in [str(ROOT / "core"), *PLUGINS]:
+        session.run("uv", "build", "--out-dir", str(out), source)
+    session.run("twine", "check", "--strict", *sorted(str(p) for p in out.iterdir()))
+    session.log(f"Built into {out}: pip install {out}/*.whl")
 
 
 @nox.session(python="3.11")
