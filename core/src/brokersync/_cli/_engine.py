@@ -203,7 +203,7 @@ async def resolve_connection(engine: BrokerSync, text: str, user_id: str | None)
         return matches[0]
     if not matches:
         owner = f" for user {user_id}" if user_id is not None else ""
-        raise ConnectionNotFoundError(f"no connection {text!r}{owner} (`brokersync connections` lists them)")
+        raise ConnectionNotFoundError(f"no connection {text}{owner} (`brokersync connections` lists them)")
     raise ConfigurationError(f"{text!r} matches {len(matches)} connections: {', '.join(matches)}; give more of the id")
 
 
