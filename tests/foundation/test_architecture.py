@@ -15,7 +15,7 @@ FOREIGN_PUBLIC = {"_fields", "_mapping", "_value_", "_asdict", "_replace", "_nam
 # A class touching another instance of itself is not reaching into someone else's state.
 SAME_CLASS = {
     ("brokersync._vault", "vault._stamp"),  # Vault.from_key_file sets up the Vault it built
-    ("brokersync.models", "other._values"),  # Credentials.__eq__ with another Credentials
+    ("brokersync._auth_model", "other._values"),  # Credentials.__eq__ with another Credentials
 }
 
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
+def where(instance: object, attribute: attrs.Attribute[Any]) -> str:
     return f"{type(instance).__name__}.{attribute.name}"
 
 
@@ -55,10 +55,10 @@ def check_time(instance: object, attribute: attrs.Attribute[Any], value: Any) ->
     if value is None and attribute.default is None:
         return
     if not isinstance(value, dt.datetime):
-        raise TypeError(f"{_where(instance, attribute)} must be a datetime, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{where(instance, attribute)} must be a datetime, got {type(value).__name__} {value!r}")
     if not _aware(value):
         raise ValueError(
-            f"{_where(instance, attribute)} is a naive datetime ({value.isoformat()}); brokersync needs "
+            f"{where(instance, attribute)} is a naive datetime ({value.isoformat()}); brokersync needs "
             "timezone-aware times: attach the broker's time zone, e.g. value.replace(tzinfo=UTC)"
         )
 
@@ -79,11 +79,11 @@ def check_decimal(instance: object, attribute: attrs.Attribute[Any], value: Any)
     if not isinstance(value, Decimal):
         hint = f"Decimal({str(value)!r})" if isinstance(value, float) else "a Decimal"
         raise TypeError(
-            f"{_where(instance, attribute)} must be a Decimal, got {type(value).__name__} {value!r}; "
+            f"{where(instance, attribute)} must be a Decimal, got {type(value).__name__} {value!r}; "
             f"money and quantities are exact in brokersync: pass {hint}"
         )
     if not value.is_finite():
-        raise ValueError(f"{_where(instance, attribute)} must be a finite number, got {value!r}")
+        raise ValueError(f"{where(instance, attribute)} must be a finite number, got {value!r}")
 
 
 def as_text(value: str | int) -> str:
@@ -100,9 +100,9 @@ def check_text(instance: object, attribute: attrs.Attribute[Any], value: Any) ->
     if value is None and attribute.default is None:
         return
     if not isinstance(value, str):
-        raise TypeError(f"{_where(instance, attribute)} must be a string, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{where(instance, attribute)} must be a string, got {type(value).__name__} {value!r}")
     if not value:
-        raise ValueError(f"{_where(instance, attribute)} must not be empty")
+        raise ValueError(f"{where(instance, attribute)} must not be empty")
 
 
 _CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
@@ -120,7 +120,7 @@ def check_currency(instance: object, attribute: attrs.Attribute[Any], value: Any
     if value is None and attribute.default is None:
         return
     if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise ValueError(f"{_where(instance, attribute)} must be a currency code like 'USD', got {value!r}")
+        raise ValueError(f"{where(instance, attribute)} must be a currency code like 'USD', got {value!r}")
 
 
 def as_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -131,7 +131,7 @@ def as_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def check_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, Mapping):
-        raise TypeError(f"{_where(instance, attribute)} must be a mapping, got {type(value).__name__}")
+        raise TypeError(f"{where(instance, attribute)} must be a mapping, got {type(value).__name__}")
 
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

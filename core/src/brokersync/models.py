@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
 
-from brokersync._redact import MASK, register_secret, register_secret_names, register_secrets
+from brokersync import _auth_model, _executions_model
+from brokersync._auth_model import AuthResult, Credentials
+from brokersync._executions_model import (
+    AssetClass,
+    Direction,
+    Execution,
+    ExecutionCancellation,
+    ExecutionKind,
+    Instrument,
+    OpenClose,
+    OptionRight,
+    Position,
+    Reports,
+    Side,
+    as_executions,
+    as_positions,
+)
+from brokersync._exports import show_as
+from brokersync._redact import register_secret_names
 from brokersync._validators import (
     as_currency,
     as_currency_optional,
@@ -40,6 +58,7 @@ from brokersync.errors import ConfigurationError
 
 __all__ = [
     "Account",
+    "AssetClass",
     "AuthResult",
     "AuthType",
     "BrokerMetadata",
@@ -48,19 +67,21 @@ __all__ = [
     "Credentials",
     "CursorKind",
     "Direction",
+    "Execution",
+    "ExecutionCancellation",
+    "ExecutionKind",
+    "Instrument",
+    "OpenClose",
+    "OptionRight",
+    "Position",
     "RateLimit",
+    "Reports",
     "RetryPolicy",
+    "Side",
     "Trade",
     "TradeCancellation",
     "TradePage",
 ]
-
-
-class Direction(enum.StrEnum):
-    """Which way a round-trip trade was opened."""
-
-    LONG = "long"
-    SHORT = "short"
 
 
 class AuthType(enum.StrEnum):
@@ -70,6 +91,7 @@ class AuthType(enum.StrEnum):
     API_KEY = "api_key"  # key/secret pair
     TOKEN = "token"  # noqa: S105 - a name, not a token. A long-lived token the user generates at the broker
     OAUTH = "oauth"
+    FILE = "file"  # no API: the broker's data arrives as export files (``brokersync import``)
 
 
 class CursorKind(enum.StrEnum):
@@ -78,90 +100,6 @@ class CursorKind(enum.StrEnum):
     NONE = "none"  # every sync fetches everything the broker offers
     TIME = "time"  # the plugin honours ``since`` (a datetime)
     OPAQUE = "opaque"  # the plugin returns an opaque cursor (e.g. a transaction id) in each TradePage
-
-
-# --- credentials and auth ---------------------------------------------------------------------------
-
-
-class Credentials(Mapping[str, str]):
-    """A broker connection's credential values, keyed by the broker's credential field names.
-
-    Behaves as a read-only mapping (``credentials["password"]``). Secret fields (as the broker's
-    metadata marks them) are masked in ``repr`` and registered with the redactor, so they cannot
-    leak through logs or error messages. Build one with :meth:`BrokerMetadata.validate_credentials`.
-    """
-
-    __slots__ = ("_secret_fields", "_values")
-
-    def __init__(self, values: Mapping[str, str], *, secret_fields: Sequence[str] = ()) -> None:
-        self._values = dict(values)
-        self._secret_fields = frozenset(secret_fields)
-        register_secrets(v for k, v in self._values.items() if k in self._secret_fields)
-
-    @property
-    def secret_fields(self) -> frozenset[str]:
-        """Names of the fields whose values are secret."""
-        return self._secret_fields
-
-    def __getitem__(self, key: str) -> str:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def redacted(self) -> dict[str, str]:
-        """Return the values with every secret replaced by ``***``: safe to show or log."""
-        return {k: (MASK if k in self._secret_fields else v) for k, v in self._values.items()}
-
-    def __repr__(self) -> str:
-        return f"Credentials({self.redacted()!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Credentials):
-            return self._values == other._values
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self._values.items())))
-
-
-def _secret_repr(value: Any) -> str:
-    return "None" if value is None else repr(MASK)
-
-
-@attrs.frozen(kw_only=True)
-class AuthResult:
-    """What a successful ``authenticate`` or ``refresh_token`` returns.
-
-    Attributes:
-        access_token: The token sent with broker requests. Never shown in a repr.
-        expires_at: When the token stops working (tz-aware UTC), or ``None`` if it does not expire.
-        refresh_token: A token to get a new access token with, for brokers that issue one.
-        state: Extra values the plugin needs on later calls (user id, device id, API hosts).
-            Stored encrypted with the token; never shown in a repr.
-    """
-
-    access_token: str = attrs.field(repr=_secret_repr)
-    expires_at: dt.datetime | None = attrs.field(default=None, converter=as_utc_optional, validator=check_time)
-    refresh_token: str | None = attrs.field(default=None, repr=_secret_repr)
-    state: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=as_mapping, validator=check_mapping, repr=lambda _: "{...}"
-    )
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.access_token, str):
-            raise TypeError(f"AuthResult.access_token must be a string, got {type(self.access_token).__name__}")
-        register_secret(self.access_token)
-        register_secret(self.refresh_token)
-
-    def expires_within(self, margin: dt.timedelta, *, now: dt.datetime | None = None) -> bool:
-        """Whether the token expires within ``margin`` from ``now`` (default: the current time)."""
-        if self.expires_at is None:
-            return False
-        return self.expires_at - margin <= (now or dt.datetime.now(dt.UTC))
 
 
 # --- accounts and trades ----------------------------------------------------------------------------
@@ -250,8 +188,8 @@ def _as_records(value: Iterable[Trade | Mapping[str, Any]]) -> tuple[Trade | Map
 
 
 def _as_cancellations(
-    value: Iterable[TradeCancellation | Mapping[str, Any]],
-) -> tuple[TradeCancellation | Mapping[str, Any], ...]:
+    value: Iterable[TradeCancellation | ExecutionCancellation | Mapping[str, Any]],
+) -> tuple[TradeCancellation | ExecutionCancellation | Mapping[str, Any], ...]:
     return tuple(value)
 
 
@@ -265,16 +203,23 @@ class TradePage:
     the page's trades and handed back unchanged on the next sync.
 
     ``cancellations`` reports trades the broker cancelled (busted), as :class:`TradeCancellation`
-    objects or mappings with its field names (``account_id`` defaults to the page's account). They
-    are validated one by one like ``records`` and stored in the same transaction as the page's
+    objects or mappings with its field names (``account_id`` defaults to the page's account), and
+    busted executions as :class:`ExecutionCancellation` (a mapping with ``broker_execution_id``).
+    They are validated one by one like ``records`` and stored in the same transaction as the page's
     trades and cursor.
+
+    ``executions`` reports fills (:class:`Execution` or mappings) for the core to pair into round
+    trips; ``positions``, when not ``None``, is the account's open-position snapshot for brokers
+    that pair by themselves (it replaces the previous snapshot; ``()`` means flat).
     """
 
-    records: Sequence[Trade | Mapping[str, Any]] = attrs.field(converter=_as_records)
+    records: Sequence[Trade | Mapping[str, Any]] = attrs.field(default=(), converter=_as_records)
     cursor: str | None = None
-    cancellations: Sequence[TradeCancellation | Mapping[str, Any]] = attrs.field(
+    cancellations: Sequence[TradeCancellation | ExecutionCancellation | Mapping[str, Any]] = attrs.field(
         default=(), converter=_as_cancellations
     )
+    executions: Sequence[Execution | Mapping[str, Any]] = attrs.field(default=(), converter=as_executions)
+    positions: Sequence[Position | Mapping[str, Any]] | None = attrs.field(default=None, converter=as_positions)
 
 
 # --- metadata ---------------------------------------------------------------------------------------
@@ -334,6 +279,12 @@ class Capabilities:
     historical: bool = True
     max_history_days: int | None = None
     cursor: CursorKind = attrs.field(default=CursorKind.TIME, converter=CursorKind)
+    reports: Reports = attrs.field(default=Reports.ROUND_TRIPS, converter=Reports)
+    """Whether accounts report round trips, executions for the core to pair, or both."""
+    positions: bool = False
+    """Whether ``get_trades`` reports open-position snapshots (``TradePage.positions``)."""
+    min_sync_interval_seconds: float | None = None
+    """The broker refreshes its data at most this often (IBKR Flex: daily); the scheduler waits this long."""
 
 
 def _as_fields(value: Iterable[CredentialField]) -> tuple[CredentialField, ...]:
@@ -359,6 +310,8 @@ def _as_environments(value: Mapping[str, str]) -> dict[str, str]:
 
 
 def _check_environments(instance: BrokerMetadata, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value and instance.auth_type is AuthType.FILE:
+        return  # a file-only broker has no API to reach
     if not value:
         raise ValueError("BrokerMetadata.environments must name at least one environment and its base URL")
     for name, url in value.items():
@@ -422,6 +375,8 @@ class BrokerMetadata:
     def resolve_environment(self, environment: str | None) -> str:
         """Return the environment to use for ``environment`` (``None`` means the default)."""
         if environment is None:
+            if not self.environments:
+                return "file"  # a file-only broker (AuthType.FILE)
             return self.default_environment or next(iter(self.environments))
         if environment not in self.environments:
             raise ConfigurationError(
@@ -461,3 +416,9 @@ class BrokerMetadata:
         if problems:
             raise ConfigurationError(f"invalid credentials for broker {self.key!r}: {'; '.join(problems)}")
         return Credentials(result, secret_fields=sorted(self.secret_fields))
+
+
+for _module in (_auth_model, _executions_model):  # shown as brokersync.models.X, not the private module
+    for _name in _module.__all__:
+        if _name[0].isupper():
+            show_as(getattr(_module, _name), __name__)
