@@ -3,6 +3,7 @@
 python -m pip install nox uv
 python -m nox -s tests      # the whole test suite, in a fresh virtualenv
 python -m nox -s demo       # the main job
+python -m nox -s build      # wheels and sdists of every distribution into dist/, metadata checked
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def build(session: nox.Session) -> None:
+    """Build every distribution's wheel and sdist into dist/ and check their metadata (twine check --strict)."""
+    import shutil
+
+    session.install("uv", "twine>=5")
+    out = ROOT / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    for source in [str(ROOT / "core"), *PLUGINS]:
+        session.run("uv", "build", "--out-dir", str(out), source)
+    session.run("twine", "check", "--strict", *sorted(str(p) for p in out.iterdir()))
+    session.log(f"Built into {out}: pip install {out}/*.whl")
+
+
+@nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
     """The main job: sync tens of thousands of simulated trades offline on the embedded defaults."""
     install_project(session)
@@ -93,7 +108,17 @@ def template(session: nox.Session) -> None:
     target = Path(session.create_tmp()) / "brokersync-example"
     shutil.rmtree(target, ignore_errors=True)
     session.run(
-        "copier", "copy", "--defaults", "--data", "broker_key=example", str(ROOT / "plugin-template"), str(target)
+        "copier",
+        "copy",
+        "--defaults",
+        "--data",
+        "broker_key=example",
+        "--data",
+        "api_base_url=https://api.example-broker.com/v1",
+        "--data",
+        "docs_url=https://developer.example-broker.com/api",
+        str(ROOT / "plugin-template"),
+        str(target),
     )
     session.install("-e", str(target), "pytest", *nox.project.dependency_groups(PYPROJECT, "lint", "typing"))
     with session.chdir(target):

@@ -38,11 +38,29 @@ The `brokersync` command is installed with the `brokersync` package. It is a thi
 Python API described in the [user guide](user-guide.md); every setting it reads from the
 environment is listed in [configuration](configuration.md).
 
-- `--help` (or `-h`) works on every command and subcommand; listings take `--json` for programs.
-- Exit codes: `0` success, `1` something failed (a sync, a broker call), `2` usage or configuration
-  error (bad option, unknown broker or connection, missing or wrong encryption key).
+- `--help` (or `-h`) works on every command and subcommand; every command that reports something
+  takes `--json` for programs, and tables take `--wide` to show every column untruncated.
+- A connection is named by its id or by any unique prefix of it (`brokersync sync 3d5a`), as in
+  git; an ambiguous prefix is refused with the ids it matches.
+- Exit codes: `0` success, `1` something failed (a sync, a broker call, a `doctor` check), `2` usage
+  or configuration error (bad option, unknown broker or connection, no database at the path given,
+  an unusable data directory, missing or wrong encryption key), `130` interrupted with Ctrl-C.
 - Secrets are never taken as command-line arguments: `connect` and `reconnect` prompt for them
   without echo, or read `BROKERSYNC_CREDENTIAL_<FIELD>` or `--credentials-file`.
+
+## Shell completion
+
+Commands, options and choices complete in bash, zsh and fish. Add one line to your shell's start-up
+file (it asks `brokersync` for its completion script; `_BROKERSYNC_COMPLETE` is click's variable):
+
+```text
+eval "$(_BROKERSYNC_COMPLETE=bash_source brokersync)"    # ~/.bashrc
+eval "$(_BROKERSYNC_COMPLETE=zsh_source brokersync)"     # ~/.zshrc
+_BROKERSYNC_COMPLETE=fish_source brokersync | source     # ~/.config/fish/completions/brokersync.fish
+```
+
+To start faster, write the script to a file once (`_BROKERSYNC_COMPLETE=bash_source brokersync >
+~/.brokersync-complete.bash`) and source that file instead.
 """
 
 

@@ -117,6 +117,13 @@ def test_secrets_never_on_the_command_line_and_never_stored_in_clear(env, tmp_pa
     assert b"beta-ann" not in blob  # the access token beta issues
 
 
+def _controlling_terminal() -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def test_password_prompt_does_not_echo(env, tmp_path):
     primary, replica = pty.openpty()
     proc = subprocess.Popen(
@@ -125,6 +132,10 @@ def test_password_prompt_does_not_echo(env, tmp_path):
         stdin=replica,
         stdout=subprocess.PIPE,
         stderr=replica,
+        # A new session whose controlling terminal is the pty: the prompt (getpass opens /dev/tty)
+        # must come here, not on the terminal pytest runs in (`nox -s tests` from a shell).
+        start_new_session=True,
+        preexec_fn=_controlling_terminal,
     )
     os.close(replica)
     seen = b""
@@ -188,5 +199,31 @@ def test_base_urls_from_the_environment_are_validated(env):
     assert bad.returncode == 2
     assert "BROKERSYNC_BASE_URLS: 'beta=notaurl' must look like BROKER=http(s)://HOST/PATH" in bad.stderr
     assert "Traceback" not in bad.stderr
-    good = cli(env, "connections", extra={"BROKERSYNC_BASE_URLS": "beta=http://127.0.0.1:9/v1"})
+    good = cli(env, "db", "upgrade", extra={"BROKERSYNC_BASE_URLS": "beta=http://127.0.0.1:9/v1"})
     assert good.returncode == 0, good.stderr
+
+
+def test_the_prompt_test_passes_when_pytest_itself_runs_in_a_terminal():
+    # `python -m nox -s tests` typed in a shell: pytest has a controlling terminal of its own.
+    test = f"{Path(__file__)}::test_password_prompt_does_not_echo"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        os.execv(sys.executable, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test])
+    output = b""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child exited and closed the pty
+                break
+            if not chunk:
+                break
+            output += chunk
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")[-2000:]
+    assert b"1 passed" in output

@@ -129,3 +129,17 @@ def test_without_saq_the_commands_say_what_to_install(
     result = run_in_process(*args, env=setting, monkeypatch=monkeypatch)
     assert result.exit_code == 2
     assert "pip install 'brokersync[queue]'" in result.stderr
+
+
+async def test_enqueue_takes_an_id_prefix_and_the_worker_reports_json(
+    setting: dict[str, str], sim: SimServer, sim_engine: BrokerSync
+) -> None:
+    connected = await sim_engine.connect_broker("ann", "sim", {"username": "ann", "password": SIM_PASSWORD})
+    name = ["--queue-name", f"cli-{uuid.uuid4().hex[:8]}"]
+    queued = brokersync_cli("enqueue", connected.connection_id[:8], "--json", *name, env=setting)
+    assert queued.returncode == 0, queued.stderr
+    assert json.loads(queued.stdout) == {connected.connection_id: True}
+    worker = brokersync_cli("worker", "--burst", "--json", "--base-url", f"sim={sim.base_url}", *name, env=setting)
+    assert worker.returncode == 0, worker.stderr
+    assert json.loads(worker.stdout) == {"complete": 1, "failed": 0, "retried": 0, "aborted": 0}
+    assert await sim_engine.count_trades(connection_id=connected.connection_id) == SIM_TRADES

@@ -83,6 +83,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                     f"auth_style={style}",
                     "--data",
                     "author_name=Template Test",
+                    "--data",
+                    f"api_base_url=https://api.{key.replace('_', '-')}-broker.com/v1",
+                    "--data",
+                    f"docs_url=https://developer.{key.replace('_', '-')}-broker.com/api",
                     str(TEMPLATE),
                     str(target),
                 ],
@@ -156,6 +160,23 @@ def test_breaking_a_rule_fails_the_suite_naming_it(workspace: dict[str, Path]) -
     assert "returned a trade closed before since" in result.stdout
     assert "offending record: Trade(broker_trade_id=" in result.stdout
     assert "1 failed" in result.stdout  # exactly the one rule, the rest still pass
+
+
+def test_the_placeholder_live_url_fails_conformance(workspace: dict[str, Path]) -> None:
+    target = workspace["api-key"]
+    plugin = target / "src" / f"brokersync_{STYLES['api-key']}" / "plugin.py"
+    source = plugin.read_text(encoding="utf-8")
+    real = f'LIVE_URL = "https://api.{STYLES["api-key"].replace("_", "-")}-broker.com/v1"'
+    assert real in source
+    plugin.write_text(source.replace(real, 'LIVE_URL = "https://api.acme.example/v1"'), encoding="utf-8")
+    try:
+        result = _run([str(workspace["python"]), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=target)
+    finally:
+        plugin.write_text(source, encoding="utf-8")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "breaks conformance rule 'metadata-complete'" in result.stdout
+    assert "still has the placeholder URL https://api.acme.example/v1" in result.stdout
+    assert "1 failed" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,8 @@ class AcmePlugin:
     password_secret = True
     description = "Example broker used by the conformance suite's own tests."
     refresh_capability = True
+    live_url = BASE_URL
+    docs_url = "https://acme-broker.test/docs/api"
 
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
@@ -134,11 +136,11 @@ class AcmePlugin:
                 CredentialField(name="username", label="Username"),
                 CredentialField(name="password", label="Password", secret=self.password_secret),
             ],
-            environments={"live": BASE_URL},
+            environments={"live": self.live_url},
             capabilities=Capabilities(refresh_token=self.refresh_capability),
             rate_limits=[RateLimit(max_requests=60, window_seconds=60)],
             retry=self.retry,
-            docs_url="https://acme-broker.test/docs/api",
+            docs_url=self.docs_url,
         )
 
     @hookimpl
@@ -300,6 +302,12 @@ class NoDescription(AcmePlugin):
     description = ""
 
 
+class PlaceholderUrl(AcmePlugin):
+    # What the plugin template renders before the author gives the broker's real hosts.
+    live_url = "https://api.acme.example/v1"
+    docs_url = "https://acme.example/docs/api"
+
+
 class NoExpiry(AcmePlugin):
     def auth_result(self, ctx: Any, body: dict[str, Any]) -> AuthResult:
         return AuthResult(access_token=body["access_token"])
@@ -343,6 +351,7 @@ VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "SecretNotMarked": (SecretNotMarked, "secret-fields"),
     "WrongAuthError": (WrongAuthError, "bad-credentials"),
     "NoDescription": (NoDescription, "metadata-complete"),
+    "PlaceholderUrl": (PlaceholderUrl, "metadata-complete"),
     "NoExpiry": (NoExpiry, "auth-token"),
     "RefreshNotDeclared": (RefreshNotDeclared, "refresh-token"),
     "NoRaw": (NoRaw, "raw-kept"),

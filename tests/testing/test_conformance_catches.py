@@ -126,6 +126,13 @@ def test_failure_names_the_offending_trade(outcomes: Outcomes) -> None:
     assert "broker_trade_id='A1-T000'" in since
 
 
+def test_placeholder_urls_fail_instead_of_shipping(outcomes: Outcomes) -> None:
+    placeholder = outcomes[("TestPlaceholderUrl", "metadata-complete")]
+    assert placeholder is not None
+    assert "environment 'live' still has the placeholder URL https://api.acme.example/v1" in placeholder
+    assert "docs_url is the placeholder https://acme.example/docs/api" in placeholder
+
+
 def test_float_noise_is_caught_on_valid_decimals(outcomes: Outcomes) -> None:
     noise = outcomes[("TestFloatNoise", "decimal-money")]
     assert noise is not None

@@ -1,7 +1,8 @@
 """The ``brokersync`` command line: a thin layer over the public API.
 
 Commands live in their own modules and load only when invoked, so ``brokersync --help`` and
-``brokersync plugins`` start fast. Exit codes: 0 ok, 1 failures, 2 usage or configuration errors.
+``brokersync plugins`` start fast. Exit codes: 0 ok, 1 failures (a sync or check failed), 2 usage or
+configuration errors (bad options, unknown connection, unusable data directory or keys), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "import": "brokersync._cli._import:import_",
     "positions": "brokersync._cli._positions:positions",
     "status": "brokersync._cli._syncing:status",
+    "doctor": "brokersync._cli._doctor:doctor",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
@@ -56,7 +58,13 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="brokersync")
-@click.option("--log-level", default="WARNING", show_default=True, help="Log level for brokersync's logs on stderr.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="Log level for brokersync's logs on stderr.",
+)
 @click.option("--log-json", is_flag=True, help="Write logs as one JSON object per line.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_json: bool) -> None:

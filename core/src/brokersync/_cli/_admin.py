@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from brokersync._cli._engine import run
+from brokersync._cli._engine import json_option, run
+from brokersync._cli._output import echo_json
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
@@ -38,7 +39,8 @@ def generate() -> None:
     "in the variable yourself and pass --no-new-key.",
 )
 @database_option
-def rotate(new_key: bool, database_url: str | None) -> None:
+@json_option
+def rotate(new_key: bool, database_url: str | None, as_json: bool) -> None:
     """Re-encrypt every stored credential and token under the active key."""
 
     async def go(engine: BrokerSync) -> tuple[str, int]:
@@ -48,7 +50,10 @@ def rotate(new_key: bool, database_url: str | None) -> None:
         return vault.active_key_id, await engine.rotate_keys()
 
     key_id, moved = run(go, database_url)
-    click.echo(f"Re-encrypted {moved} values under key {key_id}.")
+    if as_json:
+        echo_json({"active_key_id": key_id, "reencrypted": moved})
+    else:
+        click.echo(f"Re-encrypted {moved} values under key {key_id}.")
 
 
 @click.group()
@@ -58,14 +63,17 @@ def db() -> None:
 
 @db.command()
 @database_option
-def upgrade(database_url: str | None) -> None:
+@json_option
+def upgrade(database_url: str | None, as_json: bool) -> None:
     """Migrate the database schema to this brokersync's revision."""
 
     async def go(engine: BrokerSync) -> tuple[str | None, str | None]:
         return await engine.upgrade_database()
 
     before, after = run(go, database_url)
-    if before == after:
+    if as_json:
+        echo_json({"before": before, "after": after, "upgraded": before != after})
+    elif before == after:
         click.echo(f"Schema already at {after}.")
     else:
         click.echo(f"Schema upgraded from {before or 'empty'} to {after}.")

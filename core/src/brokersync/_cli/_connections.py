@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from brokersync._cli._engine import engine_options, json_option, run, to_jsonable
+from brokersync._cli._engine import (
+    base_url_option,
+    engine_options,
+    json_option,
+    resolve_connection,
+    run,
+    to_jsonable,
+    wide_option,
+)
 from brokersync._cli._output import echo_json, print_table
 
 if TYPE_CHECKING:
@@ -110,6 +118,7 @@ def _with_credential_options(func: Any) -> Any:
 @click.argument("broker")
 @click.option("--environment", "-e", help="Broker environment (default: the broker's default).")
 @_with_credential_options
+@base_url_option
 @engine_options
 @json_option
 def connect(
@@ -117,6 +126,7 @@ def connect(
     environment: str | None,
     credentials_file: Path | None,
     settings: tuple[str, ...],
+    base_url_specs: dict[str, str],
     database_url: str | None,
     user_id: str,
     as_json: bool,
@@ -128,66 +138,89 @@ def connect(
     async def go(engine: BrokerSync) -> Any:
         return await engine.connect_broker(user_id, broker, credentials, environment)
 
-    _show_connection(run(go, database_url), as_json)
+    _show_connection(run(go, database_url, base_urls=base_url_specs), as_json)
 
 
 @click.command()
 @click.argument("connection_id")
 @_with_credential_options
+@base_url_option
 @engine_options
 @json_option
 def reconnect(
     connection_id: str,
     credentials_file: Path | None,
     settings: tuple[str, ...],
+    base_url_specs: dict[str, str],
     database_url: str | None,
     user_id: str,
     as_json: bool,
 ) -> None:
-    """Give CONNECTION_ID new credentials (keeps its id and trades; status back to active)."""
+    """Give CONNECTION_ID (or a unique prefix) new credentials (keeps its id and trades; status back to active)."""
 
-    async def broker_of(engine: BrokerSync) -> str:
-        return (await engine.get_connection(connection_id, user_id)).broker
+    async def broker_of(engine: BrokerSync) -> tuple[str, str]:
+        full_id = await resolve_connection(engine, connection_id, user_id)
+        return full_id, (await engine.get_connection(full_id, user_id)).broker
 
-    meta = _broker_metadata(run(broker_of, database_url))
+    full_id, broker = run(broker_of, database_url, read_only=True)
+    meta = _broker_metadata(broker)
     credentials = gather_credentials(meta, file=credentials_file, settings=settings)
 
     async def go(engine: BrokerSync) -> Any:
-        return await engine.reconnect_broker(connection_id, user_id, credentials)
+        return await engine.reconnect_broker(full_id, user_id, credentials)
 
-    _show_connection(run(go, database_url), as_json)
+    _show_connection(run(go, database_url, base_urls=base_url_specs), as_json)
 
 
 @click.command()
 @click.argument("connection_id")
 @click.option("--delete-trades", is_flag=True, help="Also delete the connection's stored trades.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", is_flag=True, help="Do not ask (needed with --delete-trades without a terminal).")
 @engine_options
-def disconnect(connection_id: str, delete_trades: bool, yes: bool, database_url: str | None, user_id: str) -> None:
-    """Disconnect CONNECTION_ID: its credentials and token are deleted."""
+@json_option
+def disconnect(
+    connection_id: str, delete_trades: bool, yes: bool, database_url: str | None, user_id: str, as_json: bool
+) -> None:
+    """Disconnect CONNECTION_ID (or a unique prefix of it): its credentials and token are deleted."""
+    if not yes and delete_trades and not sys.stdin.isatty():
+        raise click.UsageError("--delete-trades deletes the trades: without a terminal, confirm with --yes")
+
+    async def full_id_of(engine: BrokerSync) -> str:
+        return await resolve_connection(engine, connection_id, user_id)
+
+    full_id = run(full_id_of, database_url, read_only=True)
     if not yes and sys.stdin.isatty():
         what = "and delete its trades" if delete_trades else "(its trades are kept)"
-        click.confirm(f"Disconnect {connection_id} {what}?", abort=True)
+        click.confirm(f"Disconnect {full_id} {what}?", abort=True)
 
     async def go(engine: BrokerSync) -> None:
-        await engine.disconnect_broker(connection_id, user_id, delete_trades=delete_trades)
+        await engine.disconnect_broker(full_id, user_id, delete_trades=delete_trades)
 
     run(go, database_url)
-    click.echo(f"Disconnected {connection_id}.")
+    if as_json:
+        echo_json({"connection_id": full_id, "disconnected": True, "trades_deleted": delete_trades})
+    else:
+        click.echo(f"Disconnected {full_id}.")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--all-users", is_flag=True, help="List every user's connections (operator view).")
 @click.option("--status", type=click.Choice(["active", "needs_reauth", "disabled"]), help="Only this status.")
 @engine_options
 @json_option
-def connections(all_users: bool, status: str | None, database_url: str | None, user_id: str, as_json: bool) -> None:
-    """List connections with their status, accounts and last sync."""
+@wide_option
+@click.pass_context
+def connections(
+    ctx: click.Context, all_users: bool, status: str | None, database_url: str | None, user_id: str, as_json: bool
+) -> None:
+    """List connections with their status, accounts and last sync (`connections state` shows sync positions)."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     async def go(engine: BrokerSync) -> Any:
         return await engine.list_connections(user_id=None if all_users else user_id, status=status)
 
-    infos = run(go, database_url)
+    infos = run(go, database_url, read_only=True)
     if as_json:
         echo_json(to_jsonable(infos))
         return
@@ -211,3 +244,12 @@ def connections(all_users: bool, status: str | None, database_url: str | None, u
             for c in infos
         ),
     )
+
+
+def _add_subcommands() -> None:
+    from brokersync._cli._state import state
+
+    connections.add_command(state)
+
+
+_add_subcommands()

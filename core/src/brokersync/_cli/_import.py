@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from brokersync._cli._engine import engine_options, json_option, parse_pairs, run, to_jsonable
+from brokersync._cli._engine import engine_options, json_option, parse_pairs, resolve_connection, run, to_jsonable
 from brokersync._cli._output import echo_json
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def import_(
     async def go(engine: BrokerSync) -> list[ImportResult]:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-        target = connection_id
+        target = await resolve_connection(engine, connection_id, user_id) if connection_id else None
         results = []
         with Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), disable=not show_progress

@@ -10,6 +10,9 @@ import click
 
 __all__ = ["echo_json", "fail", "print_table"]
 
+#: Set by ``--wide``: tables are printed at their natural width, nothing cut off.
+WIDE = False
+
 
 def _default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
@@ -25,16 +28,22 @@ def echo_json(data: Any) -> None:
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, styles: dict[str, str] | None = None
 ) -> None:
-    """Print a rich table."""
+    """Print a rich table (with ``--wide``: no column is wrapped or cut off)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        table.add_column(column, style=(styles or {}).get(column))
+        if WIDE:
+            table.add_column(column, style=(styles or {}).get(column), no_wrap=True, overflow="fold")
+        else:
+            table.add_column(column, style=(styles or {}).get(column))
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    if WIDE:
+        Console(width=100_000).print(table, crop=False)
+    else:
+        Console().print(table)
 
 
 def fail(message: str, *, code: int = 1) -> None:

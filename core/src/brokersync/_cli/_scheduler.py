@@ -59,13 +59,17 @@ def _as_json(run: ScheduledRun) -> str:
 
 
 async def _schedules(engine: BrokerSync, specs: list[tuple[str, str]]) -> list[ConnectionSchedule]:
+    from brokersync._cli._engine import resolve_connection
     from brokersync._scheduler import ConnectionSchedule
+    from brokersync.errors import BrokerSyncError
 
     owners = {c.id: c.user_id for c in await engine.list_connections()}
     schedules = []
-    for connection_id, seconds in specs:
-        if connection_id not in owners:
-            raise click.BadParameter(f"no connection {connection_id!r}", param_hint="--connection")
+    for given, seconds in specs:
+        try:
+            connection_id = await resolve_connection(engine, given, None)
+        except BrokerSyncError as exc:
+            raise click.BadParameter(str(exc), param_hint="--connection") from None
         try:
             schedules.append(
                 ConnectionSchedule(connection_id=connection_id, user_id=owners[connection_id], interval=float(seconds))

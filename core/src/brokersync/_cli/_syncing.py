@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from brokersync._cli._engine import engine_options, json_option, parse_time, run, to_jsonable
+from brokersync._cli._engine import (
+    base_url_option,
+    engine_options,
+    json_option,
+    parse_time,
+    resolve_connection,
+    run,
+    short_id,
+    to_jsonable,
+    wide_option,
+)
 from brokersync._cli._output import echo_json, print_table
 from brokersync._generic_csv import EXPORT_COLUMNS, export_rows
 
@@ -55,7 +65,8 @@ def _summary(results: list[SyncResult]) -> None:
     )
     for r in results:
         if r.error is not None:
-            click.echo(f"{r.connection_id}: {r.error.user_message}", err=True)
+            hint = f" (`brokersync reconnect {r.connection_id[:8]}`)" if r.error.type.value == "auth" else ""
+            click.echo(f"{r.connection_id}: {r.error.user_message}{hint}", err=True)
         for e in r.errors[:5]:
             click.echo(f"{r.connection_id}: invalid record {e.broker_trade_id} ({e.account_id}): {e.reason}", err=True)
 
@@ -71,23 +82,33 @@ def _summary(results: list[SyncResult]) -> None:
 )
 @click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
 @click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
+@base_url_option
 @engine_options
 @json_option
+@wide_option
 def sync(
     connection_id: str | None,
     sync_all: bool,
     sync_failed: bool,
     since: str | None,
     incremental: bool,
+    base_url_specs: dict[str, str],
     database_url: str | None,
     user_id: str,
     as_json: bool,
 ) -> None:
     """Sync one connection's trades (all history, or --since), --all connections incrementally, or
-    the --failed ones again.
+    the --failed ones again. CONNECTION_ID may be any unique prefix of the id.
     """
     if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
         raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
+    if since is not None and not connection_id:
+        raise click.UsageError(
+            "--since applies to one connection's manual sync: --all and --failed sync each account from its "
+            "watermark (use `brokersync sync CONNECTION --since ...`, or `connections state --reset` for a full sync)"
+        )
+    if since is not None and incremental:
+        raise click.UsageError("--since and --incremental exclude each other: incremental syncs start at the watermark")
     since_at = parse_time(since, "--since")
     show_progress = not as_json and sys.stderr.isatty()
 
@@ -113,6 +134,7 @@ def sync(
                     description=f"{p.connection_id[:8]} account {p.account_id}",
                 )
 
+            await _check_keys(engine, None if sync_all or sync_failed else connection_id, user_id)
             if sync_all:
                 return await engine.run_scheduled_sync()
             if sync_failed:
@@ -123,17 +145,39 @@ def sync(
             assert connection_id is not None
             trigger = "scheduled" if incremental else "manual"
             result = await engine.sync_broker_trades(
-                connection_id, user_id, trigger=trigger, since=since_at, on_progress=on_progress
+                await resolve_connection(engine, connection_id, user_id),
+                user_id,
+                trigger=trigger,
+                since=since_at,
+                on_progress=on_progress,
             )
             return [result]
 
-    results = run(go, database_url)
+    results = run(go, database_url, base_urls=base_url_specs)
     if as_json:
         echo_json(to_jsonable(results))
     else:
         _summary(results)
     if not all(r.ok for r in results):
         raise SystemExit(1)
+
+
+async def _check_keys(engine: BrokerSync, connection_id: str | None, user_id: str) -> None:
+    """Refuse (exit 2, no run recorded) when the configured keys open none of the secrets to be used."""
+    from brokersync.errors import VaultError
+    from brokersync.results import ConnectionStatus
+
+    if connection_id is not None:
+        ids = [await resolve_connection(engine, connection_id, user_id)]
+    else:
+        ids = [c.id for c in await engine.list_connections(status=ConnectionStatus.ACTIVE)]
+    problems = await engine.verify_secrets(ids)
+    if problems and all(problems.values()):
+        first = next(iter(problems.values()))
+        raise VaultError(
+            f"{first} None of the {len(problems)} connection(s) to sync can be decrypted with the configured keys "
+            "(BROKERSYNC_ENCRYPTION_KEYS or the key file): nothing was synced"
+        )
 
 
 TRADE_COLUMNS = [
@@ -185,8 +229,10 @@ def _cell(value: Any) -> str:
     show_default=True,
     help="generic-csv writes fills in brokersync's generic CSV layout, to import elsewhere (--timezone UTC).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write to a file.")
 @engine_options
+@wide_option
 def trades(
     connection_id: str | None,
     account_id: str | None,
@@ -196,21 +242,38 @@ def trades(
     limit: int | None,
     include_cancelled: bool,
     fmt: str,
+    as_json: bool,
     output: Path | None,
     database_url: str | None,
     user_id: str,
 ) -> None:
     """Show or export the user's stored trades (CSV and JSON stream: any history size).
 
-    Trades the broker cancelled (busted) are left out unless --include-cancelled.
+    Trades the broker cancelled (busted) are left out unless --include-cancelled. --connection
+    takes any unique prefix of a connection id.
     """
+    if as_json:
+        if fmt not in ("table", "json"):
+            raise click.UsageError("--json and --format csv exclude each other")
+        fmt = "json"
     since_at, until_at = parse_time(since, "--since"), parse_time(until, "--until")
+    if since_at is not None and until_at is not None and since_at >= until_at:
+        raise click.BadParameter(
+            f"--since {since_at.isoformat()} is not before --until {until_at.isoformat()}: no trade can match",
+            param_hint="--since/--until",
+        )
+    if output is not None and not output.parent.is_dir():
+        raise click.BadParameter(f"{output.parent} is not an existing directory", param_hint="--output")
     if fmt == "table" and limit is None:
         limit = 50
     columns = TRADE_COLUMNS + CANCELLATION_COLUMNS if include_cancelled else TRADE_COLUMNS
 
     async def go(engine: BrokerSync) -> int:
-        stream: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+        only = await resolve_connection(engine, connection_id, user_id) if connection_id else None
+        try:
+            stream: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+        except OSError as exc:
+            raise click.BadParameter(f"cannot write {output}: {exc.strerror}", param_hint="--output") from None
         count = 0
         rows: list[list[str]] = []
         writer = csv.writer(stream) if fmt in ("csv", "generic-csv") else None
@@ -221,7 +284,7 @@ def trades(
                 stream.write("[")
             async for trade in engine.iter_trades(
                 user_id=user_id,
-                connection_id=connection_id,
+                connection_id=only,
                 account_id=account_id,
                 symbol=symbol,
                 since=since_at,
@@ -249,7 +312,7 @@ def trades(
         finally:
             if output:
                 stream.close()
-        if fmt == "table":
+        if fmt == "table" and count:
             shown = ["account_id", "broker_trade_id", "symbol", "direction", "opened_at", "closed_at", "quantity"]
             shown += ["entry_price", "exit_price", "realized_pnl", "fees", "currency"]
             if include_cancelled:
@@ -258,8 +321,10 @@ def trades(
             print_table(f"Trades (first {limit})", shown, ([r[i] for i in index] for r in rows))
         return count
 
-    count = run(go, database_url)
-    if output:
+    count = run(go, database_url, read_only=True)
+    if not count:
+        click.echo("No trades match.", err=True)
+    elif output:
         click.echo(f"Wrote {count} trades to {output}.", err=True)
 
 
@@ -272,6 +337,7 @@ def trades(
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @engine_options
 @json_option
+@wide_option
 def cancellations(
     connection_id: str | None,
     account_id: str | None,
@@ -286,13 +352,13 @@ def cancellations(
     async def go(engine: BrokerSync) -> Any:
         return await engine.list_cancellations(
             user_id=user_id,
-            connection_id=connection_id,
+            connection_id=await resolve_connection(engine, connection_id, user_id) if connection_id else None,
             account_id=account_id,
             without_trade=without_trade,
             limit=limit,
         )
 
-    found = run(go, database_url)
+    found = run(go, database_url, read_only=True)
     if as_json:
         echo_json(to_jsonable(found))
         return
@@ -301,7 +367,7 @@ def cancellations(
         ["connection", "account", "trade id", "cancelled (UTC)", "reason", "trade stored"],
         (
             (
-                c.connection_id[:8],
+                short_id(c.connection_id),
                 c.account_id,
                 c.broker_trade_id,
                 c.cancelled_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -323,15 +389,17 @@ def cancellations(
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @engine_options
 @json_option
+@wide_option
 def runs(
     connection_id: str | None, status: str | None, limit: int, database_url: str | None, user_id: str, as_json: bool
 ) -> None:
     """Show the sync audit trail (newest first)."""
 
     async def go(engine: BrokerSync) -> Any:
-        return await engine.list_runs(user_id=user_id, connection_id=connection_id, status=status, limit=limit)
+        only = await resolve_connection(engine, connection_id, user_id) if connection_id else None
+        return await engine.list_runs(user_id=user_id, connection_id=only, status=status, limit=limit)
 
-    infos = run(go, database_url)
+    infos = run(go, database_url, read_only=True)
     if as_json:
         echo_json(to_jsonable(infos))
         return
@@ -353,8 +421,8 @@ def runs(
         ],
         (
             (
-                r.id[:8],
-                r.connection_id[:8],
+                short_id(r.id),
+                short_id(r.connection_id),
                 r.trigger.value,
                 r.status.value,
                 r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -375,26 +443,39 @@ def runs(
 @click.option("--database-url", envvar="BROKERSYNC_DATABASE_URL", help="Database URL. Env: BROKERSYNC_DATABASE_URL.")
 @json_option
 def status(database_url: str | None, as_json: bool) -> None:
-    """Show database, schema, connections, trades and key health."""
+    """Show database, schema, connections, trades and key health (exit 1 when no key is available)."""
 
-    async def go(engine: BrokerSync) -> Any:
-        return await engine.status()
+    async def go(engine: BrokerSync) -> tuple[Any, str | None]:
+        from brokersync.errors import BrokerSyncError
 
-    info = run(go, database_url)
+        info = await engine.status()
+        reason = None
+        if info.active_key_id is None:
+            try:
+                engine.vault.active_key_id  # noqa: B018 - loading the keys says why they are unavailable
+            except BrokerSyncError as exc:
+                reason = str(exc)
+        return info, reason
+
+    info, key_problem = run(go, database_url, read_only=True)
     if as_json:
-        echo_json({**to_jsonable(info), "schema_current": info.schema_current})
-        return
-    rows = [
-        ("database", f"{info.database} ({info.dialect})"),
-        (
-            "schema",
-            f"{info.schema_revision or 'none'} (needs {info.head_revision})"
-            if not info.schema_current
-            else info.head_revision,
-        ),
-        ("connections", ", ".join(f"{k}: {v}" for k, v in sorted(info.connections.items())) or "none"),
-        ("trades", info.trades),
-        ("last runs", ", ".join(f"{k}: {v}" for k, v in sorted(info.last_runs.items())) or "none"),
-        ("active key", info.active_key_id or "unavailable"),
-    ]
-    print_table("brokersync status", ["", ""], rows)
+        echo_json({**to_jsonable(info), "schema_current": info.schema_current, "key_problem": key_problem})
+    else:
+        rows = [
+            ("database", f"{info.database} ({info.dialect})"),
+            (
+                "schema",
+                f"{info.schema_revision or 'none'} (needs {info.head_revision})"
+                if not info.schema_current
+                else info.head_revision,
+            ),
+            ("connections", ", ".join(f"{k}: {v}" for k, v in sorted(info.connections.items())) or "none"),
+            ("trades", info.trades),
+            ("last runs", ", ".join(f"{k}: {v}" for k, v in sorted(info.last_runs.items())) or "none"),
+            ("active key", info.active_key_id or f"unavailable: {key_problem or 'no key configured'}"),
+        ]
+        print_table("brokersync status", ["", ""], rows)
+    if info.active_key_id is None:
+        if not as_json:
+            click.echo(f"Error: no encryption key is available: {key_problem or 'no key configured'}", err=True)
+        raise SystemExit(1)

@@ -60,7 +60,7 @@ def _run(
 
     from brokersync._engine import BrokerSync
     from brokersync._queue import SyncQueue
-    from brokersync.errors import BrokerSyncError, ConfigurationError, VaultError
+    from brokersync.errors import BrokerSyncError, ConfigurationError, ConnectionNotFoundError, VaultError
 
     async def main() -> T:
         queue = SyncQueue(queue_url or None, name=queue_name)
@@ -72,7 +72,7 @@ def _run(
 
     try:
         return asyncio.run(main())
-    except (ConfigurationError, VaultError) as exc:
+    except (ConfigurationError, ConnectionNotFoundError, VaultError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     except BrokerSyncError as exc:
@@ -100,6 +100,7 @@ def _run(
 )
 @click.option("--local-limits", is_flag=True, help="Keep rate limits in this process instead of Redis.")
 @base_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the final job counts as JSON.")
 def worker(
     queue_url: str | None,
     queue_name: str,
@@ -110,6 +111,7 @@ def worker(
     limiter_url: str | None,
     local_limits: bool,
     base_url_specs: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run queued sync jobs (one per connection) until SIGINT/SIGTERM.
 
@@ -124,7 +126,8 @@ def worker(
         raise click.UsageError("give --limiter-url or --local-limits, not both")
 
     async def work(queue: SyncQueue, engine: BrokerSync) -> Any:
-        click.echo(f"worker started on queue {queue.name!r}: {concurrency} at once; Ctrl-C or SIGTERM stops it")
+        if not as_json:
+            click.echo(f"worker started on queue {queue.name!r}: {concurrency} at once; Ctrl-C or SIGTERM stops it")
         return await queue.run_worker(engine, concurrency=concurrency, grace=grace, burst=burst)
 
     from brokersync._queue import QUEUE_URL_ENV
@@ -138,10 +141,17 @@ def worker(
         limiter_url=shared,
         base_urls=urls,
     )
-    click.echo(
-        f"worker stopped: {stats.complete} complete, {stats.failed} failed, "
-        f"{stats.retried} retried, {stats.aborted} aborted"
-    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"complete": stats.complete, "failed": stats.failed, "retried": stats.retried, "aborted": stats.aborted}
+            )
+        )
+    else:
+        click.echo(
+            f"worker stopped: {stats.complete} complete, {stats.failed} failed, "
+            f"{stats.retried} retried, {stats.aborted} aborted"
+        )
     if burst and stats.failed:
         raise SystemExit(1)
 
@@ -173,11 +183,11 @@ def enqueue(
     async def work(queue: SyncQueue, engine: BrokerSync) -> dict[str, bool]:
         if enqueue_all:
             return await queue.enqueue_all(engine)
+        from brokersync._cli._engine import resolve_connection
+
         owners = {c.id: c.user_id for c in await engine.list_connections()}
-        missing = [c for c in connection_ids if c not in owners]
-        if missing:
-            raise click.BadParameter(f"no connection {', '.join(missing)}", param_hint="CONNECTION_ID")
-        return {c: await queue.enqueue(c, owners[c]) for c in connection_ids}
+        full_ids = [await resolve_connection(engine, c, None) for c in connection_ids]
+        return {c: await queue.enqueue(c, owners[c]) for c in full_ids}
 
     outcome = _run(work, queue_url=queue_url, queue_name=queue_name, database_url=database_url)
     if as_json:

@@ -23,6 +23,7 @@ from brokersync._config import EngineSettings, data_dir, default_database_url
 from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
 from brokersync._engine._imports import EngineImports
+from brokersync._engine._maintenance import reset_sync_state, verify_secrets
 from brokersync._engine._parts import EngineParts, require_text
 from brokersync._engine._reads import EngineReads
 from brokersync._engine._schema import Readiness
@@ -400,3 +401,35 @@ class BrokerSync(EngineReads, EngineImports):
         listed = await self._store.list_connections(status=ConnectionStatus.ACTIVE, with_accounts=False)
         active = [c for c in listed if c.environment != FILE_ONLY]  # file-only connections have no API
         return await sync_each(self._parts, active, concurrency=concurrency or self.settings.concurrency)
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    @store_errors("checking the stored secrets")
+    async def verify_secrets(self, connection_ids: Sequence[str] | None = None) -> dict[str, str | None]:
+        """Try to decrypt every stored credential and token with the configured keys.
+
+        Args:
+            connection_ids: Only these connections (default: every connection of every user).
+
+        Returns:
+            Connection id -> ``None`` when its secrets decrypt, else why not (never a secret).
+
+        Raises:
+            VaultError: The keys themselves cannot be loaded (nothing could be decrypted).
+        """
+        return await verify_secrets(self._parts, connection_ids)
+
+    @store_errors("resetting a connection's sync state")
+    async def reset_sync_state(self, connection_id: str, user_id: str) -> int:
+        """Forget the watermarks and cursors of a connection's accounts: its next sync reads all history.
+
+        Trades already stored stay (the next sync finds them unchanged).
+
+        Returns:
+            How many accounts had a stored sync position.
+
+        Raises:
+            ConnectionNotFoundError: No such connection for this user.
+            SyncInProgressError: A sync of the connection is running (its lease is held).
+        """
+        return await reset_sync_state(self._parts, connection_id, user_id)

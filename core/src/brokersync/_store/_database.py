@@ -7,6 +7,7 @@ upgrading a read lock, and every read-then-write (lease, upsert classification) 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,21 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_private_file(path: Path) -> None:
+    # docs/security.md: the data directory is 0700 and the database 0600 (it holds ciphertexts and
+    # every trade). SQLite gives its -wal and -shm files the database file's mode.
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the database {path}: {exc.strerror or type(exc).__name__}. Set BROKERSYNC_DATA_DIR "
+            "(or the database URL) to a directory this user can write"
+        ) from None
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for ``url`` (SQLite or PostgreSQL), configured for brokersync.
 
@@ -68,7 +84,8 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         database = parsed.database or ""
         if database in ("", ":memory:"):
             raise ConfigurationError("brokersync needs a SQLite file, not an in-memory database (give a path)")
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not parsed.query.get("uri"):  # a file: URI (e.g. mode=ro) names a database that exists
+            _create_private_file(Path(database).expanduser())
         engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

@@ -16,7 +16,7 @@ from brokersync._store._sql import run_sql, update_sql
 from brokersync.errors import LeaseLostError
 from brokersync.results import RunStatus, SyncRunInfo
 
-__all__ = ["RunStore", "renew_lease"]
+__all__ = ["RunStore", "release_lease", "renew_lease", "take_lease"]
 
 _LEASE_TAKE = (
     "INSERT INTO sync_leases (connection_id, holder, run_id, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) "
@@ -129,6 +129,18 @@ async def renew_lease(conn: AsyncConnection, connection_id: str, holder: str, ex
             f"connection {connection_id}: this sync's lease expired and another sync took over; "
             "nothing from the current batch was stored"
         )
+
+
+async def take_lease(
+    conn: AsyncConnection, connection_id: str, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
+) -> bool:
+    """Take the connection's lease in the caller's transaction; ``False`` while another holder has it."""
+    return await _acquire(conn, connection_id, holder, run_id, now, ttl)
+
+
+async def release_lease(conn: AsyncConnection, connection_id: str, holder: str) -> None:
+    """Give the lease back in the caller's transaction (only if ``holder`` still has it)."""
+    await _release(conn, connection_id, holder)
 
 
 async def _acquire(

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from brokersync._store._base import Database
 from brokersync._store._cancellations import (
@@ -19,8 +19,8 @@ from brokersync._store._cancellations import (
 from brokersync._store._executions import store_executions
 from brokersync._store._positions import replace_positions
 from brokersync._store._records import stored_cancellation, stored_trade
-from brokersync._store._runs import renew_lease
-from brokersync._store._schema import trades
+from brokersync._store._runs import release_lease, renew_lease, take_lease
+from brokersync._store._schema import sync_cursors, trades
 from brokersync._store._sql import run_sql
 from brokersync._store._upsert import upsert_trades
 from brokersync.models import Execution, ExecutionCancellation, Position, Trade, TradeCancellation
@@ -91,6 +91,20 @@ class TradeStore(Database):
             if cursor is not None or watermark is not None:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
             return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
+
+    async def reset_sync_cursors(
+        self, connection_id: str, *, holder: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> int | None:
+        """Delete the connection's cursors and watermarks under its lease, in ONE transaction.
+
+        Returns how many accounts had one, or ``None`` (nothing changed) while another holder syncs it.
+        """
+        async with self.write() as conn:
+            if not await take_lease(conn, connection_id, holder, "reset-sync-state", now, ttl):
+                return None
+            deleted = await conn.execute(delete(sync_cursors).where(sync_cursors.c.connection_id == connection_id))
+            await release_lease(conn, connection_id, holder)
+            return int(deleted.rowcount or 0)
 
     def _trade_query(
         self,

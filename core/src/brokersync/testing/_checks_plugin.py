@@ -14,6 +14,15 @@ from brokersync.testing._harness import Scenario
 
 __all__ = ["PluginChecks"]
 
+# RFC 2606 names for examples: a template or tutorial placeholder that must not ship.
+_PLACEHOLDER_HOSTS = ("example", "example.com", "example.net", "example.org")
+
+
+def _placeholder(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == name or host.endswith("." + name) for name in _PLACEHOLDER_HOSTS)
+
+
 _SECRET_NAME = re.compile(r"pass|secret|token|private|pin\b|^sec$|_sec$|api_?key$")
 
 
@@ -38,6 +47,12 @@ class PluginChecks(SuiteBase):
             local = host in ("localhost", "127.0.0.1") or host.endswith((".test", ".localhost"))
             if not url.startswith("https://") and not local:
                 problems.append(f"environment {name!r} uses plain http: {url}")
+            if _placeholder(host):
+                problems.append(
+                    f"environment {name!r} still has the placeholder URL {url}: set the broker's real API URL"
+                )
+        if meta.docs_url and _placeholder(urlsplit(meta.docs_url).hostname or ""):
+            problems.append(f"docs_url is the placeholder {meta.docs_url}: link the broker's real API documentation")
         if problems:
             raise self._fail(rule, "; ".join(problems), _metadata_summary(meta))
 
