@@ -29,9 +29,11 @@ from brokersync.errors import (
     ErrorClassification,
     ErrorType,
     NeedsReauthError,
+    PaginationError,
     PluginContractError,
     PluginError,
     RecordValidationError,
+    RequestChange,
     Severity,
     StoreError,
     SyncError,
@@ -62,6 +64,7 @@ from brokersync.models import (
     Reports,
     RetryPolicy,
     Side,
+    TokenAuth,
     Trade,
     TradeCancellation,
     TradePage,
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
     from brokersync._http import BrokerHttpClient
     from brokersync._log import enable_logging
     from brokersync._metrics import RequestMetrics
+    from brokersync._paging import Page
     from brokersync._queue import QueuedSync, SyncQueue, WorkerStats
     from brokersync._ratelimit import RateLimiter, RateLimitStatus
     from brokersync._resilience import (
@@ -134,6 +138,7 @@ _LAZY = {
     "SyncStats": "brokersync._stats",
     # The resilient request layer (httpx loads with it; redis only with a Redis store).
     "BrokerHttpClient": "brokersync._http",
+    "Page": "brokersync._paging",
     "CircuitBreaker": "brokersync._circuit",
     "CircuitState": "brokersync._circuit",
     "RateLimitStatus": "brokersync._ratelimit",
@@ -280,6 +285,8 @@ __all__ = [
     "NeedsReauthError",
     "OpenClose",
     "OptionRight",
+    "Page",
+    "PaginationError",
     "PluginContractError",
     "PluginError",
     "PluginFailure",
@@ -292,6 +299,7 @@ __all__ = [
     "RecordError",
     "RecordValidationError",
     "Reports",
+    "RequestChange",
     "RequestMetrics",
     "Resilience",
     "RetryContext",
@@ -314,6 +322,7 @@ __all__ = [
     "SyncRunInfo",
     "SyncStats",
     "SyncTrigger",
+    "TokenAuth",
     "Trade",
     "TradeBatch",
     "TradeCancellation",

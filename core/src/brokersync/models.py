@@ -42,6 +42,7 @@ __all__ = [
     "Reports",
     "RetryPolicy",
     "Side",
+    "TokenAuth",
     "Trade",
     "TradeCancellation",
     "TradePage",
@@ -723,6 +724,46 @@ class Capabilities:
     """The broker refreshes its data at most this often (IBKR Flex: daily); the scheduler waits this long."""
 
 
+@attrs.frozen(kw_only=True)
+class TokenAuth:
+    """How the core attaches the connection's access token to a plugin's requests.
+
+    With ``BrokerMetadata.token_auth`` set, ``ctx.http`` adds the current token to every request
+    a hook sends (except from ``authenticate`` and ``refresh_token``), so a plugin builds no auth
+    header and never holds a stale token. Either way (set or not), when the broker answers 401 in
+    a sync the core refreshes the token once (``refresh_token``, else ``authenticate`` from the
+    stored credentials), stores it, and resends the request with the new token.
+
+    Attributes:
+        header: The header carrying the token (``None``: not in a header).
+        prefix: Written before the token in the header (``"Bearer "``).
+        query: The query parameter carrying the token instead (e.g. IBKR Flex's ``t``).
+    """
+
+    header: str | None = "Authorization"
+    prefix: str = "Bearer "
+    query: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.header is None) == (self.query is None):
+            raise ValueError("TokenAuth needs exactly one of header= or query=")
+
+    @classmethod
+    def bearer(cls) -> TokenAuth:
+        """Send ``Authorization: Bearer <token>`` (the default of most REST APIs)."""
+        return cls()
+
+    @classmethod
+    def in_header(cls, name: str, prefix: str = "") -> TokenAuth:
+        """Send the token in header ``name`` (after ``prefix``)."""
+        return cls(header=name, prefix=prefix)
+
+    @classmethod
+    def in_query(cls, name: str) -> TokenAuth:
+        """Send the token in query parameter ``name``."""
+        return cls(header=None, prefix="", query=name)
+
+
 def _as_fields(value: Iterable[CredentialField]) -> tuple[CredentialField, ...]:
     return tuple(value)  # typed converters (not tuple/dict) so mypy checks what plugins pass
 
@@ -760,6 +801,9 @@ class BrokerMetadata:
         retry: How transient failures are retried.
         docs_url: Where the broker's API is documented.
         plugin_api: The brokersync plugin API versions the plugin supports, e.g. ``">=1,<2"``.
+        token_auth: How ``ctx.http`` attaches the access token to requests (``None``: the plugin
+            sends it itself; the core still renews a rejected token and swaps it into the
+            plugin's headers and query parameters).
     """
 
     key: str = attrs.field(validator=_check_key)
@@ -774,6 +818,7 @@ class BrokerMetadata:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     docs_url: str | None = None
     plugin_api: str = ">=1,<2"
+    token_auth: TokenAuth | None = None
 
     def __attrs_post_init__(self) -> None:
         names = [f.name for f in self.credential_fields]
