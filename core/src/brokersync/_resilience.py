@@ -223,6 +223,7 @@ class Resilience:
             sleep=self._sleep_fn(),
             clock=self._clock or time.monotonic,
             wall_clock=self._clock or time.time,
+            tokens=broker.token_session,
         )
 
     def _sleep_fn(self) -> Callable[[float], Awaitable[None]]:

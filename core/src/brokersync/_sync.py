@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from brokersync._broker import Broker, TradeBatch, await_me_maybe
+from brokersync._reauth import renew_token
 from brokersync._results import SyncProgress, SyncRecordError
 from brokersync._store import AccountInfo, Store, SyncTrigger, UpsertCounts
 from brokersync.errors import BrokerAuthError
@@ -80,6 +81,8 @@ class TokenKeeper:
         self._lock = lock
         self._margin = margin
         self._clock = clock
+        # A 401 in the middle of a hook renews through here (see brokersync._reauth).
+        broker.token_session.renewer = self.renew_rejected
 
     async def token(self) -> AuthResult:
         """A token that is not about to expire."""
@@ -95,6 +98,20 @@ class TokenKeeper:
                     new = None  # the refresh token was refused: fall back to the credentials
             if new is None:
                 new = await self._broker.authenticate(self._credentials)
+            await self._save(new)
+            self._auth = new
+            return new
+
+    async def renew_rejected(self, rejected: AuthResult) -> AuthResult:
+        """Renew a token the broker rejected with 401: refresh it, else log in again; store it.
+
+        Raises:
+            BrokerAuthError: The login from the stored credentials was refused too.
+        """
+        async with self._lock:
+            if self._auth is not None and self._auth.access_token != rejected.access_token:
+                return self._auth  # another task already replaced it
+            new = await renew_token(self._broker, self._credentials, rejected)
             await self._save(new)
             self._auth = new
             return new
