@@ -241,6 +241,17 @@ class Broker:
         result = await self._call("authenticate", credentials=checked)
         if not isinstance(result, AuthResult):
             raise self._contract("authenticate", f"returned {type(result).__name__}, expected AuthResult")
+        session = self.token_session
+        if session.renewer is None:
+            # Used on its own (no engine), the facade renews a token rejected mid-call from these
+            # credentials, in memory; an engine replaces this with its persisting bookkeeping.
+            async def renew(rejected: AuthResult) -> AuthResult:
+                from brokersync._reauth import renew_token
+
+                return await renew_token(self, checked, rejected)
+
+            session.renewer = renew
+        session.adopt(result)
         return result
 
     async def refresh_token(self, credentials: Mapping[str, Any], auth: AuthResult) -> AuthResult | None:

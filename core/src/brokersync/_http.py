@@ -429,8 +429,8 @@ class BrokerHttpClient(PagingMixin):
             if exc.status_code != 401:
                 raise
             raise BrokerAuthError(
-                f"broker {self.broker!r} rejected the renewed token too ({method} {url.split('?', 1)[0]}); "
-                "reconnect the account",
+                f"broker {self.broker!r} rejected the renewed token too ({method} {url.split('?', 1)[0]}): "
+                f"{exc.message}; reconnect the account",
                 broker=self.broker,
                 connection_id=self.connection_id,
                 status_code=401,
