@@ -80,3 +80,23 @@ async def test_a_second_401_after_the_renewal_is_an_auth_error_not_a_loop(make_e
     with pytest.raises(BrokerAuthError, match="rejected the renewed token too"):
         await engine.sync_broker_trades(connection_id, USER)
     assert api.refreshes + api.logins - 1 <= 2  # renewed at most once per call: no loop
+
+
+async def test_concurrent_401s_share_one_renewal():
+    # A facade used on its own renews from the credentials given to authenticate(), once for all.
+    import asyncio
+
+    from brokersync import BrokerRegistry
+
+    api = ExpiringApi(token_uses=1)
+    registry = BrokerRegistry(entry_points=False)
+    registry.register("expiring", RefreshingPlugin())
+    async with registry.get("expiring", transport=api.transport()) as broker:
+        auth = await broker.authenticate({"user": "alice", "password": api.password})
+        await broker.get_accounts(auth)
+        api.token_uses = 100
+        api.uses[auth.access_token] = 10**6  # the broker ended this session
+        results = await asyncio.gather(*(broker.http.get("accounts") for _ in range(5)))
+    assert [r.status_code for r in results] == [200] * 5
+    assert api.refreshes == 1 and api.logins == 1
+    assert broker.token_session.renewals == 1
