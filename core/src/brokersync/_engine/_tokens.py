@@ -97,6 +97,8 @@ class TokenKeeper:
         self._lock = lock
         self._margin = margin
         self._clock = clock
+        # This run's login from the stored credentials was refused: asking again only hammers the broker.
+        self._refused: BrokerAuthError | None = None
         # A 401 in the middle of a hook renews through here (see brokersync._reauth).
         broker.token_session.renewer = self.renew_rejected
 
@@ -127,16 +129,28 @@ class TokenKeeper:
         async with self._lock:
             if self._auth is not None and self._auth.access_token != rejected.access_token:
                 return self._auth  # another task already replaced it
-            new = await renew_token(self._broker, self._credentials, rejected)
+            if self._refused is not None:
+                raise self._refused
+            try:
+                new = await renew_token(self._broker, self._credentials, rejected)
+            except BrokerAuthError as exc:
+                self._refused = exc  # the refresh failed and the login was refused
+                raise
             await self._save(new)
             self._auth = new
             return new
 
     async def reissue(self, rejected: AuthResult) -> AuthResult:
-        """Authenticate again after the broker rejected ``rejected`` (e.g. revoked early)."""
+        """Authenticate again after the broker rejected ``rejected`` (e.g. revoked early).
+
+        Raises:
+            BrokerAuthError: The login was refused, now or already in this run (then not asked again).
+        """
         async with self._lock:
             if self._auth is not None and self._auth is not rejected:
                 return self._auth  # another task already replaced it
+            if self._refused is not None:
+                raise self._refused  # ctx.http's renewal already tried this login
             new = await self._broker.authenticate(self._credentials)
             await self._save(new)
             self._auth = new
