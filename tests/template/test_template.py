@@ -22,8 +22,26 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "plugin-template"
-# One rendering per auth style, each its own broker key, so all three install side by side.
-STYLES = {"password-token": "tplcheck_pw", "api-key": "tplcheck_key", "static-token": "tplcheck_token"}
+# One rendering per auth style (round trips), and one that reports executions, each its own broker
+# key, so all four install side by side. Rendering name -> broker key, auth style, what it reports.
+STYLES = {
+    "password-token": "tplcheck_pw",
+    "api-key": "tplcheck_key",
+    "static-token": "tplcheck_token",
+    "executions": "tplcheck_fills",
+}
+AUTH = {
+    "password-token": "password-token",
+    "api-key": "api-key",
+    "static-token": "static-token",
+    "executions": "static-token",
+}
+REPORTS = {
+    "password-token": "round-trips",
+    "api-key": "round-trips",
+    "static-token": "round-trips",
+    "executions": "executions",
+}
 
 
 def _run(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,7 +98,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                     "--data",
                     f"broker_key={key}",
                     "--data",
-                    f"auth_style={style}",
+                    f"auth_style={AUTH[style]}",
+                    "--data",
+                    f"reports={REPORTS[style]}",
                     "--data",
                     "author_name=Template Test",
                     "--data",
@@ -112,7 +132,8 @@ def test_rendered_package_layout(workspace: dict[str, Path], style: str) -> None
     assert f'{key} = "brokersync_{key}.plugin"' in pyproject
     assert 'build-backend = "hatchling.build"' in pyproject
     answers = (target / ".copier-answers.yml").read_text(encoding="utf-8")
-    assert f"auth_style: {style}" in answers  # what `copier update` needs
+    assert f"auth_style: {AUTH[style]}" in answers  # what `copier update` needs
+    assert f"reports: {REPORTS[style]}" in answers
 
 
 @pytest.mark.parametrize("style", list(STYLES))
@@ -177,6 +198,52 @@ def test_the_placeholder_live_url_fails_conformance(workspace: dict[str, Path]) 
     assert "breaks conformance rule 'metadata-complete'" in result.stdout
     assert "still has the placeholder URL https://api.acme.example/v1" in result.stdout
     assert "1 failed" in result.stdout
+
+
+def test_the_rendered_plugins_return_mappings_and_leave_auth_and_paging_to_the_core(
+    workspace: dict[str, Path],
+) -> None:
+    for style, key in STYLES.items():
+        module = workspace[style] / "src" / f"brokersync_{key}"
+        plugin = (module / "plugin.py").read_text(encoding="utf-8")
+        client = (module / "client.py").read_text(encoding="utf-8")
+        assert "Trade(" not in plugin and "Execution(" not in plugin  # mappings: one bad row is skipped
+        assert "ctx.http.pages_by_cursor(" in client
+        assert "except BrokerAuthError" not in client  # no renew-on-401 in the plugin
+        if REPORTS[style] == "executions":
+            assert "executions=[to_execution(row) for row in rows]" in plugin
+            assert "Reports.EXECUTIONS" in plugin
+        else:
+            assert "records=[to_record(row) for row in rows]" in plugin
+        if AUTH[style] != "api-key":
+            assert "token_auth=TokenAuth.bearer()" in plugin
+
+
+def test_a_malformed_row_is_reported_and_the_rest_of_the_page_synced(workspace: dict[str, Path]) -> None:
+    # The template returns mappings: the core skips the bad record, the page and the sync go on.
+    code = """
+import asyncio, brokersync
+from brokersync_tplcheck_pw import fake, plugin
+rows = fake._history
+def broken(account_id):
+    history = rows(account_id)
+    history[2]["entry_price"] = "12,5x"
+    return history
+fake._history = broken
+async def main():
+    broker = brokersync.get_broker("tplcheck_pw", transport=fake.FakeApi().transport())
+    async with broker:
+        auth = await broker.authenticate(fake.DEMO_CREDENTIALS)
+        account = (await broker.get_accounts(auth))[0]
+        trades, errors = [], []
+        async for batch in broker.iter_trades(auth, account):
+            trades += batch.trades
+            errors += batch.errors
+    print(len(trades), len(errors), errors[0].broker_trade_id)
+asyncio.run(main())
+"""
+    out = _ok(_run([str(workspace["python"]), "-c", code], cwd=workspace["python"].parent))
+    assert out.split() == ["11", "1", "ACC-1-00002"]
 
 
 @pytest.mark.parametrize(

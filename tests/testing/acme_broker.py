@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import logging
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -30,13 +32,15 @@ from brokersync import (
     BrokerMetadata,
     Capabilities,
     CredentialField,
+    CursorKind,
     RateLimit,
+    Reports,
     RetryPolicy,
     Trade,
     TradePage,
     hookimpl,
 )
-from brokersync.errors import BrokerAuthError, BrokerError
+from brokersync.errors import BrokerAuthError, BrokerError, BrokerRateLimitError
 
 HERE = Path(__file__).parent
 BASE_URL = "https://api.acme-broker.test/v1"
@@ -124,6 +128,8 @@ class AcmePlugin:
     refresh_capability = True
     live_url = BASE_URL
     docs_url = "https://acme-broker.test/docs/api"
+    reports = Reports.ROUND_TRIPS
+    cursor_kind = CursorKind.TIME
 
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
@@ -137,7 +143,9 @@ class AcmePlugin:
                 CredentialField(name="password", label="Password", secret=self.password_secret),
             ],
             environments={"live": self.live_url},
-            capabilities=Capabilities(refresh_token=self.refresh_capability),
+            capabilities=Capabilities(
+                refresh_token=self.refresh_capability, reports=self.reports, cursor=self.cursor_kind
+            ),
             rate_limits=[RateLimit(max_requests=60, window_seconds=60)],
             retry=self.retry,
             docs_url=self.docs_url,
@@ -169,14 +177,27 @@ class AcmePlugin:
         return [Account(id=a["id"], name=a["name"], currency=a["currency"], raw=a) for a in response.json()]
 
     @hookimpl
-    async def get_trades(self, ctx: Any, auth: AuthResult, account: Account, since: dt.datetime | None) -> Any:
-        page_token: str | None = None
+    async def get_trades(
+        self, ctx: Any, auth: AuthResult, account: Account, since: dt.datetime | None, cursor: str | None
+    ) -> Any:
+        page_token: str | None = cursor
         while True:
             body = await self.fetch_page(ctx, auth, account, self.params(since, page_token))
-            yield TradePage(records=[self.to_trade(row, account) for row in body["trades"]])
+            yield TradePage(
+                records=[self.to_trade(row, account) for row in body["trades"]],
+                executions=self.executions(body["trades"], account),
+                cursor=self.page_cursor(page_token, body),
+            )
             page_token = self.next_token(body, page_token)
             if page_token is None:
                 return
+
+    def page_cursor(self, page_token: str | None, body: dict[str, Any]) -> str:
+        # Resume after this page: the offset of its first trade plus the trades it holds.
+        return str(int(page_token or 0) + len(body["trades"]))
+
+    def executions(self, rows: list[dict[str, Any]], account: Account) -> list[dict[str, Any]]:
+        return []
 
     def params(self, since: dt.datetime | None, page_token: str | None) -> dict[str, str]:
         params = {"limit": "3"}
@@ -338,6 +359,103 @@ class DuplicateAccounts(AcmePlugin):
         return [*accounts, accounts[0]]
 
 
+class LaggingCursor(AcmePlugin):
+    def page_cursor(self, page_token: str | None, body: dict[str, Any]) -> str:
+        return page_token or "0"  # where the page started: resuming fetches it again
+
+
+class RewindingCursor(AcmePlugin):
+    def page_cursor(self, page_token: str | None, body: dict[str, Any]) -> str:
+        return str(max(0, int(page_token or 0) - 3))  # one page before this one
+
+
+class RateLimitAsException(AcmePlugin):
+    async def fetch_page(self, ctx: Any, auth: AuthResult, account: Account, params: dict[str, str]) -> Any:
+        try:
+            return await super().fetch_page(ctx, auth, account, params)
+        except BrokerRateLimitError as exc:
+            raise Exception(f"too many requests: {exc}") from None
+
+
+class LogsSecret(AcmePlugin):
+    @hookimpl
+    async def authenticate(self, ctx: Any, credentials: Any) -> AuthResult:
+        logging.getLogger("acme_broker").info("logging in %s with %s", credentials["username"], credentials["password"])
+        return await super().authenticate(ctx, credentials)
+
+
+class PrintsToken(AcmePlugin):
+    def headers(self, auth: AuthResult) -> dict[str, str]:
+        print(f"using token {auth.access_token}")
+        return super().headers(auth)
+
+
+class BlocksLoop(AcmePlugin):
+    async def fetch_page(self, ctx: Any, auth: AuthResult, account: Account, params: dict[str, str]) -> Any:
+        time.sleep(0.01)  # "be nice to the API": blocks every other sync in the process
+        return await super().fetch_page(ctx, auth, account, params)
+
+
+class ReportsExecutions(AcmePlugin):
+    reports = Reports.EXECUTIONS
+
+    def execution(self, row: dict[str, Any], leg: str, account: Account) -> dict[str, Any]:
+        opening = leg == "open"
+        buy = (row["side"] == "buy") == opening
+        return {
+            "broker_execution_id": f"{row['id']}-{leg}",
+            "instrument": {"symbol": row["symbol"], "currency": row["currency"]},
+            "side": "buy" if buy else "sell",
+            "quantity": row["qty"],
+            "price": row["entry"] if opening else row["exit"],
+            "executed_at": row["opened"] if opening else row["closed"],
+            "raw": row,
+        }
+
+    def executions(self, rows: list[dict[str, Any]], account: Account) -> list[dict[str, Any]]:
+        return [self.execution(row, leg, account) for row in rows for leg in ("open", "close")]
+
+
+class DuplicateExecutionIds(ReportsExecutions):
+    def execution(self, row: dict[str, Any], leg: str, account: Account) -> dict[str, Any]:
+        return {**super().execution(row, leg, account), "broker_execution_id": row["id"]}
+
+
+class SignedExecutionQuantities(ReportsExecutions):
+    def execution(self, row: dict[str, Any], leg: str, account: Account) -> dict[str, Any]:
+        fill = super().execution(row, leg, account)
+        return {**fill, "quantity": f"-{fill['quantity']}" if fill["side"] == "sell" else fill["quantity"]}
+
+
+class NaiveExecutionTimes(ReportsExecutions):
+    def execution(self, row: dict[str, Any], leg: str, account: Account) -> dict[str, Any]:
+        fill = super().execution(row, leg, account)
+        return {**fill, "executed_at": fill["executed_at"].removesuffix("Z")}
+
+
+class IgnoresCursor(AcmePlugin):
+    cursor_kind = CursorKind.OPAQUE
+
+    @hookimpl
+    async def get_trades(
+        self, ctx: Any, auth: AuthResult, account: Account, since: dt.datetime | None, cursor: str | None
+    ) -> Any:
+        # The stored cursor is never passed on: every sync starts over from the first page.
+        async for page in super().get_trades(ctx, auth, account, since, None):
+            yield page
+
+
+class GetTradesRaises(AcmePlugin):
+    def next_token(self, body: dict[str, Any], current: str | None) -> str | None:
+        return body["next_page"]  # the wrong field: KeyError on the first page
+
+
+class DoesNotLoad(AcmePlugin):
+    @hookimpl
+    def broker_metadata(self) -> BrokerMetadata:
+        raise RuntimeError("metadata needs a config file")
+
+
 VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "FloatPrices": (FloatPrices, "decimal-money"),
     "NaiveTimes": (NaiveTimes, "utc-times"),
@@ -357,6 +475,18 @@ VARIANTS: dict[str, tuple[type[AcmePlugin], str]] = {
     "NoRaw": (NoRaw, "raw-kept"),
     "FloatNoise": (FloatNoise, "decimal-money"),
     "DuplicateAccounts": (DuplicateAccounts, "accounts-valid"),
+    "LaggingCursor": (LaggingCursor, "cursor-advances"),
+    "RewindingCursor": (RewindingCursor, "cursor-advances"),
+    "RateLimitAsException": (RateLimitAsException, "rate-limit-persistent"),
+    "LogsSecret": (LogsSecret, "no-secret-output"),
+    "PrintsToken": (PrintsToken, "no-secret-output"),
+    "BlocksLoop": (BlocksLoop, "non-blocking-hooks"),
+    "DuplicateExecutionIds": (DuplicateExecutionIds, "unique-execution-ids"),
+    "SignedExecutionQuantities": (SignedExecutionQuantities, "executions-valid"),
+    "NaiveExecutionTimes": (NaiveExecutionTimes, "executions-valid"),
+    "IgnoresCursor": (IgnoresCursor, "cursor-resumes"),
+    "GetTradesRaises": (GetTradesRaises, "plugin-runs"),
+    "DoesNotLoad": (DoesNotLoad, "plugin-runs"),
 }
 
 

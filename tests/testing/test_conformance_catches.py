@@ -37,6 +37,11 @@ for _name in acme_broker.VARIANTS:
     globals()["Test" + _name] = type("Test" + _name, (Base,), {"plugin": getattr(acme_broker, _name)})
 
 
+class TestReportsExecutions(Base):
+    # A well-behaved plugin that reports executions: it passes the execution rules.
+    plugin = acme_broker.ReportsExecutions
+
+
 class TestViaEntryPoint(Base):
     # No plugin object: the suite loads the broker through its installed entry point.
     pass
@@ -84,7 +89,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
         if problem is None:
             problem = case.find("error")
         results[(cls, rule)] = None if problem is None else (problem.get("message", "") + "\n" + (problem.text or ""))
-    assert len(results) == (len(VARIANTS) + 1) * len(RULES), completed.stdout[-3000:]
+    assert len(results) == (len(VARIANTS) + 2) * len(RULES), completed.stdout[-3000:]
     return results
 
 
@@ -162,3 +167,52 @@ def test_every_rule_is_shown_failing_by_some_variant(outcomes: Outcomes) -> None
     # Proof that no check is a test that cannot fail: each rule fails, by name, for at least one variant.
     failed = {rule for (cls, rule), message in outcomes.items() if message and f"conformance rule '{rule}'" in message}
     assert failed == set(RULES)
+
+
+def _failed(outcomes: Outcomes, variant: str) -> set[str]:
+    return {rule for (cls, rule), message in outcomes.items() if cls == f"Test{variant}" and message}
+
+
+@pytest.mark.parametrize("variant", ["DoesNotLoad", "GetTradesRaises"])
+def test_a_root_cause_fails_one_rule_and_the_rest_are_skipped(outcomes: Outcomes, variant: str) -> None:
+    # entry-point fails for every variant (the installed entry point is the good plugin), not for this cause.
+    assert _failed(outcomes, variant) == {"plugin-runs", "entry-point"}
+
+
+def test_root_cause_messages_say_what_failed(outcomes: Outcomes) -> None:
+    load = outcomes[("TestDoesNotLoad", "plugin-runs")]
+    assert load is not None and "loading failed" in load and "metadata needs a config file" in load
+    raised = outcomes[("TestGetTradesRaises", "plugin-runs")]
+    assert raised is not None and "get_trades() failed" in raised and "KeyError" in raised and "next_page" in raised
+
+
+def test_cursor_breaks_are_named(outcomes: Outcomes) -> None:
+    lagging = outcomes[("TestLaggingCursor", "cursor-advances")]
+    assert lagging is not None and "returned that whole page again: the cursor lags one page" in lagging
+    rewinding = outcomes[("TestRewindingCursor", "cursor-advances")]
+    assert rewinding is not None and "the cursor moves backwards" in rewinding
+    # A correct cursor passes the same rule.
+    assert outcomes[("TestViaEntryPoint", "cursor-advances")] is None
+
+
+def test_hygiene_breaks_are_named(outcomes: Outcomes) -> None:
+    rate = outcomes[("TestRateLimitAsException", "rate-limit-persistent")]
+    assert rate is not None and "surfaced as Exception" in rate and "BrokerRateLimitError" in rate
+    logged = outcomes[("TestLogsSecret", "no-secret-output")]
+    assert logged is not None and "credential field 'password' through logging" in logged
+    printed = outcomes[("TestPrintsToken", "no-secret-output")]
+    assert printed is not None and "through print" in printed and "acme-token-" not in printed
+    blocked = outcomes[("TestBlocksLoop", "non-blocking-hooks")]
+    assert blocked is not None and "time.sleep(0.01) in fetch_page()" in blocked and "ctx.sleep" in blocked
+
+
+def test_execution_breaks_are_named(outcomes: Outcomes) -> None:
+    duplicate = outcomes[("TestDuplicateExecutionIds", "unique-execution-ids")]
+    assert duplicate is not None and "broker_execution_id 'A1-T000' appears twice in account 'A1'" in duplicate
+    signed = outcomes[("TestSignedExecutionQuantities", "executions-valid")]
+    assert signed is not None and "quantity" in signed
+    naive = outcomes[("TestNaiveExecutionTimes", "executions-valid")]
+    assert naive is not None and "executed_at" in naive
+    # Well-formed executions pass both rules.
+    for rule in ("executions-valid", "unique-execution-ids"):
+        assert outcomes[("TestReportsExecutions", rule)] is None

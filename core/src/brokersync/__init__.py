@@ -32,9 +32,11 @@ from brokersync.errors import (
     ErrorType,
     LeaseLostError,
     NeedsReauthError,
+    PaginationError,
     PluginContractError,
     PluginError,
     RecordValidationError,
+    RequestChange,
     Severity,
     StoreError,
     SyncError,
@@ -66,6 +68,7 @@ from brokersync.models import (
     Reports,
     RetryPolicy,
     Side,
+    TokenAuth,
     Trade,
     TradeCancellation,
     TradePage,
@@ -78,6 +81,7 @@ if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync._log import enable_logging
     from brokersync._metrics import RequestMetrics
+    from brokersync._page import Page
     from brokersync._queue import SyncQueue
     from brokersync._resilience import Resilience
     from brokersync._scheduler import ConnectionSchedule, ScheduledRun, Scheduler, SchedulerStats
@@ -114,6 +118,7 @@ _LAZY = {
     "TradeBatch": "brokersync._broker",
     "BrokerContext": "brokersync._context",
     "HttpClient": "brokersync._context",
+    "Page": "brokersync._page",
     # The sync engine and what it returns (SQLAlchemy loads with the engine).
     "BrokerSync": "brokersync._engine",
     "EngineSettings": "brokersync._config",
@@ -302,6 +307,8 @@ __all__ = [
     "NeedsReauthError",
     "OpenClose",
     "OptionRight",
+    "Page",
+    "PaginationError",
     "PluginContractError",
     "PluginError",
     "PluginFailure",
@@ -313,6 +320,7 @@ __all__ = [
     "RecordError",
     "RecordValidationError",
     "Reports",
+    "RequestChange",
     "RequestMetrics",
     "Resilience",
     "RetryPolicy",
@@ -336,6 +344,7 @@ __all__ = [
     "SyncRunInfo",
     "SyncStats",
     "SyncTrigger",
+    "TokenAuth",
     "Trade",
     "TradeBatch",
     "TradeCancellation",

@@ -22,7 +22,8 @@ from brokersync._context import BrokerContext, HttpClient
 from brokersync._converters import normalize_trade, wire_converter
 from brokersync._log import get_logger
 from brokersync._normalize_executions import normalize_any_cancellation, normalize_execution, normalize_position
-from brokersync.errors import PluginContractError, RecordValidationError
+from brokersync._reauth import TokenSession, token_call
+from brokersync.errors import BrokerError, PluginContractError, RecordValidationError
 from brokersync.models import (
     Account,
     AuthResult,
@@ -121,6 +122,8 @@ class Broker:
         self._sleep = sleep
         self._ctx: BrokerContext | None = None
         self._trace = trace_enabled()
+        #: The token this facade's requests carry, renewed on 401 when an engine is behind it.
+        self.token_session = TokenSession(metadata.token_auth)
         self.logger = get_logger(broker=key, environment=self.environment, connection_id=connection_id)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -147,10 +150,46 @@ class Broker:
             raise PluginContractError(f"broker {self.key!r}: file_formats() repeats a format name: {names}")
         return tuple(formats)
 
-    def validate_response(self, response: httpx.Response) -> None:
-        """Run the plugin's ``validate_response`` hook (if any) on ``response``."""
+    def validate_response(self, response: httpx.Response) -> Awaitable[None] | None:
+        """Run the plugin's ``validate_response`` hook (if any) on ``response``.
+
+        Returns what the hook returns: an ``async def`` hook's coroutine, which the core client awaits.
+        """
         if self.implements("validate_response"):
-            self._pm.hook.validate_response(ctx=self.context, response=response)
+            try:
+                outcome: Awaitable[None] | None = self._pm.hook.validate_response(ctx=self.context, response=response)
+            except BrokerError as exc:
+                self.stamp(exc)
+                raise
+            if inspect.isawaitable(outcome):
+                return self._stamped(outcome)
+        return None
+
+    async def _stamped(self, outcome: Awaitable[None]) -> None:
+        try:
+            await outcome
+        except BrokerError as exc:
+            self.stamp(exc)
+            raise
+
+    def stamp(self, exc: BaseException) -> BaseException:
+        """Name this broker and connection on a broker error a plugin raised without them."""
+        if isinstance(exc, BrokerError):
+            if exc.broker is None:
+                exc.broker = self.key
+            if exc.connection_id is None:
+                exc.connection_id = self.connection_id
+        return exc
+
+    def get_trades_unchecked(
+        self, auth: AuthResult, account: Account, *, since: dt.datetime | None = None, cursor: str | None = None
+    ) -> Any:
+        """What the plugin's ``get_trades`` hook returns, as it returns it: not awaited, checked or normalized.
+
+        For tools that inspect a plugin's pages (the conformance suite); syncing uses :meth:`iter_trades`.
+        """
+        self.token_session.adopt(auth)
+        return self._pm.hook.get_trades(ctx=self.context, auth=auth, account=account, since=since, cursor=cursor)
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport | None:
@@ -223,8 +262,14 @@ class Broker:
     async def _call(self, hook: str, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            result = await await_me_maybe(getattr(self._pm.hook, hook)(ctx=self.context, **kwargs))
+            if hook in ("authenticate", "refresh_token"):
+                # Getting a token: ctx.http attaches none, and a 401 is the answer, not a reason to renew.
+                with token_call():
+                    result = await await_me_maybe(getattr(self._pm.hook, hook)(ctx=self.context, **kwargs))
+            else:
+                result = await await_me_maybe(getattr(self._pm.hook, hook)(ctx=self.context, **kwargs))
         except BaseException as exc:
+            self.stamp(exc)
             self._trace_call(hook, started, f"error {type(exc).__name__}")
             raise
         self._trace_call(hook, started, "ok")
@@ -241,6 +286,17 @@ class Broker:
         result = await self._call("authenticate", credentials=checked)
         if not isinstance(result, AuthResult):
             raise self._contract("authenticate", f"returned {type(result).__name__}, expected AuthResult")
+        session = self.token_session
+        if session.renewer is None:
+            # Used on its own (no engine), the facade renews a token rejected mid-call from these
+            # credentials, in memory; an engine replaces this with its persisting bookkeeping.
+            async def renew(rejected: AuthResult) -> AuthResult:
+                from brokersync._reauth import renew_token
+
+                return await renew_token(self, checked, rejected)
+
+            session.renewer = renew
+        session.adopt(result)
         return result
 
     async def refresh_token(self, credentials: Mapping[str, Any], auth: AuthResult) -> AuthResult | None:
@@ -255,6 +311,7 @@ class Broker:
 
     async def get_accounts(self, auth: AuthResult) -> list[Account]:
         """List the accounts ``auth`` gives access to."""
+        self.token_session.adopt(auth)
         result = await self._call("get_accounts", auth=auth)
         if isinstance(result, Mapping | str | bytes) or not hasattr(result, "__iter__"):
             raise self._contract("get_accounts", f"returned {type(result).__name__}, expected a list of Account")
@@ -283,6 +340,7 @@ class Broker:
         """Yield the account's trades in normalized batches, each with its cursor."""
         if since is not None and (since.tzinfo is None or since.utcoffset() is None):
             raise ValueError("since must be a timezone-aware datetime")
+        self.token_session.adopt(auth)
         started = time.perf_counter()
         try:
             result = self._pm.hook.get_trades(
@@ -320,6 +378,7 @@ class Broker:
                     for start in range(0, max(len(records), 1), _PAGE_SIZE):
                         yield self._normalize(records[start : start + _PAGE_SIZE], account, None)
         except BaseException as exc:
+            self.stamp(exc)
             self._trace_call("get_trades", started, f"error {type(exc).__name__}")
             raise
         self._trace_call("get_trades", started, "ok")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -14,6 +14,8 @@ from brokersync._clocks import WallClock
 if TYPE_CHECKING:
     import httpx
     from loguru import Logger
+
+    from brokersync._page import Extractor, Page, Parse
 
 __all__ = ["BrokerContext", "HttpClient"]
 
@@ -36,6 +38,83 @@ class HttpClient(Protocol):
 
     async def post(self, url: str, **kwargs: Any) -> httpx.Response:
         """Send a POST request."""
+        ...
+
+    # The paging helpers; brokersync._paging.PagingMixin implements and documents them.
+    def pages_by_cursor(
+        self,
+        url: str,
+        *,
+        records: Extractor,
+        next_cursor: Extractor,
+        cursor_param: str = "cursor",
+        cursor_in: Literal["params", "json"] = "params",
+        cursor: str | None = None,
+        method: str = "GET",
+        params: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        has_more: Extractor = None,
+        parse: Parse | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Page]:
+        """Follow a cursor (next-page token) to the end of a listing."""
+        ...
+
+    def pages_by_link(
+        self,
+        url: str,
+        *,
+        records: Extractor,
+        next_link: Extractor = None,
+        method: str = "GET",
+        params: Mapping[str, Any] | None = None,
+        parse: Parse | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Page]:
+        """Follow next links (in the body or the ``Link`` header) to the end of a listing."""
+        ...
+
+    def pages_by_offset(
+        self,
+        url: str,
+        *,
+        records: Extractor,
+        limit: int,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        start: int = 0,
+        total: Extractor = None,
+        method: str = "GET",
+        params: Mapping[str, Any] | None = None,
+        parse: Parse | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Page]:
+        """Page with offset and limit until a short or empty page."""
+        ...
+
+    def pages_by_time(
+        self,
+        url: str,
+        *,
+        records: Extractor,
+        timestamp: Callable[[Any], dt.datetime],
+        record_id: Callable[[Any], str],
+        window_params: Callable[[dt.datetime, dt.datetime], Mapping[str, Any]],
+        start: dt.datetime | None,
+        end: dt.datetime | None = None,
+        max_window: dt.timedelta | None = None,
+        history_depth: dt.timedelta | None = None,
+        limit: int | None = None,
+        method: str = "GET",
+        params: Mapping[str, Any] | None = None,
+        parse: Parse | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Page]:
+        """Read a time range in windows, keeping records that share a timestamp at page boundaries."""
         ...
 
 

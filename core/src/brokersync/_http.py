@@ -6,128 +6,80 @@ timeout, following redirects) -> error mapping -> plugin ``validate_response`` -
 retries included, takes a limiter slot, because the broker counts every request it receives.
 
 Nothing from httpx escapes: transport errors, error statuses and httpx errors raised by a
-plugin's ``validate_response`` all become :mod:`brokersync.errors` exceptions.
+plugin's ``validate_response`` all become :mod:`brokersync.errors` exceptions
+(:mod:`brokersync._http_errors` maps them). The paging helpers come from
+:mod:`brokersync._paging`; the token a request carries, and its renewal on 401, from
+:mod:`brokersync._reauth`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from brokersync._http_errors import HTTPX_ERRORS, map_response, map_transport_error
 from brokersync._log import get_logger
 from brokersync._metrics import RequestMetrics
+from brokersync._paging import PagingMixin
+from brokersync._resend import apply_change
 from brokersync._retry import RetryContext, with_retry
-from brokersync.errors import (
-    BrokerApiError,
-    BrokerAuthError,
-    BrokerError,
-    BrokerNetworkError,
-    BrokerRateLimitError,
-    BrokerServerError,
-    BrokerTimeoutError,
-    BrokerUnavailableError,
-)
+from brokersync.errors import BrokerAuthError, BrokerRateLimitError, BrokerTimeoutError, BrokerUnavailableError
 
 if TYPE_CHECKING:
     from brokersync._circuit import CircuitBreaker
     from brokersync._ratelimit import RateLimiter
+    from brokersync._reauth import TokenSession
     from brokersync.models import RetryPolicy
 
-__all__ = ["BrokerHttpClient", "map_response", "map_transport_error", "parse_retry_after", "response_error"]
+__all__ = ["BrokerHttpClient"]
 
-ResponseValidator = Callable[[httpx.Response], None]
+ResponseValidator = Callable[[httpx.Response], Awaitable[None] | None]
 
-# Errors httpx raises that are not HTTPError subclasses; none may escape either.
-_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict)
-# Answers that mean "this request can never work as sent": not worth a retry.
-_NOT_TRANSIENT = (
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-    httpx.TooManyRedirects,
-    httpx.DecodingError,
-    httpx.LocalProtocolError,
-    httpx.StreamError,
-    httpx.CookieConflict,
-)
 # Without a Retry-After, a 429 pauses the key for every process at least this long.
 _DEFAULT_PAUSE = 1.0
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); never negative."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+class _SendSlot:
+    """Takes a request's rate-limit slot when its first byte goes out, not before its connection opens.
+
+    A broker counts requests when they arrive. A slot taken before connecting lets connection
+    set-up (TCP, TLS, a proxy) delay one request into the next one's window: two requests declared
+    a second apart could arrive 0.2 s apart. httpcore's ``trace`` extension calls this when the
+    request headers are about to be written, on an open connection; the wait (if any) extends the
+    attempt's timeout by as much.
+    """
+
+    def __init__(self, acquire: Callable[[], Awaitable[float]], record: Callable[[float], None]) -> None:
+        self._acquire = acquire
+        self._record = record
+        self.taken = False
+        self.deadline: asyncio.Timeout | None = None
+        self.chained: Any = None
+        self.failed: BaseException | None = None
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        if self.chained is not None:
+            await self.chained(event, info)
+        if self.taken or not event.endswith("send_request_headers.started"):
+            return
+        self.taken = True
+        try:
+            waited = await self._acquire()
+        except BaseException as exc:
+            self.failed = exc  # our own limiter is full: not the broker's answer
+            raise
+        self._record(waited)
+        deadline = self.deadline
+        if waited and deadline is not None and deadline.when() is not None:
+            deadline.reschedule(deadline.when() + waited)  # type: ignore[operator]
 
 
-def _describe(response: httpx.Response) -> str:
-    request = response.request
-    text = response.text[:200] if response.content else ""
-    return f"{request.method} {request.url.host}{request.url.path} answered {response.status_code} {text}".strip()
-
-
-def response_error(
-    response: httpx.Response, *, broker: str, connection_id: str | None = None, now: float | None = None
-) -> BrokerError | None:
-    """The brokersync error matching an HTTP error status, or None for 1xx-3xx."""
-    status = response.status_code
-    if status < 400:
-        return None
-    common: dict[str, Any] = {"broker": broker, "connection_id": connection_id, "status_code": status}
-    what = f"broker {broker!r}: {_describe(response)}"
-    retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
-    if status in (401, 403):
-        return BrokerAuthError(what, **common)
-    if status == 429:
-        return BrokerRateLimitError(what, retry_after=retry_after, **common)
-    if status >= 500:
-        return BrokerServerError(what, retry_after=retry_after, **common)
-    return BrokerApiError(what, **common)
-
-
-def map_response(
-    response: httpx.Response, *, broker: str, connection_id: str | None = None, now: float | None = None
-) -> None:
-    """Raise the brokersync error matching an HTTP error status; return for 1xx-3xx."""
-    error = response_error(response, broker=broker, connection_id=connection_id, now=now)
-    if error is not None:
-        raise error
-
-
-def map_transport_error(exc: Exception, *, broker: str, connection_id: str | None = None) -> BrokerError:
-    """Translate any httpx exception into the matching brokersync error."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        mapped = response_error(exc.response, broker=broker, connection_id=connection_id)
-        if mapped is not None:
-            return mapped
-    request = getattr(exc, "_request", None)
-    where = f" ({request.method} {request.url.host}{request.url.path})" if request is not None else ""
-    common: dict[str, Any] = {"broker": broker, "connection_id": connection_id}
-    if isinstance(exc, httpx.TimeoutException):
-        return BrokerTimeoutError(f"broker {broker!r} did not answer in time{where}: {type(exc).__name__}", **common)
-    if isinstance(exc, (*_NOT_TRANSIENT, httpx.HTTPStatusError)):
-        return BrokerApiError(f"broker {broker!r}: request failed{where}: {type(exc).__name__}: {exc}", **common)
-    return BrokerNetworkError(
-        f"broker {broker!r} could not be reached{where}: {type(exc).__name__}: {exc}",
-        **common,
-    )
-
-
-class BrokerHttpClient:
+class BrokerHttpClient(PagingMixin):
     """An async HTTP client bound to one broker environment, with the resilience layer applied.
 
     Args:
@@ -146,6 +98,7 @@ class BrokerHttpClient:
         clock: Monotonic seconds for the retry budget (injected in tests).
         wall_clock: Epoch seconds for ``Retry-After`` dates and rate-limit resets.
         max_redirects: Redirects followed per attempt.
+        tokens: The facade's token session: attaches the current token and renews it on 401.
     """
 
     def __init__(
@@ -166,8 +119,16 @@ class BrokerHttpClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         max_redirects: int = 5,
+        tokens: TokenSession | None = None,
     ) -> None:
         self.broker = broker
+        self.tokens = tokens
+        # Network transports (httpcore) report when a request is written: take the limiter slot then.
+        self._slot_at_send = (
+            transport is None
+            or isinstance(transport, httpx.AsyncHTTPTransport)
+            or bool(getattr(transport, "reports_send_time", False))
+        )
         self.connection_id = connection_id
         self.limiter = limiter
         self.circuit = circuit
@@ -223,11 +184,19 @@ class BrokerHttpClient:
             headers.pop("Authorization", None)  # never send a token over clear text
         return self._client.build_request(method, url, headers=headers, content=content, extensions=request.extensions)
 
-    async def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, kwargs: dict[str, Any], slot: _SendSlot | None = None
+    ) -> httpx.Response:
         auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
         kwargs.pop("follow_redirects", None)
+        if slot is not None:
+            extensions = dict(kwargs.get("extensions") or {})
+            slot.chained = extensions.get("trace")
+            kwargs["extensions"] = {**extensions, "trace": slot.trace}
         try:
             async with asyncio.timeout(self._timeout) as deadline:
+                if slot is not None:
+                    slot.deadline = deadline
                 request = self._client.build_request(method, url, **kwargs)
                 for _ in range(self._max_redirects + 1):
                     self.metrics.requests += 1
@@ -238,7 +207,7 @@ class BrokerHttpClient:
                     await response.aclose()
                     request = following
                 raise httpx.TooManyRedirects(f"more than {self._max_redirects} redirects", request=request)
-        except _HTTPX_ERRORS as exc:
+        except HTTPX_ERRORS as exc:
             raise map_transport_error(exc, broker=self.broker, connection_id=self.connection_id) from exc
         except TimeoutError as exc:
             if not deadline.expired():
@@ -259,27 +228,39 @@ class BrokerHttpClient:
             limiter = limiter.for_account(account_id)
         if self.circuit is not None and self.circuit.retry_after > 0:
             self.circuit.before_call()  # fail fast before taking a rate-limit slot
+        slot: _SendSlot | None = None
         if limiter is not None:
             max_wait = self.retry.max_retry_after if self.retry is not None else None
-            self.metrics.record_wait(await limiter.acquire(cost, name=rate_limit, max_wait=max_wait))
+            take = limiter
+
+            async def acquire() -> float:
+                return await take.acquire(cost, name=rate_limit, max_wait=max_wait)
+
+            if self._slot_at_send:
+                slot = _SendSlot(acquire, self.metrics.record_wait)
+            else:
+                self.metrics.record_wait(await acquire())
         if self.circuit is not None:
             self.circuit.before_call()
         started = time.perf_counter()
         response: httpx.Response | None = None
         error: BaseException | None = None
         try:
-            response = await self._send(method, url, kwargs)
+            response = await self._send(method, url, kwargs, slot)
             if limiter is not None:
                 await limiter.observe(response.headers, now=self._wall_clock())
             map_response(response, broker=self.broker, connection_id=self.connection_id, now=self._wall_clock())
             if self._validate is not None:
                 try:
-                    self._validate(response)
-                except _HTTPX_ERRORS as exc:
+                    outcome = self._validate(response)
+                    if inspect.isawaitable(outcome):
+                        await outcome  # an ``async def validate_response``: its signals count too
+                except HTTPX_ERRORS as exc:
                     raise map_transport_error(exc, broker=self.broker, connection_id=self.connection_id) from exc
         except BaseException as exc:
             error = exc
-            if isinstance(exc, BrokerRateLimitError) and limiter is not None:
+            ours = slot is not None and slot.failed is exc  # our own limiter was full: not the broker's answer
+            if isinstance(exc, BrokerRateLimitError) and limiter is not None and not ours:
                 # The broker said slow down: hold the key for every process sharing the store.
                 pause = exc.retry_after if exc.retry_after else max(_DEFAULT_PAUSE, self._initial_delay())
                 await limiter.pause(pause)
@@ -326,7 +307,50 @@ class BrokerHttpClient:
     # -- the public interface ------------------------------------------------------------------
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send a request through the limiter, circuit breaker and retry policy.
+        """Send a request through the limiter, circuit breaker and retry policy, with the current token.
+
+        When the facade has a token session (see :mod:`brokersync._reauth`), the current token is
+        attached (or swapped in for a stale one), and a 401 renews it once and resends the request.
+
+        Args:
+            method: The HTTP method.
+            url: Absolute, or relative to the environment's base URL.
+            **kwargs: See :meth:`send_with_retry`.
+
+        Returns:
+            The response (status below 400, accepted by the plugin's ``validate_response``).
+
+        Raises:
+            BrokerError: The matching subclass; never an httpx exception. A 401 again after a
+                renewal, or a refused login, is a ``BrokerAuthError``.
+        """
+        session = self.tokens
+        if session is None:
+            return await self.send_with_retry(method, url, **kwargs)
+        prepared, token = session.prepare(kwargs)
+        try:
+            return await self.send_with_retry(method, url, **prepared)
+        except BrokerAuthError as exc:
+            if exc.status_code != 401 or token is None or not session.can_renew:
+                raise
+            rejected = exc
+        await session.renew(token)
+        prepared, _ = session.prepare(kwargs)
+        try:
+            return await self.send_with_retry(method, url, **prepared)
+        except BrokerAuthError as exc:
+            if exc.status_code != 401:
+                raise
+            raise BrokerAuthError(
+                f"broker {self.broker!r} rejected the renewed token too ({method} {url.split('?', 1)[0]}): "
+                f"{exc.message}; reconnect the account",
+                broker=self.broker,
+                connection_id=self.connection_id,
+                status_code=401,
+            ) from rejected
+
+    async def send_with_retry(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request through the limiter, circuit breaker and retry policy (no token handling).
 
         Args:
             method: The HTTP method.
@@ -345,10 +369,18 @@ class BrokerHttpClient:
             return await self.send_once(method, url, **kwargs)
         attempts = 0
 
+        sent = dict(kwargs)
+
         async def attempt() -> httpx.Response:
-            nonlocal attempts
+            nonlocal attempts, sent
             attempts += 1
-            return await self.send_once(method, url, attempt=attempts, **dict(kwargs))
+            try:
+                return await self.send_once(method, url, attempt=attempts, **dict(sent))
+            except BrokerRateLimitError as exc:
+                if exc.resend_with is not None:
+                    # The broker named what the resent request must carry (a penalty ticket).
+                    sent = apply_change(sent, exc.resend_with, broker=self.broker)
+                raise
 
         context = RetryContext(
             operation=f"{method} {url.split('?', 1)[0]}",

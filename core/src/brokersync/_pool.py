@@ -81,6 +81,10 @@ class ConnectionPools:
 
 
 class _Borrowed(httpx.AsyncBaseTransport):
+    # Sends through httpx's network transports, which report when a request is written (the core
+    # client then takes the rate-limit slot at that moment, see brokersync._http._SendSlot).
+    reports_send_time = True
+
     def __init__(self, pools: ConnectionPools) -> None:
         self._pools = pools
 

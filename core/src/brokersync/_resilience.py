@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import httpx
     import redis.asyncio as aioredis
 
+    from brokersync._reauth import TokenSession
+
 __all__ = ["BrokerEndpoint", "Resilience", "get_default_resilience", "set_default_resilience"]
 
 
@@ -49,7 +51,10 @@ class BrokerEndpoint(Protocol):
     @property
     def transport(self) -> httpx.AsyncBaseTransport | None: ...
 
-    def validate_response(self, response: httpx.Response) -> None: ...
+    @property
+    def token_session(self) -> TokenSession: ...
+
+    def validate_response(self, response: httpx.Response) -> Awaitable[None] | None: ...
 
 
 def _check_limits(broker: str, value: Any) -> tuple[RateLimit, ...]:
@@ -240,6 +245,7 @@ class Resilience:
             sleep=self._sleep_fn(),
             clock=self._clock or time.monotonic,
             wall_clock=self._wall_seconds,
+            tokens=broker.token_session,
         )
 
     def _sleep_fn(self) -> Callable[[float], Awaitable[None]]:

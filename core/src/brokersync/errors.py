@@ -19,7 +19,8 @@ The tree::
         ├── BrokerAuthError              never retried; the connection needs re-authentication
         ├── BrokerRateLimitError         retried after ``retry_after`` seconds
         ├── BrokerApiError               the broker answered with an error (``status_code``)
-        │   └── BrokerServerError        5xx: retried
+        │   ├── BrokerServerError        5xx: retried
+        │   └── PaginationError          a paged listing loops or would be cut short: not retried
         ├── BrokerNetworkError           the broker could not be reached: retried
         │   └── BrokerTimeoutError       the broker did not answer in time: retried
         └── BrokerUnavailableError       the circuit breaker is open: fail fast, retry later
@@ -57,9 +58,11 @@ __all__ = [
     "ErrorType",
     "LeaseLostError",
     "NeedsReauthError",
+    "PaginationError",
     "PluginContractError",
     "PluginError",
     "RecordValidationError",
+    "RequestChange",
     "Severity",
     "StoreError",
     "SyncError",
@@ -191,10 +194,46 @@ class BrokerAuthError(BrokerError):
     """The broker rejected the credentials or the token. Never retried."""
 
 
+@attrs.frozen(kw_only=True)
+class RequestChange:
+    """What the retried request must carry that the failed one did not (e.g. a penalty ticket).
+
+    Tradovate answers a too-early login with HTTP 200 ``{"p-ticket": ..., "p-time": ...}``: wait
+    ``p-time`` seconds, then send the *same* body plus ``p-ticket``. A plugin's
+    ``validate_response`` raises ``BrokerRateLimitError(retry_after=p_time,
+    resend_with=RequestChange(json={"p-ticket": ticket}))`` and the core's retry sends the original
+    request with these fields merged in (later changes win over earlier ones).
+
+    Attributes:
+        json: Fields merged into the JSON body (the request must have a JSON object body, or none).
+        headers: Headers set on the resent request.
+        params: Query parameters set on the resent request.
+    """
+
+    json: Mapping[str, Any] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        # Tickets are short-lived secrets of a kind: show which fields change, not their values.
+        return f"RequestChange(json={sorted(self.json)}, headers={sorted(self.headers)}, params={sorted(self.params)})"
+
+
 class BrokerRateLimitError(BrokerError):
-    """The broker (or our own limiter) says: wait ``retry_after`` seconds before the next request."""
+    """The broker (or our own limiter) says: wait ``retry_after`` seconds before the next request.
+
+    Args:
+        message: What failed.
+        resend_with: What the retried request must carry (see :class:`RequestChange`).
+        **kwargs: See :class:`BrokerError`.
+    """
 
     retryable = True
+
+    def __init__(self, message: str, *, resend_with: RequestChange | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: Applied by the core's retry to the next attempt of the same request.
+        self.resend_with = resend_with
 
 
 class BrokerApiError(BrokerError):
@@ -205,6 +244,14 @@ class BrokerServerError(BrokerApiError):
     """The broker failed on its side (5xx). Retried (after ``retry_after`` when the broker sent one)."""
 
     retryable = True
+
+
+class PaginationError(BrokerApiError):
+    """A paged listing cannot be read to its end. Not retried.
+
+    It loops (a cursor, link or page repeats), or it would be cut short (``max_pages`` reached with
+    pages left, more records at one timestamp than a page holds).
+    """
 
 
 class BrokerNetworkError(BrokerError):

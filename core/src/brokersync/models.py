@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from brokersync import _auth_model, _executions_model
+from brokersync import _auth_model, _executions_model, _token_auth
 from brokersync._auth_model import AuthResult, Credentials
 from brokersync._executions_model import (
     AssetClass,
@@ -35,6 +35,7 @@ from brokersync._executions_model import (
 )
 from brokersync._exports import show_as
 from brokersync._redact import register_secret_names
+from brokersync._token_auth import TokenAuth
 from brokersync._validators import (
     as_currency,
     as_currency_optional,
@@ -78,6 +79,7 @@ __all__ = [
     "Reports",
     "RetryPolicy",
     "Side",
+    "TokenAuth",
     "Trade",
     "TradeCancellation",
     "TradePage",
@@ -339,6 +341,9 @@ class BrokerMetadata:
         secret_response_fields: Names of fields in the broker's requests and responses that carry
             secrets beyond the credential schema (e.g. ``"mdAccessToken"``, a ``t`` query
             parameter): their values are masked in every log line and error message.
+        token_auth: How ``ctx.http`` attaches the access token to requests (``None``: the plugin
+            sends it itself; the core still renews a rejected token and swaps it into the
+            plugin's headers and query parameters).
     """
 
     key: str = attrs.field(validator=check_key)
@@ -354,6 +359,7 @@ class BrokerMetadata:
     docs_url: str | None = None
     plugin_api: str = ">=1,<2"
     secret_response_fields: tuple[str, ...] = attrs.field(default=(), converter=_as_names)
+    token_auth: TokenAuth | None = None
 
     def __attrs_post_init__(self) -> None:
         register_secret_names([*self.secret_fields, *self.secret_response_fields])
@@ -418,7 +424,7 @@ class BrokerMetadata:
         return Credentials(result, secret_fields=sorted(self.secret_fields))
 
 
-for _module in (_auth_model, _executions_model):  # shown as brokersync.models.X, not the private module
+for _module in (_auth_model, _executions_model, _token_auth):  # shown as brokersync.models.X, not the private module
     for _name in _module.__all__:
         if _name[0].isupper():
             show_as(getattr(_module, _name), __name__)

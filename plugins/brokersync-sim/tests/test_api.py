@@ -185,13 +185,13 @@ async def test_a_session_ended_mid_sync_is_renewed_and_the_sync_completes(make_b
     assert trades == set(api.expected_trades("alice"))
 
 
-async def test_a_random_token_expiry_fault_is_renewed_by_the_plugin(make_broker, credentials):
+async def test_a_random_token_expiry_fault_is_renewed_once_by_the_core(make_broker, credentials):
     api, broker = make_broker(accounts=1, trades_per_account=10)
     async with broker:
         auth = await broker.authenticate(credentials)
         api.fault_rate, api.fault_kinds = 1.0, ("token_expiry",)
         with pytest.raises(brokersync.BrokerAuthError, match="token_expired"):
-            await broker.get_accounts(auth)  # expires again on the retry: the plugin renews only once
+            await broker.get_accounts(auth)  # expires again on the resend: the core renews only once
     assert api.stats.faults["token_expiry"] == 2
     assert api.stats.renewals == 1
 

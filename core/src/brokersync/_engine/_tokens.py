@@ -2,7 +2,8 @@
 
 The token is serialized through a cattrs converter (:data:`token_converter`) before the vault
 encrypts it; :class:`TokenKeeper` hands out a token that is not about to expire, refreshing or
-re-issuing it and persisting every new one at once.
+re-issuing it and persisting every new one at once; a token the broker rejects with 401 in the
+middle of a hook is renewed through it too (:meth:`TokenKeeper.renew_rejected`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import cattrs
 
 from brokersync._broker import Broker
 from brokersync._clocks import WallClock
+from brokersync._reauth import renew_token
 from brokersync.errors import BrokerAuthError
 from brokersync.models import AuthResult, Credentials
 
@@ -95,6 +97,10 @@ class TokenKeeper:
         self._lock = lock
         self._margin = margin
         self._clock = clock
+        # This run's login from the stored credentials was refused: asking again only hammers the broker.
+        self._refused: BrokerAuthError | None = None
+        # A 401 in the middle of a hook renews through here (see brokersync._reauth).
+        broker.token_session.renewer = self.renew_rejected
 
     async def token(self) -> AuthResult:
         """A token that is not about to expire."""
@@ -114,11 +120,37 @@ class TokenKeeper:
             self._auth = new
             return new
 
+    async def renew_rejected(self, rejected: AuthResult) -> AuthResult:
+        """Renew a token the broker rejected with 401: refresh it, else log in again; store it.
+
+        Raises:
+            BrokerAuthError: The login from the stored credentials was refused too.
+        """
+        async with self._lock:
+            if self._auth is not None and self._auth.access_token != rejected.access_token:
+                return self._auth  # another task already replaced it
+            if self._refused is not None:
+                raise self._refused
+            try:
+                new = await renew_token(self._broker, self._credentials, rejected)
+            except BrokerAuthError as exc:
+                self._refused = exc  # the refresh failed and the login was refused
+                raise
+            await self._save(new)
+            self._auth = new
+            return new
+
     async def reissue(self, rejected: AuthResult) -> AuthResult:
-        """Authenticate again after the broker rejected ``rejected`` (e.g. revoked early)."""
+        """Authenticate again after the broker rejected ``rejected`` (e.g. revoked early).
+
+        Raises:
+            BrokerAuthError: The login was refused, now or already in this run (then not asked again).
+        """
         async with self._lock:
             if self._auth is not None and self._auth is not rejected:
                 return self._auth  # another task already replaced it
+            if self._refused is not None:
+                raise self._refused  # ctx.http's renewal already tried this login
             new = await self._broker.authenticate(self._credentials)
             await self._save(new)
             self._auth = new

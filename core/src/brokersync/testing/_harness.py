@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from brokersync._metrics import RequestMetrics
+from brokersync._paging import PagingMixin
 from brokersync._registry import BrokerRegistry
 from brokersync.errors import PluginError
 from brokersync.models import Account, AuthResult, Trade
@@ -34,7 +35,7 @@ __all__ = ["Fetch", "GuardedHttp", "Scenario", "fetch_trades", "load_registry"]
 _FINGERPRINT_KEYS = ("params", "json", "data", "content")
 
 
-class GuardedHttp:
+class GuardedHttp(PagingMixin):
     """The core client as the plugin sees it in the suite: marks core traffic, stops paging loops.
 
     Args:

@@ -20,6 +20,10 @@ class Rule:
 
 
 _RULE_LIST = (
+    Rule(
+        "plugin-runs",
+        "the plugin loads and get_trades() runs without raising (a root cause other rules then skip on)",
+    ),
     Rule("metadata-complete", "broker_metadata() returns valid, complete metadata whose key is the broker key"),
     Rule("entry-point", "the broker is discoverable through its 'brokersync.brokers' entry point and loads cleanly"),
     Rule("secret-fields", "the credential schema marks every secret field (password, key secret, token) secret"),
@@ -42,6 +46,21 @@ _RULE_LIST = (
     Rule("core-client-only", "every request goes through ctx.http (the core client); the plugin has no own client"),
     Rule("error-mapping-401", "an HTTP 401 while fetching data surfaces as BrokerAuthError"),
     Rule("error-mapping-5xx", "a broker that keeps answering 5xx surfaces as BrokerServerError, not bad data"),
+    Rule(
+        "cursor-advances",
+        "resuming from a page's cursor returns only what follows that page (no lag, never backwards)",
+    ),
+    Rule(
+        "rate-limit-persistent",
+        "a broker that keeps answering 429 surfaces as BrokerRateLimitError, not another exception",
+    ),
+    Rule("no-secret-output", "no secret (credential, token) is written through logging, loguru or print"),
+    Rule("non-blocking-hooks", "no hook blocks the event loop (time.sleep, blocking I/O in a coroutine)"),
+    Rule(
+        "executions-valid",
+        "every execution normalizes: positive Decimal quantity, tz-aware time, an instrument and a side",
+    ),
+    Rule("unique-execution-ids", "broker_execution_id is unique within an account in one fetch"),
 )
 
 #: Every rule, by id.

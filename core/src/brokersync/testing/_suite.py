@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from brokersync.testing._checks_client import ClientChecks
 from brokersync.testing._checks_data import DataChecks
+from brokersync.testing._checks_executions import ExecutionChecks
+from brokersync.testing._checks_hygiene import HygieneChecks
 from brokersync.testing._checks_plugin import PluginChecks
+from brokersync.testing._checks_root import RootCauseChecks
 
 __all__ = ["BrokerConformance"]
 
 
-class BrokerConformance(PluginChecks, DataChecks, ClientChecks):
+class BrokerConformance(RootCauseChecks, PluginChecks, DataChecks, ClientChecks, ExecutionChecks, HygieneChecks):
     """Subclass this in a plugin's tests (name the subclass ``Test...``) to run the conformance suite.
 
     Each ``test_*`` method checks one rule of :data:`brokersync.testing.RULES` and fails with a
     :class:`~brokersync.testing.ConformanceFailure` that names the rule and the offending record.
+    The plugin is run once first (``plugin-runs``): when it does not load, log in, list accounts or
+    fetch trades, the rule that owns that failure reports it and the checks that need the broken
+    step are skipped with a pointer to it (so one cause fails one rule). A subclass that defines
+    ``setup_method`` calls ``super().setup_method(method)``.
 
     Example::
 

@@ -8,6 +8,7 @@ fake. :func:`network_guard` catches requests a plugin sends with its own httpx c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import threading
@@ -71,6 +72,8 @@ class ObservedTransport(httpx.AsyncBaseTransport):
         self.requests: list[RecordedRequest] = []
         self._injected: deque[httpx.Response | int | tuple[int, Mapping[str, str]]] = deque()
         self._persistent: httpx.Response | int | tuple[int, Mapping[str, str]] | None = None
+        #: End the event loop's step at each request, as a network wait would.
+        self.yield_per_request = False
 
     def inject(self, *responses: httpx.Response | int | tuple[int, Mapping[str, str]]) -> None:
         """Answer the next requests with ``responses`` (a status, ``(status, headers)`` or a Response)."""
@@ -91,6 +94,8 @@ class ObservedTransport(httpx.AsyncBaseTransport):
         return [r for r in self.requests if not r.via_core]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.yield_per_request:
+            await asyncio.sleep(0)
         spec = self._injected.popleft() if self._injected else self._persistent
         via_core = _IN_CORE.get()
         if spec is not None:

@@ -2,7 +2,11 @@
 
 Every request goes through ``ctx.http``, the core's client, which applies the broker's rate limits,
 retries 429/5xx/timeouts (honouring ``Retry-After``), opens the circuit breaker when the broker is
-down and turns HTTP failures into :mod:`brokersync.errors`. This module only knows the API.
+down and turns HTTP failures into :mod:`brokersync.errors`. It also attaches the access token
+(the metadata declares ``token_auth=TokenAuth.bearer()``) and, when the broker ends a session early
+(401 in the middle of the pages), renews it once through the core and resends the same page. This
+module only knows the API: no auth header, no renew-on-401, no broker name on its errors (the core
+names the broker and connection on every error a plugin raises).
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from brokersync import AuthResult, BrokerApiError, BrokerAuthError, BrokerContext
+from brokersync.parsing import parse_time
 
 __all__ = ["SimClient"]
-
-_RENEWED = "sim.renewed"  # ctx.cache key: access token -> the token that replaced it in this run
 
 
 class SimClient:
@@ -30,8 +33,8 @@ class SimClient:
 
     def _token(self, raw: Any) -> AuthResult:
         if not isinstance(raw, dict) or not isinstance(raw.get("access_token"), str) or "expires_at" not in raw:
-            raise BrokerApiError("broker 'sim': the token response is missing access_token or expires_at", broker="sim")
-        expires = dt.datetime.fromisoformat(str(raw["expires_at"]).replace("Z", "+00:00"))
+            raise BrokerApiError("broker 'sim': the token response is missing access_token or expires_at")
+        expires = parse_time(str(raw["expires_at"]))
         return AuthResult(access_token=raw["access_token"], expires_at=expires, refresh_token=raw.get("refresh_token"))
 
     async def login(self, username: str, password: str) -> AuthResult:
@@ -49,26 +52,17 @@ class SimClient:
             return None
         return self._token(response.json())
 
-    async def _get(self, auth: AuthResult, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET with the current token; if the broker ended the session early, renew once and retry."""
-        renewed: dict[str, AuthResult] = self.ctx.cache.setdefault(_RENEWED, {})
-        current = renewed.get(auth.access_token, auth)
-        try:
-            response = await self.ctx.http.get(path, params=params, headers=_bearer(current))
-        except BrokerAuthError:
-            fresh = await self.renew(current)
-            if fresh is None:
-                raise
-            renewed[auth.access_token] = fresh
-            response = await self.ctx.http.get(path, params=params, headers=_bearer(fresh))
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``path``; the core attaches the current token."""
+        response = await self.ctx.http.get(path, params=params)
         return response.json()
 
     async def accounts(self, auth: AuthResult) -> list[dict[str, Any]]:
         """List the user's accounts as the API returns them."""
-        body = await self._get(auth, "accounts")
+        body = await self._get("accounts")
         accounts = body.get("accounts") if isinstance(body, dict) else None
         if not isinstance(accounts, list):
-            raise BrokerApiError("broker 'sim': GET /accounts did not return an 'accounts' list", broker="sim")
+            raise BrokerApiError("broker 'sim': GET /accounts did not return an 'accounts' list")
         return accounts
 
     async def trade_pages(
@@ -86,17 +80,12 @@ class SimClient:
         elif since is not None:
             params["since"] = since.astimezone(dt.UTC).isoformat()
         while True:
-            body = await self._get(auth, f"accounts/{account_id}/trades", params)
+            body = await self._get(f"accounts/{account_id}/trades", params)
             if not isinstance(body, dict) or not isinstance(body.get("trades"), list) or not body.get("next_cursor"):
                 raise BrokerApiError(
-                    f"broker 'sim': trades page for account {account_id!r} lacks 'trades' or 'next_cursor'",
-                    broker="sim",
+                    f"broker 'sim': trades page for account {account_id!r} lacks 'trades' or 'next_cursor'"
                 )
             yield body["trades"], body["next_cursor"]
             if not body.get("has_more"):
                 return
             params = {"limit": params["limit"], "cursor": body["next_cursor"]}
-
-
-def _bearer(auth: AuthResult) -> dict[str, str]:
-    return {"Authorization": f"Bearer {auth.access_token}"}

@@ -33,6 +33,7 @@ from brokersync import (
     CursorKind,
     RateLimit,
     RetryPolicy,
+    TokenAuth,
     TradePage,
     hookimpl,
 )
@@ -80,6 +81,8 @@ METADATA = BrokerMetadata(
     retry=RetryPolicy(max_retries=5, initial_delay=0.2, max_delay=5.0, request_timeout=10.0, max_retry_after=30.0),
     docs_url="https://github.com/brokersync/brokersync/blob/main/docs/demo.md",
     plugin_api=">=1,<2",
+    # The core attaches the token to every request and renews it when the broker ends a session early.
+    token_auth=TokenAuth.bearer(),
 )
 
 
