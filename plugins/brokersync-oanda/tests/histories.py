@@ -19,8 +19,8 @@ def fifo_history(fake: FakeV20, account: str = FIFO) -> None:
     fake.order(account, "USD_JPY", -3000, "149.512")
     fake.reject(account, "USD_JPY", 900000000)
     fake.order(account, "USD_JPY", 3000, "149.101")  # P&L in JPY, converted to USD
-    fake.order(account, "XAU_USD", 2, "2345.115")
-    fake.order(account, "XAU_USD", -5, "2350.420")  # reversal: closes the long, opens a short of 3
+    fake.order(account, "XAU_USD", 20, "2345.115")
+    fake.order(account, "XAU_USD", -50, "2350.420")  # reversal: closes the long, opens a short of 30
     fake.daily_financing(account)
     fake.order(account, "EUR_USD", -3000, "1.08420")  # closes what is left of the second trade
     fake.order(account, "EUR_USD", 1000, "1.08300")  # stays open

@@ -112,6 +112,8 @@ async def get_trades(
     starts again from the previous cursor.
     """
     client = OandaClient(ctx, auth.access_token)
+    # The run's account listing read each account's last transaction id; used once, never stale.
+    listed_last = ctx.cache.get(_LAST_TRANSACTION, {}).pop(account.id, None)
     currency = account.currency or (await client.summary(account.id))[0]["currency"]
     fills: dict[str, dict[str, Any]] = {}  # ORDER_FILL transactions by id: their commissions are the fees
 
@@ -131,7 +133,7 @@ async def get_trades(
         fills_happened = True
     else:
         last = int(cursor)
-        if ctx.cache.get(_LAST_TRANSACTION, {}).pop(account.id, None) == last:
+        if listed_last == last:
             yield TradePage(cursor=cursor)  # nothing happened since the last sync
             return
         transactions, last = await client.transactions_since(account.id, last)
