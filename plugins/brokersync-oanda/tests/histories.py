@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from fake_v20 import FakeV20
 
@@ -45,3 +47,34 @@ def make_fake(**options: object) -> FakeV20:
     fifo_history(fake)
     hedge_history(fake)
     return fake
+
+
+# -- ground truth the tests compare with, computed from the fake's wire trades ----------------------
+
+RATE = Decimal("0.00002")  # the FIFO account's commission per unit (histories.make_fake)
+CURRENCY = {FIFO: "USD", HEDGE: "EUR"}
+
+
+def utc(text: str) -> dt.datetime:
+    """An RFC 3339 nanosecond time read the long way: the first six fractional digits, UTC."""
+    assert len(text) == 30 and text.endswith("Z"), text
+    return dt.datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
+
+
+def expected(wire: dict[str, Any], account_id: str) -> dict[str, Any]:
+    units = Decimal(wire["initialUnits"])
+    rate = RATE if account_id == FIFO else Decimal(0)
+    return {
+        "broker_trade_id": wire["id"],
+        "symbol": wire["instrument"],
+        "direction": "long" if units > 0 else "short",
+        "quantity": abs(units),
+        "entry_price": Decimal(wire["price"]),
+        "exit_price": Decimal(wire["averageClosePrice"]),
+        "realized_pnl": Decimal(wire["realizedPL"]),
+        "currency": CURRENCY[account_id],
+        # every unit is commissioned twice, once opening and once closing, whatever fills it took
+        "fees": 2 * abs(units) * rate,
+        "opened_at": utc(wire["openTime"]),
+        "closed_at": utc(wire["closeTime"]),
+    }

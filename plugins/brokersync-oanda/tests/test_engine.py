@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from brokersync import BrokerSync, Vault
 from fake_v20 import PRACTICE_TOKEN, FakeV20, FakeV20Server, error
-from histories import FIFO, HEDGE
-from test_plugin import expected
+from histories import FIFO, HEDGE, expected
 
 pytestmark = pytest.mark.anyio
 

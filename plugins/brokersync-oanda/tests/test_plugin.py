@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from decimal import Decimal
 from typing import Any
@@ -13,37 +12,9 @@ import pytest
 from brokersync import BrokerApiError, BrokerAuthError, ConfigurationError, Position, TradePage
 from brokersync_oanda import plugin as oanda_plugin
 from fake_v20 import LIVE_TOKEN, PRACTICE_TOKEN, FakeV20, error
-from histories import FIFO, HEDGE, fifo_history, make_fake
+from histories import FIFO, HEDGE, RATE, expected, fifo_history, make_fake
 
 pytestmark = pytest.mark.anyio
-
-RATE = Decimal("0.00002")  # the FIFO account's commission per unit (histories.make_fake)
-CURRENCY = {FIFO: "USD", HEDGE: "EUR"}
-
-
-def utc(text: str) -> dt.datetime:
-    """An RFC 3339 nanosecond time read the long way: the first six fractional digits, UTC."""
-    assert len(text) == 30 and text.endswith("Z"), text
-    return dt.datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
-
-
-def expected(wire: dict[str, Any], account_id: str) -> dict[str, Any]:
-    units = Decimal(wire["initialUnits"])
-    rate = RATE if account_id == FIFO else Decimal(0)
-    return {
-        "broker_trade_id": wire["id"],
-        "symbol": wire["instrument"],
-        "direction": "long" if units > 0 else "short",
-        "quantity": abs(units),
-        "entry_price": Decimal(wire["price"]),
-        "exit_price": Decimal(wire["averageClosePrice"]),
-        "realized_pnl": Decimal(wire["realizedPL"]),
-        "currency": CURRENCY[account_id],
-        # every unit is commissioned twice, once opening and once closing, whatever fills it took
-        "fees": 2 * abs(units) * rate,
-        "opened_at": utc(wire["openTime"]),
-        "closed_at": utc(wire["closeTime"]),
-    }
 
 
 def actual(trade: brokersync.Trade) -> dict[str, Any]:
