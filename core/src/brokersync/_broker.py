@@ -21,7 +21,15 @@ from brokersync._context import BrokerContext, HttpClient
 from brokersync._converters import normalize_cancellation, normalize_trade, wire_converter
 from brokersync._log import get_logger
 from brokersync.errors import PluginContractError, RecordValidationError
-from brokersync.models import Account, AuthResult, BrokerMetadata, Trade, TradeCancellation, TradePage
+from brokersync.models import (
+    Account,
+    AuthResult,
+    BrokerMetadata,
+    ExecutionCancellation,
+    Trade,
+    TradeCancellation,
+    TradePage,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -50,6 +58,12 @@ class TradeBatch:
     errors: tuple[RecordError, ...] = ()
     cursor: str | None = None
     cancellations: tuple[TradeCancellation, ...] = ()
+
+
+def _is_execution_cancellation(entry: Any) -> bool:
+    if isinstance(entry, ExecutionCancellation):
+        return True
+    return isinstance(entry, Mapping) and "broker_execution_id" in entry and "broker_trade_id" not in entry
 
 
 def trace_enabled() -> bool:
@@ -302,7 +316,9 @@ class Broker:
             return tuple(kept)
 
         trades = valid(records, normalize_trade)
-        cancelled = valid(cancellations, normalize_cancellation)
+        # Busted executions (ExecutionCancellation, or a mapping naming broker_execution_id) wait for
+        # the executions store; until then they are not mistaken for malformed trade cancellations.
+        cancelled = valid((c for c in cancellations if not _is_execution_cancellation(c)), normalize_cancellation)
         if cursor is not None and not isinstance(cursor, str):
             raise self._contract("get_trades", f"returned a cursor of type {type(cursor).__name__}, expected str")
         return TradeBatch(trades=trades, errors=tuple(errors), cursor=cursor, cancellations=cancelled)
