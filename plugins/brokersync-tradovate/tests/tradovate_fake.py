@@ -405,7 +405,8 @@ class FakeTradovate:
             if self.bad_logins >= CAPTCHA_AFTER:
                 self.captcha_until = now + dt.timedelta(hours=1)
             return {
-                "errorText": "Incorrect username or password. Please try again, noting that passwords are case-sensitive."
+                "errorText": "Incorrect username or password. "
+                "Please try again, noting that passwords are case-sensitive."
             }
         if self.user_status != "Active":
             return {"userStatus": self.user_status, "userId": self.user_id, "name": USER["username"]}
