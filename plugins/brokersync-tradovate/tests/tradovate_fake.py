@@ -388,7 +388,7 @@ class FakeTradovate:
             original = self.tickets.pop(ticket, None)
             if original != body:  # a ticket is only good for the identical body
                 return {"errorText": "Invalid penalty ticket"}
-        elif self.tickets_before_login > 0:
+        if self.tickets_before_login > 0:
             self.tickets_before_login -= 1
             new_ticket = secrets.token_hex(12)
             self.tickets[new_ticket] = dict(body)
