@@ -171,3 +171,15 @@ def test_the_plugin_is_listed_by_the_cli():
     result = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert '"tradovate"' in result.stdout and "brokersync-tradovate" in result.stdout
+
+
+def test_discovering_the_plugin_does_not_import_httpx():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, brokersync; brokersync.get_broker_metadata('tradovate');"
+        "print(sorted(m for m in ('httpx', 'brokersync_tradovate.client') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

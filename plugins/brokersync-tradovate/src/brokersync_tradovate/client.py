@@ -33,17 +33,16 @@ from brokersync import (
 )
 
 from brokersync_tradovate.parse import Catalog, derive_device_id, limit_key, loads, time_of
+from brokersync_tradovate.plugin import BROKER, LOCKOUT_SECONDS
 
 __all__ = [
     "API_HOST_SUFFIX",
-    "BROKER",
     "MAX_IDS",
     "AccountData",
     "TradovateBearer",
     "TradovateClient",
 ]
 
-BROKER = "tradovate"
 #: Hosts under this domain belong to the API (Tradovate redirects to org-specific ones, e.g. org-1.tradovateapi.com).
 API_HOST_SUFFIX = ".tradovateapi.com"
 #: Ids per ``items``/``ldeps`` request (Tradovate caps responses at a varying size; this stays well under).
@@ -52,8 +51,6 @@ MAX_IDS = 100
 MAX_TICKETS = 3
 #: The longest ``p-time`` a sync waits inside itself; a longer one ends it with a rate-limit error.
 MAX_PENALTY_WAIT = 120.0
-#: How long Tradovate keeps a user locked out after a 429.
-LOCKOUT_SECONDS = 3600.0
 
 _STATUS_MESSAGES = {
     "Closed": "the Tradovate user is closed",

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from brokersync import (
     Account,
     AuthResult,
@@ -39,12 +38,16 @@ from brokersync import (
     hookimpl,
 )
 
-from brokersync_tradovate.client import BROKER, LOCKOUT_SECONDS, TradovateClient
 from brokersync_tradovate.parse import Cursor, build_page
 
+if TYPE_CHECKING:
+    from brokersync_tradovate.client import TradovateClient
+
 __all__ = [
+    "BROKER",
     "DEMO_BASE_URL",
     "LIVE_BASE_URL",
+    "LOCKOUT_SECONDS",
     "METADATA",
     "WARNING_PAUSE_SECONDS",
     "authenticate",
@@ -55,8 +58,11 @@ __all__ = [
     "validate_response",
 ]
 
+BROKER = "tradovate"
 LIVE_BASE_URL = "https://live.tradovateapi.com/v1"
 DEMO_BASE_URL = "https://demo.tradovateapi.com/v1"
+#: How long Tradovate keeps a user locked out after a 429.
+LOCKOUT_SECONDS = 3600.0
 #: After a 423 ("about to be locked out"), this user's requests pause this long.
 WARNING_PAUSE_SECONDS = 900.0
 
@@ -110,6 +116,13 @@ METADATA = BrokerMetadata(
 )
 
 
+def _client(ctx: BrokerContext) -> TradovateClient:
+    # Imported on first use: discovering plugins (``brokersync plugins``) must not load httpx.
+    from brokersync_tradovate.client import TradovateClient
+
+    return TradovateClient(ctx)
+
+
 @hookimpl
 def broker_metadata() -> BrokerMetadata:
     """Describe Tradovate."""
@@ -119,7 +132,7 @@ def broker_metadata() -> BrokerMetadata:
 @hookimpl
 async def authenticate(ctx: BrokerContext, credentials: Credentials) -> AuthResult:
     """Log in with ``accesstokenrequest`` (waiting out penalty tickets); the token carries its expiry."""
-    return await TradovateClient(ctx).login(credentials)
+    return await _client(ctx).login(credentials)
 
 
 @hookimpl
@@ -127,7 +140,7 @@ async def refresh_token(ctx: BrokerContext, credentials: Credentials, auth: Auth
     """Extend the session with ``renewaccesstoken``; ``None`` (log in again) once it has expired."""
     if auth.expires_at is not None and auth.expires_at <= ctx.now():
         return None
-    return await TradovateClient(ctx).renew(auth)
+    return await _client(ctx).renew(auth)
 
 
 @hookimpl
@@ -135,7 +148,7 @@ async def get_accounts(ctx: BrokerContext, auth: AuthResult) -> list[Account]:
     """``account/list``: the integer entity id is the account id, ``DEMO…``/``LIVE…`` its name."""
     return [
         Account(id=str(a["id"]), name=a.get("name"), type=a.get("accountType"), raw=a)
-        for a in await TradovateClient(ctx).accounts(auth)
+        for a in await _client(ctx).accounts(auth)
         if not a.get("archived")
     ]
 
@@ -153,7 +166,7 @@ async def get_trades(
     ``since`` is not used: Tradovate's listings have no time filter, and how far back they reach is
     the broker's choice (see the docs); the cursor keeps the sync incremental.
     """
-    client = TradovateClient(ctx)
+    client = _client(ctx)
     data = await client.account_data(auth, account.id)
     problems: list[str] = []
     page = build_page(
@@ -180,9 +193,8 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
       ``retry_after=3600``; the core pauses this user's key in every process and the sync stops.
     * 423: Tradovate warns that the lockout is near: stop and pause this user's key for 15 minutes.
     """
-    if not isinstance(response, httpx.Response):
-        return
-    if response.status_code == 429 and not response.headers.get("Retry-After"):
+    status = getattr(response, "status_code", None)
+    if status == 429 and not response.headers.get("Retry-After"):
         raise BrokerRateLimitError(
             "broker 'tradovate': Tradovate locked this user out for an hour (HTTP 429: too many requests in the "
             "last hour). brokersync sends nothing for this user until then; the next sync after that continues.",
@@ -190,7 +202,7 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
             status_code=429,
             retry_after=LOCKOUT_SECONDS,
         )
-    if response.status_code == 423:
+    if status == 423:
         ctx.logger.warning("Tradovate warns (HTTP 423) that this user is about to be locked out for an hour")
         raise BrokerRateLimitError(
             "broker 'tradovate': Tradovate warns that this user is about to be locked out for an hour (HTTP 423); "
