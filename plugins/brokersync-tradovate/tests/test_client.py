@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import brokersync
 import pytest
@@ -183,3 +184,26 @@ def test_discovering_the_plugin_does_not_import_httpx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_the_page_carries_open_positions_fills_and_busts(fake):
+    from brokersync import Execution, ExecutionCancellation, Side, TradeCancellation
+    from brokersync_tradovate import plugin
+
+    async with broker(fake) as b:
+        auth = await b.authenticate(USER)
+        account = next(a for a in await b.get_accounts(auth) if a.id == "70001")
+        [page] = [p async for p in plugin.get_trades(b.context, auth, account, None, None)]
+    positions = {p.instrument.symbol: p for p in page.positions}
+    assert set(positions) == {"MESZ6", "NQZ6"}  # the unpaired MES buy, and the NQ buy the bust reopened
+    assert (positions["MESZ6"].quantity, positions["MESZ6"].average_price) == (2, Decimal("5901.25"))
+    assert positions["MESZ6"].instrument.multiplier == 5 and positions["MESZ6"].instrument.instrument_id == "2003"
+    assert (positions["NQZ6"].quantity, positions["NQZ6"].average_price) == (1, Decimal("20120.25"))
+    fills = [e for e in page.executions if isinstance(e, Execution)]
+    assert len(fills) == len([f for f in fake.entities["fill"].values() if f["active"] and f["orderId"] in {
+        o["id"] for o in fake.entities["order"].values() if o["accountId"] == 70001
+    }])  # fmt: skip
+    cl_buy = next(f for f in fills if f.instrument.symbol == "CLF7" and f.side is Side.BUY)
+    assert (cl_buy.price, cl_buy.fees, cl_buy.fee_currency) == (Decimal("71.37"), Decimal("2.30"), "USD")
+    assert [type(c) for c in page.cancellations] == [TradeCancellation, ExecutionCancellation]
+    assert page.cancellations[0].reason == "TradeCancel: Busted by the exchange"
