@@ -249,6 +249,8 @@ class BrokerHttpClient(PagingMixin):
             response = await self._send(method, url, kwargs, slot)
             if limiter is not None:
                 await limiter.observe(response.headers, now=self._wall_clock())
+            if self._validate is not None and response.status_code >= 400:
+                await self._plugin_error(response)
             map_response(response, broker=self.broker, connection_id=self.connection_id, now=self._wall_clock())
             if self._validate is not None:
                 try:
@@ -270,6 +272,24 @@ class BrokerHttpClient(PagingMixin):
                 self.metrics.circuit_openings += 1
             self._log_attempt(method, url, response, error, attempt, time.perf_counter() - started)
         return response
+
+    async def _plugin_error(self, response: httpx.Response) -> None:
+        """Let the plugin's ``validate_response`` name an error status first: a BrokerError it raises wins.
+
+        Some statuses mean more at one broker than the generic mapping knows (Tradovate: a 429
+        without ``Retry-After`` is an hour-long lockout of the user). A validator written only for
+        successful bodies may fail on an error body; that failure is ignored and the core maps the
+        status as usual.
+        """
+        assert self._validate is not None
+        try:
+            outcome = self._validate(response)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except BrokerError:
+            raise
+        except Exception:  # noqa: S110 - see the docstring: the core's own mapping follows
+            pass
 
     def _initial_delay(self) -> float:
         return self.retry.initial_delay if self.retry is not None else 0.0

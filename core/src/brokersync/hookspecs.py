@@ -163,7 +163,10 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
     """Turn a broker-specific error that arrives as a normal response into an exception. Optional.
 
     Called by the core client for every response before it is returned to the plugin, so the
-    core's retry and rate limiting apply to what the plugin raises here. Example: Tradovate's
+    core's retry and rate limiting apply to what the plugin raises here. It also sees error
+    statuses (>= 400) first: a ``BrokerError`` it raises for one replaces the core's generic
+    mapping (Tradovate: a 429 without ``Retry-After`` is an hour-long lockout); anything else it
+    raises for an error status is ignored and the core maps the status as usual. Example: Tradovate's
     penalty ticket (HTTP 200 with ``p-time``) becomes ``BrokerRateLimitError(retry_after=p_time)``.
 
     Args:
