@@ -1,0 +1,14 @@
+"""Interactive Brokers for brokersync: Flex Web Service statements, read into executions the core pairs.
+
+Modules: :mod:`~brokersync_ibkr.plugin` (metadata and hooks), :mod:`~brokersync_ibkr.client` (the
+two-step Flex flow), :mod:`~brokersync_ibkr.parse` (the Flex XML parser, also for saved files),
+:mod:`~brokersync_ibkr.files` (the Activity Statement CSV) and :mod:`~brokersync_ibkr.check` (IB's
+FIFO P&L against an independent FIFO).
+"""
+
+from __future__ import annotations
+
+from brokersync_ibkr._version import __version__
+from brokersync_ibkr.parse import FlexFormatError, ParsedStatement, iter_statement, parse_statement
+
+__all__ = ["FlexFormatError", "ParsedStatement", "__version__", "iter_statement", "parse_statement"]

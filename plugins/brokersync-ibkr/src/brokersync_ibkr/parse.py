@@ -1,0 +1,663 @@
+"""Read a Flex statement (``FlexQueryResponse`` XML) into accounts, executions and cancellations.
+
+The parser is a function of its own so a statement downloaded by the Flex Web Service and a Flex
+XML file a user saved are read by the same code::
+
+    from brokersync_ibkr.parse import parse_statement
+
+    statement = parse_statement(Path("flex.xml").read_bytes(), tz="America/New_York")
+    statement.accounts, statement.executions, statement.cancellations
+
+:func:`iter_statement` is the streaming form (bounded memory on a 100 MB statement): it yields
+:class:`StatementInfo`, :class:`~brokersync.Account`, :class:`~brokersync.Execution`,
+:class:`~brokersync.ExecutionCancellation` and :class:`RowError` items as it reads.
+
+Safety: the XML is read with :mod:`defusedxml`: a DOCTYPE (and with it every entity declaration,
+the "billion laughs" and external entities) is refused when the parser meets it, before anything is
+expanded. Elements are dropped as soon as they are read.
+
+Rows (``Trade`` in Activity statements, ``TradeConfirm`` in Trade Confirmation statements):
+
+* only ``levelOfDetail="EXECUTION"`` rows (or rows without a level) are executions; order, symbol
+  and asset summaries and closed lots are skipped;
+* the dedupe key is ``transactionID``, else ``ibExecID``, else ``tradeID`` (per account);
+* ``TradeCancel`` rows and ``BUY (Ca.)``/``SELL (Ca.)`` rows cancel the execution named by
+  ``origTransactionID`` (else by ``origTradeID``); ``TradeCorrect`` rows replace the execution they
+  correct (same id, new values) and the cancellation IB pairs with a correction is dropped;
+* ``notes`` codes ``Ep``/``A``/``Ex`` make option expiry, assignment and exercise executions;
+* times in any layout a Flex query can be configured with, in the statement's zone unless the
+  value carries an abbreviation such as ``EDT`` (which wins); which one was used goes in ``raw``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import IO, Any
+from xml.etree.ElementTree import Element, ParseError
+
+import attrs
+import defusedxml
+import defusedxml.ElementTree as SafeET
+from brokersync import (
+    Account,
+    AssetClass,
+    Execution,
+    ExecutionCancellation,
+    ExecutionKind,
+    Instrument,
+    OpenClose,
+    OptionRight,
+    Side,
+)
+from brokersync.parsing import is_missing, parse_decimal, parse_side, parse_time, zone
+
+__all__ = [
+    "DEFAULT_TIME_ZONE",
+    "FlexFormatError",
+    "ParsedStatement",
+    "RowError",
+    "StatementInfo",
+    "execution_key",
+    "iter_statement",
+    "parse_flex_date",
+    "parse_flex_time",
+    "parse_statement",
+]
+
+#: The zone Flex times are read in when they carry no abbreviation (community reports; a user setting at IB).
+DEFAULT_TIME_ZONE = "America/New_York"
+
+_ROW_TAGS = frozenset({"Trade", "TradeConfirm"})
+_EXECUTION_LEVELS = frozenset({"", "EXECUTION"})
+_ASSET_CLASSES = {
+    "STK": AssetClass.STOCK,
+    "FUT": AssetClass.FUTURE,
+    "OPT": AssetClass.OPTION,
+    "FOP": AssetClass.FUTURE_OPTION,
+    "CASH": AssetClass.FOREX,
+    "CRYPTO": AssetClass.CRYPTO,
+    "CFD": AssetClass.CFD,
+    "BOND": AssetClass.BOND,
+    "BILL": AssetClass.BOND,
+    "FUND": AssetClass.FUND,
+}
+_OPEN_CLOSE = {"O": OpenClose.OPEN, "C": OpenClose.CLOSE, "C;O": OpenClose.CLOSE_OPEN, "O;C": OpenClose.CLOSE_OPEN}
+_KINDS = (("Ep", ExecutionKind.EXPIRY), ("A", ExecutionKind.ASSIGNMENT), ("Ex", ExecutionKind.EXERCISE))
+_RIGHTS = {"P": OptionRight.PUT, "PUT": OptionRight.PUT, "C": OptionRight.CALL, "CALL": OptionRight.CALL}
+# origTradeID -> key of rows read recently, to resolve a cancellation that names only the trade id.
+_RECENT_TRADE_IDS = 20_000
+_INSTRUMENT_CACHE = 4096
+
+
+class FlexFormatError(ValueError):
+    """The input is not a readable Flex statement: refused XML, truncated, or another document.
+
+    The message says what was found and where; it never contains the statement's values beyond
+    the element names.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class StatementInfo:
+    """One ``FlexStatement`` (one account's part of the response)."""
+
+    account_id: str
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
+    period: str | None = None
+    when_generated: dt.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RowError:
+    """A row that could not be read; the rest of the statement is."""
+
+    account_id: str | None
+    row: int
+    """The row's position among the statement's ``Trade``/``TradeConfirm`` rows (1-based)."""
+    key: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        which = f" (id {self.key})" if self.key else ""
+        account = f" of account {self.account_id}" if self.account_id else ""
+        return f"trade row {self.row}{which}{account}: {self.reason}"
+
+
+StatementItem = StatementInfo | Account | Execution | ExecutionCancellation | RowError
+
+
+@attrs.frozen(kw_only=True)
+class ParsedStatement:
+    """Everything :func:`parse_statement` read from one Flex response."""
+
+    query_type: str | None
+    statements: tuple[StatementInfo, ...]
+    accounts: tuple[Account, ...]
+    executions: tuple[Execution, ...]
+    cancellations: tuple[ExecutionCancellation, ...]
+    errors: tuple[RowError, ...]
+
+    @property
+    def period_end(self) -> dt.date | None:
+        """The latest ``toDate`` of the statements (the end of the period covered)."""
+        ends = [s.to_date for s in self.statements if s.to_date is not None]
+        return max(ends) if ends else None
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+
+def _text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return None if is_missing(value) else value
+
+
+def _decimal(attrib: dict[str, str], name: str) -> Decimal | None:
+    value = attrib.get(name)
+    if value is None:
+        return None
+    try:
+        result = Decimal(value)  # the common case: plain number text, read exactly
+    except InvalidOperation:
+        if is_missing(value):
+            return None
+        return parse_decimal(value, field=name)  # thousands separators, "(12.50)", or a clear error
+    if not result.is_finite():
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    return result
+
+
+_DATE_LAYOUTS = ("%Y%m%d", "%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%d-%b-%y")
+
+
+@lru_cache(maxsize=4096)
+def parse_flex_date(value: str) -> dt.date:
+    """Read a Flex date in any layout a query can be set to (``20240105``, ``2024-01-05``, ``01/05/2024``).
+
+    Raises:
+        ValueError: naming the value.
+    """
+    text = value.strip()
+    for layout in _DATE_LAYOUTS:
+        try:
+            return dt.datetime.strptime(text, layout).date()
+        except ValueError:
+            continue
+    raise ValueError(f"{value!r} is not a date in a Flex layout (yyyyMMdd, yyyy-MM-dd, MM/dd/yyyy, MM/dd/yy)")
+
+
+_DATE_PART = r"\d{8}|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}"
+_TIME_PART = r"\d{6}|\d{1,2}:\d{2}:\d{2}|\d{1,2}:\d{2}"
+_DATE_TIME = re.compile(
+    rf"^(?P<date>{_DATE_PART})(?:(?:, |[;, T])(?P<time>{_TIME_PART}))?(?:\s+(?P<abbr>[A-Za-z]{{2,5}}))?$"
+)
+
+
+def _clock_time(text: str) -> dt.time:
+    if ":" in text:
+        parts = [int(p) for p in text.split(":")]
+        return dt.time(parts[0], parts[1], parts[2] if len(parts) > 2 else 0)
+    return dt.time(int(text[0:2]), int(text[2:4]), int(text[4:6]))
+
+
+def parse_flex_time(value: str, tz: str | dt.tzinfo = DEFAULT_TIME_ZONE, *, time: str | None = None) -> dt.datetime:
+    """Read a Flex date/time as a tz-aware UTC datetime.
+
+    ``value`` is a ``dateTime`` in any configured layout (``20240105;093012``,
+    ``2024-01-05, 09:30:12``, ``2024-01-05 09:30:12 EDT``, ...) or a ``tradeDate`` with the
+    ``tradeTime`` given separately as ``time``. A trailing zone abbreviation wins over ``tz``;
+    otherwise the local time is read in ``tz`` (an ambiguous or skipped local time is refused by
+    :func:`brokersync.parsing.parse_time`).
+
+    Raises:
+        ValueError: naming the value.
+    """
+    text = value.strip()
+    if time is not None and time.strip():
+        text = f"{text};{time.strip()}"
+    match = _DATE_TIME.match(text)
+    if match is None:
+        return parse_time(text, tz=tz)  # ISO with an offset, or a clear error naming the value
+    try:
+        day = parse_flex_date(match["date"])
+        clock = _clock_time(match["time"]) if match["time"] else dt.time(0)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a Flex date/time") from None
+    naive = dt.datetime.combine(day, clock)
+    abbreviation = match["abbr"]
+    if abbreviation:
+        # brokersync.parsing knows the abbreviations and their offsets; hand it an unambiguous layout.
+        try:
+            return parse_time(f"{naive:%Y-%m-%d %H:%M:%S} {abbreviation.upper()}", tz=tz)
+        except ValueError:
+            raise ValueError(f"{value!r} ends in a time zone abbreviation brokersync does not know") from None
+    return parse_time(naive, tz=tz)
+
+
+def execution_key(attrib: dict[str, str]) -> str | None:
+    """Return a row's dedupe key: ``transactionID``, else ``ibExecID``, else ``tradeID`` (per account)."""
+    for name in ("transactionID", "ibExecID", "execID", "tradeID"):
+        value = _text(attrib.get(name))
+        if value is not None:
+            return value
+    return None
+
+
+# --- rows -------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Turns rows into records for one response; keeps only what cancellations need to look back."""
+
+    def __init__(self, tz: str | dt.tzinfo) -> None:
+        self.tz = zone(tz) if isinstance(tz, str) else tz
+        self.zone_name = tz if isinstance(tz, str) else str(tz)
+        self.instruments: dict[tuple[str | None, ...], Instrument] = {}
+        self.recent: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def instrument(self, a: dict[str, str]) -> Instrument:
+        fields = (
+            a.get("conid"),
+            a.get("symbol"),
+            a.get("assetCategory"),
+            a.get("currency"),
+            a.get("multiplier"),
+            a.get("underlyingSymbol"),
+            a.get("expiry"),
+            a.get("strike"),
+            a.get("putCall"),
+            a.get("listingExchange") or a.get("exchange"),
+        )
+        cached = self.instruments.get(fields)
+        if cached is not None:
+            return cached
+        conid, symbol, category, currency, _, underlying, expiry, _, put_call, exchange = (_text(v) for v in fields)
+        if symbol is None:
+            raise ValueError("symbol is missing")
+        if currency is None:
+            raise ValueError("currency is missing")
+        asset_class = _ASSET_CLASSES.get((category or "").upper(), AssetClass.OTHER)
+        multiplier = _decimal(a, "multiplier") or Decimal(1)
+        right = _RIGHTS.get((put_call or "").upper())
+        instrument = Instrument(
+            symbol=symbol,
+            asset_class=asset_class,
+            currency=currency,
+            multiplier=multiplier,
+            instrument_id=conid,
+            underlying=underlying,
+            expiry=parse_flex_date(expiry) if expiry else None,
+            strike=_decimal(a, "strike"),
+            right=right,
+            exchange=exchange,
+        )
+        if len(self.instruments) >= _INSTRUMENT_CACHE:
+            self.instruments.clear()
+        self.instruments[fields] = instrument
+        return instrument
+
+    def when(self, a: dict[str, str], raw: dict[str, Any]) -> dt.datetime:
+        stamp = _text(a.get("dateTime"))
+        trade_date = _text(a.get("tradeDate"))
+        trade_time = _text(a.get("tradeTime"))
+        if stamp is not None and not (trade_time and _DATE_ONLY.match(stamp)):
+            value = parse_flex_time(stamp, self.tz)
+        elif trade_date is not None:
+            value = parse_flex_time(trade_date, self.tz, time=trade_time)
+        elif stamp is not None:
+            value = parse_flex_time(stamp, self.tz)
+        else:
+            raise ValueError("the row has no dateTime and no tradeDate")
+        source = stamp or trade_date or ""
+        match = _DATE_TIME.match(source.strip())
+        raw["time_zone"] = match["abbr"].upper() if match is not None and match["abbr"] else self.zone_name
+        return value
+
+    def remember(self, account_id: str, a: dict[str, str], key: str) -> None:
+        trade_id = _text(a.get("tradeID"))
+        if trade_id is None:
+            return
+        recent = self.recent
+        recent[(account_id, trade_id)] = key
+        if len(recent) > _RECENT_TRADE_IDS:
+            recent.popitem(last=False)
+
+    def target(self, account_id: str, a: dict[str, str]) -> str | None:
+        """Return the key of the execution a cancel or correct row refers to."""
+        original = _text(a.get("origTransactionID"))
+        if original is not None and original != "0":
+            return original
+        trade_id = _text(a.get("origTradeID"))
+        if trade_id is not None and trade_id != "0":
+            return self.recent.get((account_id, trade_id))
+        return None
+
+    def execution(self, account_id: str, a: dict[str, str], key: str) -> Execution:
+        raw: dict[str, Any] = dict(a)
+        quantity = _decimal(a, "quantity")
+        if quantity is None or quantity == 0:
+            raise ValueError(f"quantity is {a.get('quantity')!r}; an execution needs a non-zero quantity")
+        side_text = _text(a.get("buySell"))
+        side = parse_side(side_text.replace("(Ca.)", "").strip()) if side_text else None
+        if side is None:
+            side = Side.BUY if quantity > 0 else Side.SELL
+        price = _decimal(a, "tradePrice")
+        if price is None:
+            price = _decimal(a, "price")
+        if price is None:
+            raise ValueError("tradePrice is missing")
+        commission = _decimal(a, "ibCommission")
+        commission_currency = _text(a.get("ibCommissionCurrency"))
+        if commission is None:
+            commission = _decimal(a, "commission")
+            commission_currency = _text(a.get("commissionCurrency"))
+        notes = {n.strip() for n in (a.get("notes") or "").split(";")}
+        kind = next((k for code, k in _KINDS if code in notes), ExecutionKind.FILL)
+        executed_at = self.when(a, raw)
+        return Execution(
+            broker_execution_id=key,
+            account_id=account_id,
+            instrument=self.instrument(a),
+            side=side,
+            quantity=abs(quantity),
+            price=price,
+            executed_at=executed_at,
+            fees=-commission if commission else Decimal(0),
+            fee_currency=commission_currency,
+            order_id=_text(a.get("ibOrderID")) or _text(a.get("orderID")),
+            open_close=_OPEN_CLOSE.get((a.get("openCloseIndicator") or "").strip()),
+            kind=kind,
+            raw=raw,
+        )
+
+    def cancellation(self, account_id: str, a: dict[str, str], target: str) -> ExecutionCancellation:
+        raw: dict[str, Any] = dict(a)
+        return ExecutionCancellation(
+            account_id=account_id,
+            broker_execution_id=target,
+            cancelled_at=self.when(a, raw),
+            reason=_text(a.get("transactionType")) or "Ca",
+            raw=raw,
+        )
+
+
+_DATE_ONLY = re.compile(rf"^(?:{_DATE_PART})$")
+
+
+def _is_cancel(a: dict[str, str]) -> bool:
+    return (a.get("transactionType") or "").strip() == "TradeCancel" or "(Ca.)" in (a.get("buySell") or "")
+
+
+def _is_correction(a: dict[str, str]) -> bool:
+    return (a.get("transactionType") or "").strip() == "TradeCorrect"
+
+
+# --- the document -----------------------------------------------------------------------------------
+
+
+def _open(source: bytes | bytearray | memoryview | IO[bytes]) -> IO[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source)
+    if isinstance(source, io.TextIOBase):  # type: ignore[unreachable]  # callers without type checking
+        raise TypeError("pass the statement as bytes or a binary file (open(path, 'rb')), not text")
+    return source
+
+
+def _refused(exc: Exception) -> FlexFormatError:
+    if isinstance(exc, defusedxml.DTDForbidden):
+        what = "a DOCTYPE declaration"
+    elif isinstance(exc, defusedxml.EntitiesForbidden):
+        what = "an entity declaration"
+    else:
+        what = "a reference to an external entity"
+    return FlexFormatError(
+        f"refused: the XML contains {what}; a Flex statement never does (entity expansion and external "
+        "references are a known attack on XML readers), so nothing was read"
+    )
+
+
+def _date_attr(element: Element, name: str) -> dt.date | None:
+    value = _text(element.get(name))
+    if value is None:
+        return None
+    try:
+        return parse_flex_date(value.split(";")[0].split(",")[0].split(" ")[0])
+    except ValueError:
+        return None
+
+
+def iter_statement(
+    source: bytes | bytearray | memoryview | IO[bytes],
+    *,
+    tz: str | dt.tzinfo = DEFAULT_TIME_ZONE,
+    account_id: str | None = None,
+    accounts_only: bool = False,
+) -> Iterator[StatementItem]:
+    """Stream a Flex statement: statement headers, accounts, executions, cancellations, row errors.
+
+    Args:
+        source: The XML as bytes, or a binary file opened for reading.
+        tz: The statement's time zone (IANA name) for times without an abbreviation.
+        account_id: Only this account's rows (other accounts' statements are skipped cheaply).
+        accounts_only: Read the statement headers and accounts only (no row is converted).
+
+    Yields:
+        A :class:`StatementInfo` at the start of each ``FlexStatement``, its
+        :class:`~brokersync.Account`, then its executions (in file order) and row errors, then its
+        cancellations at the statement's end (a cancellation IB pairs with a correction of the same
+        execution is left out: the correction replaces the execution).
+
+    Raises:
+        FlexFormatError: the XML declares a DOCTYPE or entities, is not well formed (e.g.
+            truncated), or is not a ``FlexQueryResponse`` (a status answer of the Flex Web
+            Service, or another document).
+    """
+    reader = _Reader(tz)
+    stream = _open(source)
+    events = SafeET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
+    depth = 0
+    root_seen = False
+    statement: str | None = None
+    statement_has_account = False
+    section: Element | None = None
+    row = 0
+    cancels: list[ExecutionCancellation] = []
+    corrected: set[str] = set()
+    skipping = False
+    try:
+        for event, element in events:
+            if event == "start":
+                depth += 1
+                tag = element.tag
+                if not root_seen:
+                    root_seen = True
+                    if tag == "FlexStatementResponse":
+                        raise FlexFormatError(
+                            "this is a Flex Web Service status answer (FlexStatementResponse), not a statement"
+                        )
+                    if tag != "FlexQueryResponse":
+                        raise FlexFormatError(
+                            f"not a Flex statement: the document's root element is <{_short(tag)}>, "
+                            "expected <FlexQueryResponse>"
+                        )
+                elif tag == "FlexStatement":
+                    statement = _text(element.get("accountId")) or "-"
+                    statement_has_account = False
+                    cancels, corrected = [], set()
+                    skipping = account_id is not None and statement != account_id
+                    if not skipping:
+                        yield StatementInfo(
+                            account_id=statement,
+                            from_date=_date_attr(element, "fromDate"),
+                            to_date=_date_attr(element, "toDate"),
+                            period=_text(element.get("period")),
+                            when_generated=_generated(element.get("whenGenerated"), reader.tz),
+                        )
+                elif statement is not None and depth == 4:
+                    section = element
+                continue
+            # end
+            depth -= 1
+            tag = element.tag
+            if tag in _ROW_TAGS and statement is not None:
+                row += 1
+                if not skipping and not accounts_only:
+                    yield from _row(reader, element.attrib, statement, row, cancels, corrected)
+            elif tag == "AccountInformation" and statement is not None:
+                if not skipping and not statement_has_account:
+                    statement_has_account = True
+                    yield _account(element, statement)
+            elif tag == "FlexStatement":
+                if not skipping and statement is not None:
+                    if not statement_has_account:
+                        yield Account(id=statement)
+                    yield from (c for c in cancels if c.broker_execution_id not in corrected)
+                statement, section = None, None
+                element.clear()  # its sections are empty already; drop its attributes too
+            if depth == 4 and section is not None:
+                section.clear()  # drop the rows read so far: memory stays flat
+            elif depth == 3 and tag != "FlexStatement" and section is not None:
+                section = None
+    except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
+        raise _refused(exc) from None
+    except ParseError as exc:
+        line, column = getattr(exc, "position", (0, 0))
+        reason = str(exc).split(":")[0]
+        hint = " (the statement is cut short: truncated download or file?)" if "no element found" in reason else ""
+        raise FlexFormatError(
+            f"the statement is not well-formed XML: {reason} at line {line}, column {column}{hint}"
+        ) from None
+    if not root_seen:
+        raise FlexFormatError("the statement is empty")
+
+
+def _short(tag: str) -> str:
+    return tag if len(tag) <= 60 else tag[:57] + "..."
+
+
+def _generated(value: str | None, tz: dt.tzinfo) -> dt.datetime | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return parse_flex_time(text, tz)
+    except ValueError:
+        return None
+
+
+def _account(element: Element, statement: str) -> Account:
+    a = element.attrib
+    account = _text(a.get("accountId")) or statement
+    currency = _text(a.get("currency"))
+    return Account(
+        id=account,
+        name=_text(a.get("acctAlias")) or _text(a.get("name")),
+        currency=currency if currency and re.match(r"^[A-Za-z0-9]{2,12}$", currency) else None,
+        type=_text(a.get("accountType")),
+        raw=dict(a),
+    )
+
+
+def _row(
+    reader: _Reader,
+    a: dict[str, str],
+    statement: str,
+    row: int,
+    cancels: list[ExecutionCancellation],
+    corrected: set[str],
+) -> Iterator[Execution | RowError]:
+    level = (a.get("levelOfDetail") or "").strip().upper()
+    if level not in _EXECUTION_LEVELS:
+        return
+    account = _text(a.get("accountId")) or statement
+    key = execution_key(a)
+    try:
+        execution = _convert(reader, a, account, key, cancels, corrected)
+    except (ValueError, TypeError) as exc:
+        yield RowError(account_id=account, row=row, key=key, reason=str(exc))
+        return
+    if execution is not None:
+        yield execution
+
+
+def _convert(
+    reader: _Reader,
+    a: dict[str, str],
+    account: str,
+    key: str | None,
+    cancels: list[ExecutionCancellation],
+    corrected: set[str],
+) -> Execution | None:
+    if key is None:
+        raise ValueError("the row has no transactionID, ibExecID or tradeID")
+    if _is_cancel(a):
+        target = reader.target(account, a)
+        if target is None:
+            raise ValueError(
+                "a cancellation row without origTransactionID, and its origTradeID names no row read "
+                "before it; the cancelled execution is unknown"
+            )
+        cancels.append(reader.cancellation(account, a, target))
+        return None
+    if _is_correction(a):
+        target = reader.target(account, a)
+        if target is not None:
+            corrected.add(target)
+            key = target
+    execution = reader.execution(account, a, key)
+    reader.remember(account, a, key)
+    return execution
+
+
+def parse_statement(
+    source: bytes | bytearray | memoryview | IO[bytes], *, tz: str | dt.tzinfo = DEFAULT_TIME_ZONE
+) -> ParsedStatement:
+    """Read a whole Flex statement (see :func:`iter_statement` for the streaming form).
+
+    Raises:
+        FlexFormatError: see :func:`iter_statement`.
+    """
+    statements: list[StatementInfo] = []
+    accounts: dict[str, Account] = {}
+    executions: list[Execution] = []
+    cancellations: list[ExecutionCancellation] = []
+    errors: list[RowError] = []
+    query_type = _query_type(source)
+    for item in iter_statement(source, tz=tz):
+        if isinstance(item, Execution):
+            executions.append(item)
+        elif isinstance(item, ExecutionCancellation):
+            cancellations.append(item)
+        elif isinstance(item, Account):
+            accounts.setdefault(item.id, item)
+        elif isinstance(item, StatementInfo):
+            statements.append(item)
+        else:
+            errors.append(item)
+    return ParsedStatement(
+        query_type=query_type,
+        statements=tuple(statements),
+        accounts=tuple(accounts.values()),
+        executions=tuple(executions),
+        cancellations=tuple(cancellations),
+        errors=tuple(errors),
+    )
+
+
+_TYPE = re.compile(rb"<FlexQueryResponse\b[^>]*\btype=\"([^\"]*)\"")
+
+
+def _query_type(source: bytes | bytearray | memoryview | IO[bytes]) -> str | None:
+    if isinstance(source, bytes | bytearray | memoryview):
+        match = _TYPE.search(bytes(source[:4096]))
+        return match.group(1).decode("ascii", "replace") if match else None
+    return None
