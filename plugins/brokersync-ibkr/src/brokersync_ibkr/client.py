@@ -145,7 +145,10 @@ def read_envelope(content: bytes) -> FlexStatus | None:
 
 
 def _query_id(response: httpx.Response) -> str:
-    return str(response.request.url.params.get("q", "?"))
+    value = str(response.request.url.params.get("q", "?"))
+    if response.request.url.path.endswith("GetStatement"):
+        return f"(statement reference {value})"
+    return value
 
 
 def check_envelope(response: httpx.Response) -> None:
@@ -163,7 +166,7 @@ def check_envelope(response: httpx.Response) -> None:
     """
     content = response.content
     tag = _root_tag(content)
-    if tag is None and b"<html" in content[:2048].lower():
+    if tag not in ("FlexStatementResponse", "FlexQueryResponse") and b"<html" in content[:2048].lower():
         raise BrokerServerError(
             f"broker 'ibkr': IB answered an HTML page instead of XML (HTTP {response.status_code}); "
             "the service is probably down for maintenance",
@@ -173,8 +176,8 @@ def check_envelope(response: httpx.Response) -> None:
     if tag != "FlexStatementResponse":
         return
     status = read_envelope(content)
-    if status is None or status.status == "Success" or status.code in IN_PROGRESS_CODES:
-        return
+    if status is None or status.status == "Success" or status.code in IN_PROGRESS_CODES or status.code == "1017":
+        return  # ready, still preparing, or an expired reference code: FlexClient handles these
     code = status.code or "?"
     said = f"IB error {code}: {status.message or 'no message'}"
     query = _query_id(response)

@@ -361,7 +361,9 @@ class _Reader:
             commission = _decimal(a, "commission")
             commission_currency = _text(a.get("commissionCurrency"))
         notes = {n.strip() for n in (a.get("notes") or "").split(";")}
-        kind = next((k for code, k in _KINDS if code in notes), ExecutionKind.FILL)
+        kind = ExecutionKind.FILL
+        if a.get("assetCategory") in ("OPT", "FOP"):  # the stock leg of an assignment is an ordinary fill
+            kind = next((k for code, k in _KINDS if code in notes), ExecutionKind.FILL)
         executed_at = self.when(a, raw)
         return Execution(
             broker_execution_id=key,

@@ -1,0 +1,67 @@
+"""Fixtures: virtual time shared by the core's limiter and the fake service, and the facade on the fake."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import brokersync
+import pytest
+from brokersync import Resilience
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_flex import FakeFlex  # noqa: E402
+from flexgen import scenario, statement_xml  # noqa: E402
+
+TOKEN = "good-token-1234"
+QUERY = "987654"
+CREDENTIALS = {"token": TOKEN, "query_id": QUERY}
+
+
+class VirtualTime:
+    """Epoch seconds that move only when someone sleeps: the core's limiter, retries and the fake share it."""
+
+    def __init__(self) -> None:
+        self.now = 1_710_000_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+@pytest.fixture
+def statement() -> bytes:
+    fills, accounts = scenario()
+    return statement_xml(fills, accounts)
+
+
+@pytest.fixture
+def fake(vt: VirtualTime, statement: bytes) -> FakeFlex:
+    return FakeFlex(statements={QUERY: statement}, clock=vt.clock)
+
+
+@pytest.fixture
+def make_broker(vt: VirtualTime) -> Callable[..., brokersync.Broker]:
+    def make(fake: FakeFlex, *, limits: bool = True, **options: Any) -> brokersync.Broker:
+        transport = fake.transport()
+        resilience = Resilience(clock=vt.clock, sleep=vt.sleep, **({} if limits else {"rate_limits": {"ibkr": []}}))
+        return brokersync.get_broker(
+            "ibkr",
+            http=lambda broker: resilience.client_for(broker, transport=transport, account_id="conn-1"),
+            sleep=vt.sleep,
+            options=options,
+        )
+
+    return make
