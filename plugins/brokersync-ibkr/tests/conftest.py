@@ -13,8 +13,8 @@ from brokersync import Resilience
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_flex import FakeFlex  # noqa: E402
-from flexgen import scenario, statement_xml  # noqa: E402
+from fake_flex import FakeFlex
+from flexgen import scenario, statement_xml
 
 TOKEN = "good-token-1234"
 QUERY = "987654"

@@ -171,7 +171,7 @@ class FakeFlex:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 base = f"http://127.0.0.1:{self.server.server_address[1]}{PATH}"

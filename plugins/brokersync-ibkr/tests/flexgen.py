@@ -160,7 +160,7 @@ def statement_xml(
         for fill in file_order(f for f in fills if f.account == account):
             parts.append(trade_row(fill))
             if fill.notes.startswith("P"):
-                parts.append('<Lot accountId="%s" levelOfDetail="CLOSED_LOT" symbol="%s" />' % (account, fill.symbol))
+                parts.append(f'<Lot accountId="{account}" levelOfDetail="CLOSED_LOT" symbol="{fill.symbol}" />')
         parts.extend((extra_rows or {}).get(account, []))
         parts.append("</Trades>")
         parts.append('<OpenPositions /><CashReport><CashReportCurrency currency="USD" /></CashReport>')
@@ -245,49 +245,81 @@ def with_ib_pnl(fills: Sequence[Fill]) -> list[Fill]:
     return out
 
 
-def scenario() -> tuple[list[Fill], dict[str, str]]:
-    """The statement the tests read: every case of the issue, two accounts, three currencies."""
-    u1, u2 = "U1111111", "U2222222"
-    rows: list[Fill] = []
+INSTRUMENTS: dict[str, dict[str, object]] = {
+    "AAPL": {"conid": "265598", "symbol": "AAPL", "asset": "STK", "currency": "USD"},
+    "MSFT": {"conid": "272093", "symbol": "MSFT", "asset": "STK", "currency": "USD"},
+    "SAP": {"conid": "14204", "symbol": "SAP", "asset": "STK", "currency": "EUR"},
+    "EURUSD": {"conid": "12087792", "symbol": "EUR.USD", "asset": "CASH", "currency": "USD"},
+    "ES": {
+        "conid": "495512563", "symbol": "ESH4", "asset": "FUT", "currency": "USD",
+        "multiplier": Decimal(50), "underlying": "ES", "expiry": "20240315",
+    },
+    "FDAX": {
+        "conid": "553444806", "symbol": "FDAX MAR 24", "asset": "FUT", "currency": "EUR",
+        "multiplier": Decimal(25), "underlying": "DAX", "expiry": "20240315",
+    },
+    "CALL": {
+        "conid": "600000001", "symbol": "AAPL  240119C00190000", "asset": "OPT", "currency": "USD",
+        "multiplier": Decimal(100), "underlying": "AAPL", "expiry": "20240119", "strike": Decimal(190), "put_call": "C",
+    },
+    "PUT": {
+        "conid": "600000002", "symbol": "AAPL  240216P00140000", "asset": "OPT", "currency": "USD",
+        "multiplier": Decimal(100), "underlying": "AAPL", "expiry": "2024-02-16", "strike": Decimal(140),
+        "put_call": "P",
+    },
+}  # fmt: skip
 
-    def add(**kw: object) -> None:
-        kw.setdefault("layout", LAYOUTS[len(rows) % len(LAYOUTS)])
-        rows.append(Fill(**kw))  # type: ignore[arg-type]
-
-    stk = {"conid": "265598", "symbol": "AAPL", "asset": "STK", "currency": "USD"}
-    # stocks: two buys, a partial close, the rest closed (partial closes on both sides)
-    add(account=u1, txid="1001", **stk, quantity=d("100"), price=d("150.00"), commission=d("-1.00"), when=utc("2024-01-03T15:00:00"))
-    add(account=u1, txid="1002", **stk, quantity=d("50"), price=d("152.50"), commission=d("-0.50"), when=utc("2024-01-04T16:30:05"))
-    add(account=u1, txid="1003", **stk, quantity=d("-120"), price=d("155.25"), commission=d("-1.20"), when=utc("2024-01-10T14:45:00"), open_close="C", notes="P")
-    add(account=u1, txid="1004", **stk, quantity=d("-30"), price=d("149.10"), commission=d("-0.30"), when=utc("2024-03-12T13:31:00"), open_close="C")
-    # futures with a multiplier, and a C;O reversal: long 2, sell 3 (closes 2, opens 1 short), buy 1
-    es = {"conid": "495512563", "symbol": "ESH4", "asset": "FUT", "currency": "USD", "multiplier": d("50"), "underlying": "ES", "expiry": "20240315"}
-    add(account=u1, txid="2001", **es, quantity=d("2"), price=d("4800.25"), commission=d("-4.24"), when=utc("2024-01-05T15:10:00"))
-    add(account=u1, txid="2002", **es, quantity=d("-3"), price=d("4812.50"), commission=d("-6.36"), when=utc("2024-01-05T18:20:00"), open_close="C;O")
-    add(account=u1, txid="2003", **es, quantity=d("1"), price=d("4790.00"), commission=d("-2.12"), when=utc("2024-01-08T20:59:59"), open_close="C")
+U1, U2 = "U1111111", "U2222222"
+CANCEL_5001 = {"transaction_type": "TradeCancel", "orig_txid": "5001"}
+CANCEL_5003 = {"transaction_type": "TradeCancel", "orig_txid": "5003"}
+CORRECT_5003 = {"transaction_type": "TradeCorrect", "orig_txid": "5003"}
+# account, txid, instrument, signed quantity, price, commission, UTC time, extra fields
+TABLE: list[tuple[str, str, str, str, str, str, str, dict[str, str]]] = [
+    # stocks: two buys, a partial close, the rest closed
+    (U1, "1001", "AAPL", "100", "150.00", "-1.00", "2024-01-03T15:00:00", {}),
+    (U1, "1002", "AAPL", "50", "152.50", "-0.50", "2024-01-04T16:30:05", {}),
+    (U1, "1003", "AAPL", "-120", "155.25", "-1.20", "2024-01-10T14:45:00", {"open_close": "C", "notes": "P"}),
+    (U1, "1004", "AAPL", "-30", "149.10", "-0.30", "2024-03-12T13:31:00", {"open_close": "C"}),
+    # futures with a multiplier and a C;O reversal: long 2, sell 3 (closes 2, opens 1 short), buy 1
+    (U1, "2001", "ES", "2", "4800.25", "-4.24", "2024-01-05T15:10:00", {}),
+    (U1, "2002", "ES", "-3", "4812.50", "-6.36", "2024-01-05T18:20:00", {"open_close": "C;O"}),
+    (U1, "2003", "ES", "1", "4790.00", "-2.12", "2024-01-08T20:59:59", {"open_close": "C"}),
     # options: a long call that expires worthless, a short put assigned
-    call = {"conid": "600000001", "symbol": "AAPL  240119C00190000", "asset": "OPT", "currency": "USD", "multiplier": d("100"), "underlying": "AAPL", "expiry": "20240119", "strike": d("190"), "put_call": "C"}
-    add(account=u1, txid="3001", **call, quantity=d("2"), price=d("1.25"), commission=d("-1.30"), when=utc("2024-01-03T15:30:00"))
-    add(account=u1, txid="3002", **call, quantity=d("-2"), price=d("0"), commission=d("0"), when=utc("2024-01-19T21:15:00"), open_close="C", notes="Ep;C")
-    put = {"conid": "600000002", "symbol": "AAPL  240216P00140000", "asset": "OPT", "currency": "USD", "multiplier": d("100"), "underlying": "AAPL", "expiry": "2024-02-16", "strike": d("140"), "put_call": "P"}
-    add(account=u1, txid="3003", **put, quantity=d("-1"), price=d("2.10"), commission=d("-0.65"), when=utc("2024-01-22T15:00:00"))
-    add(account=u1, txid="3004", **put, quantity=d("1"), price=d("0"), commission=d("0"), when=utc("2024-02-16T21:20:00"), open_close="C", notes="A;C")
+    (U1, "3001", "CALL", "2", "1.25", "-1.30", "2024-01-03T15:30:00", {}),
+    (U1, "3002", "CALL", "-2", "0", "0", "2024-01-19T21:15:00", {"open_close": "C", "notes": "Ep;C"}),
+    (U1, "3003", "PUT", "-1", "2.10", "-0.65", "2024-01-22T15:00:00", {}),
+    (U1, "3004", "PUT", "1", "0", "0", "2024-02-16T21:20:00", {"open_close": "C", "notes": "A;C"}),
     # forex, commission in USD
-    fx = {"conid": "12087792", "symbol": "EUR.USD", "asset": "CASH", "currency": "USD"}
-    add(account=u1, txid="4001", **fx, quantity=d("10000"), price=d("1.0850"), commission=d("-2.00"), when=utc("2024-02-01T10:00:00"))
-    add(account=u1, txid="4002", **fx, quantity=d("-10000"), price=d("1.0905"), commission=d("-2.00"), when=utc("2024-02-02T10:00:00"), open_close="C")
-    # a cancelled execution (a TradeCancel pair), and a corrected one
-    msft = {"conid": "272093", "symbol": "MSFT", "asset": "STK", "currency": "USD"}
-    add(account=u1, txid="5001", **msft, quantity=d("10"), price=d("400.00"), commission=d("-1.00"), when=utc("2024-02-05T15:00:00"), notes="Ca")
-    add(account=u1, txid="5002", **msft, quantity=d("-10"), price=d("400.00"), commission=d("1.00"), when=utc("2024-02-05T15:00:00"), transaction_type="TradeCancel", orig_txid="5001")
-    add(account=u1, txid="5003", **msft, quantity=d("5"), price=d("401.00"), commission=d("-1.00"), when=utc("2024-02-06T15:00:00"), notes="Co")
-    add(account=u1, txid="5004", **msft, quantity=d("-5"), price=d("401.00"), commission=d("1.00"), when=utc("2024-02-06T15:00:00"), transaction_type="TradeCancel", orig_txid="5003")
-    add(account=u1, txid="5005", **msft, quantity=d("5"), price=d("401.50"), commission=d("-1.00"), when=utc("2024-02-06T15:00:00"), transaction_type="TradeCorrect", orig_txid="5003")
-    # account 2: EUR base, FDAX (multiplier 25, EUR) short then covered, SAP in EUR
-    fdax = {"conid": "553444806", "symbol": "FDAX MAR 24", "asset": "FUT", "currency": "EUR", "multiplier": d("25"), "underlying": "DAX", "expiry": "20240315"}
-    add(account=u2, txid="6001", **fdax, quantity=d("-1"), price=d("16800.0"), commission=d("-1.70"), when=utc("2024-01-15T08:05:00"))
-    add(account=u2, txid="6002", **fdax, quantity=d("1"), price=d("16750.5"), commission=d("-1.70"), when=utc("2024-01-15T14:40:00"), open_close="C")
-    sap = {"conid": "14204", "symbol": "SAP", "asset": "STK", "currency": "EUR"}
-    add(account=u2, txid="6003", **sap, quantity=d("20"), price=d("150.12"), commission=d("-3.00"), when=utc("2024-03-01T09:00:00"))
-    add(account=u2, txid="6004", **sap, quantity=d("-20"), price=d("171.02"), commission=d("-3.00"), when=utc("2024-03-28T15:59:00"), open_close="C")
-    return with_ib_pnl(rows), {u1: "USD", u2: "EUR"}
+    (U1, "4001", "EURUSD", "10000", "1.0850", "-2.00", "2024-02-01T10:00:00", {}),
+    (U1, "4002", "EURUSD", "-10000", "1.0905", "-2.00", "2024-02-02T10:00:00", {"open_close": "C"}),
+    # a cancelled execution (a TradeCancel pair), and a corrected one (cancel + correct)
+    (U1, "5001", "MSFT", "10", "400.00", "-1.00", "2024-02-05T15:00:00", {"notes": "Ca"}),
+    (U1, "5002", "MSFT", "-10", "400.00", "1.00", "2024-02-05T15:00:00", CANCEL_5001),
+    (U1, "5003", "MSFT", "5", "401.00", "-1.00", "2024-02-06T15:00:00", {"notes": "Co"}),
+    (U1, "5004", "MSFT", "-5", "401.00", "1.00", "2024-02-06T15:00:00", CANCEL_5003),
+    (U1, "5005", "MSFT", "5", "401.50", "-1.00", "2024-02-06T15:00:00", CORRECT_5003),
+    # account 2, EUR: FDAX short then covered, SAP bought and sold
+    (U2, "6001", "FDAX", "-1", "16800.0", "-1.70", "2024-01-15T08:05:00", {}),
+    (U2, "6002", "FDAX", "1", "16750.5", "-1.70", "2024-01-15T14:40:00", {"open_close": "C"}),
+    (U2, "6003", "SAP", "20", "150.12", "-3.00", "2024-03-01T09:00:00", {}),
+    (U2, "6004", "SAP", "-20", "171.02", "-3.00", "2024-03-28T15:59:00", {"open_close": "C"}),
+]  # fmt: skip
+
+
+def scenario() -> tuple[list[Fill], dict[str, str]]:
+    """The statement the tests read: every case of the issue, two accounts, three currencies, mixed layouts."""
+    rows = [
+        Fill(
+            account=account,
+            txid=txid,
+            quantity=Decimal(quantity),
+            price=Decimal(price),
+            commission=Decimal(commission),
+            when=utc(when),
+            layout=LAYOUTS[index % len(LAYOUTS)],
+            **INSTRUMENTS[instrument],  # type: ignore[arg-type]
+            **extra,  # type: ignore[arg-type]
+        )
+        for index, (account, txid, instrument, quantity, price, commission, when, extra) in enumerate(TABLE)
+    ]
+    return with_ib_pnl(rows), {U1: "USD", U2: "EUR"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,6 @@ import pytest
 from brokersync import (
     BrokerApiError,
     BrokerAuthError,
-    BrokerRateLimitError,
     BrokerServerError,
     ConfigurationError,
     Execution,
@@ -148,7 +148,7 @@ def test_eleven_requests_in_a_minute_wait_for_the_limiter(fake: FakeFlex, make_b
     _, accounts = run(connect(make_broker(fake, max_statement_wait=600)))
     assert len(accounts) == 2 and fake.throttled == 0
     times = [r.at for r in fake.requests]
-    assert all(b - a >= 1 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 1 for a, b in itertools.pairwise(times))
     assert all(times[i + 10] - times[i] >= 60 for i in range(len(times) - 10))
 
 

@@ -534,7 +534,10 @@ def iter_statement(
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
         reason = str(exc).split(":")[0]
-        hint = " (the statement is cut short: truncated download or file?)" if "no element found" in reason else ""
+        if not root_seen and "no element found" in reason:
+            raise FlexFormatError("the statement is empty (no XML element at all)") from None
+        cut = ("no element found", "unclosed token", "unclosed CDATA section")
+        hint = " (the statement is cut short: truncated download or file?)" if reason in cut else ""
         raise FlexFormatError(
             f"the statement is not well-formed XML: {reason} at line {line}, column {column}{hint}"
         ) from None
