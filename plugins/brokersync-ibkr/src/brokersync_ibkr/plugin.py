@@ -3,8 +3,8 @@
 * :func:`authenticate` checks the credentials' shape, then sends ``SendRequest`` for each query id
   (the cheapest call that proves the token and the queries work) and keeps IB's answers in
   ``ctx.cache`` so the statement is fetched, not requested again, by the hooks that follow.
-* :func:`get_accounts` and :func:`get_trades` share one download per query and sync run
-  (``ctx.cache``): connect costs one statement, a sync one statement per query.
+* :func:`get_accounts` downloads each query's statement and :func:`get_trades` reads it from
+  ``ctx.cache``, once per account: connect costs one statement, a sync one statement per query.
 * :func:`get_trades` streams the statement's executions for one account (pages of
   :data:`PAGE_SIZE`), then its cancellations; the core pairs executions into round trips and
   dedupes overlapping statements by (account, execution id).
@@ -178,14 +178,26 @@ def _settings(ctx: BrokerContext, auth: AuthResult) -> tuple[list[str], str, flo
     return [str(i) for i in ids], time_zone, max_wait
 
 
-async def _statement(ctx: BrokerContext, auth: AuthResult, query_id: str, max_wait: float) -> bytes:
-    """Return the statement of ``query_id``, downloaded once per sync run (``ctx.cache``)."""
-    statements: dict[str, bytes] = ctx.cache.setdefault(_STATEMENTS, {})
-    if query_id not in statements:
-        prepared: dict[str, FlexStatus] = ctx.cache.setdefault(_PREPARED, {})
-        client = FlexClient(ctx, auth.access_token, max_wait=max_wait)
-        statements[query_id] = await client.download(query_id, prepared.pop(query_id, None))
-    return statements[query_id]
+async def _statement(
+    ctx: BrokerContext, auth: AuthResult, query_id: str, max_wait: float, *, account: str | None = None
+) -> bytes:
+    """Return the statement of ``query_id``: downloaded by ``get_accounts``, read once per account.
+
+    ``get_accounts`` always downloads (a listing is a fresh look); ``get_trades`` reads what it
+    left in ``ctx.cache`` (so a sync run downloads each statement once), unless this account was
+    already read from it: then a later pass over the accounts gets a fresh statement.
+    """
+    statements: dict[str, tuple[bytes, set[str]]] = ctx.cache.setdefault(_STATEMENTS, {})
+    cached = statements.get(query_id)
+    if account is not None and cached is not None and account not in cached[1]:
+        cached[1].add(account)
+        return cached[0]
+    prepared: dict[str, FlexStatus] = ctx.cache.setdefault(_PREPARED, {})
+    client = FlexClient(ctx, auth.access_token, max_wait=max_wait)
+    statements.pop(query_id, None)  # never hold two statements of one query
+    content = await client.download(query_id, prepared.pop(query_id, None))
+    statements[query_id] = (content, {account} if account is not None else set())
+    return content
 
 
 def _unreadable(query_id: str, exc: FlexFormatError) -> BrokerApiError:
@@ -226,7 +238,7 @@ async def get_trades(
     checked_cancels: list[ExecutionCancellation] = []
     check = bool(ctx.options.get("check_pnl", True))
     for query_id in ids:
-        content = await _statement(ctx, auth, query_id, max_wait)
+        content = await _statement(ctx, auth, query_id, max_wait, account=account.id)
         try:
             for item in iter_statement(content, tz=time_zone, account_id=account.id):
                 if isinstance(item, Execution):
