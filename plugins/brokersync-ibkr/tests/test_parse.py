@@ -266,3 +266,43 @@ def test_not_a_flex_statement(document: bytes, words: str) -> None:
 def test_text_files_are_refused_with_a_hint() -> None:
     with pytest.raises(TypeError, match="binary file"):
         parse_statement(io.StringIO("<FlexQueryResponse/>"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("day", ["20240310", "20241103", "20240105"])
+def test_the_per_hour_offset_cache_gives_the_same_times(day: str) -> None:
+    offsets: dict[tuple[dt.date, int], dt.timedelta] = {}
+    for minute in range(0, 24 * 60, 7):
+        text = f"{day};{minute // 60:02d}{minute % 60:02d}{minute % 60:02d}"
+        try:
+            expected = parse_flex_time(text, "America/New_York")
+        except ValueError:
+            with pytest.raises(ValueError, match="ambiguous|does not exist"):
+                parse_flex_time(text, "America/New_York", offsets=offsets)
+            continue
+        assert parse_flex_time(text, "America/New_York", offsets=offsets) == expected, text
+    assert offsets  # it did cache
+
+
+@pytest.mark.parametrize("text", ["20241345;093000", "20240105;096000", "2024010X;093000"])
+def test_bad_times_are_refused_with_the_cache_too(text: str) -> None:
+    offsets: dict[tuple[dt.date, int], dt.timedelta] = {}
+    parse_flex_time("20240105;090000", "America/New_York", offsets=offsets)  # hour 9 cached
+    with pytest.raises(ValueError, match="not a (Flex )?date|not a time"):
+        parse_flex_time(text, "America/New_York", offsets=offsets)
+
+
+def test_a_cancel_naming_only_the_trade_id_finds_the_execution() -> None:
+    fills, _ = scenario()
+    original = next(f for f in fills if f.txid == "1001")
+    xml = statement_xml([original], {"U1111111": "USD"}).decode()
+    cancel = (
+        '<Trade accountId="U1111111" currency="USD" assetCategory="STK" symbol="AAPL" conid="265598" '
+        'transactionType="TradeCancel" transactionID="1999" tradeID="91999" buySell="SELL (Ca.)" quantity="-100" '
+        'tradePrice="150.00" dateTime="20240103;100000" origTradeID="91001" origTransactionID="" '
+        'levelOfDetail="EXECUTION" />'
+    )
+    xml = xml.replace("</Trades>", cancel + "</Trades>")
+    statement = parse_statement(xml.encode())
+    assert [c.broker_execution_id for c in statement.cancellations] == ["1001"]
+    orphan = parse_statement(xml.replace('origTradeID="91001"', 'origTradeID="555"').encode())
+    assert orphan.cancellations == () and "cancelled execution is unknown" in orphan.errors[0].reason
