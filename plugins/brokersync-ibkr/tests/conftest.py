@@ -15,25 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_flex import FakeFlex
 from flexgen import scenario, statement_xml
-
-TOKEN = "good-token-1234"
-QUERY = "987654"
-CREDENTIALS = {"token": TOKEN, "query_id": QUERY}
-
-
-class VirtualTime:
-    """Epoch seconds that move only when someone sleeps: the core's limiter, retries and the fake share it."""
-
-    def __init__(self) -> None:
-        self.now = 1_710_000_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
+from ibkr_support import QUERY, VirtualTime
 
 
 @pytest.fixture

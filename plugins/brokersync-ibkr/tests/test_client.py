@@ -17,8 +17,8 @@ from brokersync import (
     Execution,
 )
 from brokersync_ibkr.client import StatementNotReadyError
-from conftest import CREDENTIALS, QUERY, TOKEN, VirtualTime
 from fake_flex import FakeFlex
+from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
 
 Make = Callable[..., brokersync.Broker]
 
@@ -191,3 +191,19 @@ def test_several_query_ids(fake: FakeFlex, make_broker: Make, statement: bytes) 
     fake.statements["111"] = statement.replace(b"U2222222", b"U3333333")
     _, accounts = run(connect(make_broker(fake), {"token": TOKEN, "query_id": f"{QUERY}, 111"}))
     assert [a.id for a in accounts] == ["U1111111", "U2222222", "U3333333"]
+
+
+def test_the_token_never_reaches_the_logs(fake: FakeFlex, make_broker: Make) -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message) + repr(message.record["extra"])), level="DEBUG")
+    logger.enable("brokersync")
+    try:
+        fake.fail_next("GetStatement", "1018")
+        run(connect(make_broker(fake)))
+    finally:
+        logger.remove(sink)
+        logger.disable("brokersync")
+    assert any("GetStatement" in line for line in lines)  # requests were logged, with their query
+    assert not any(TOKEN in line for line in lines)

@@ -17,9 +17,9 @@ from brokersync import (
 from brokersync.testing import BrokerConformance
 from brokersync.testing._harness import Scenario, fetch_trades  # the suite's own plumbing, for the overrides
 from brokersync_ibkr import plugin as ibkr_plugin
-from conftest import CREDENTIALS, TOKEN
 from fake_flex import FakeFlex
 from flexgen import scenario, statement_xml
+from ibkr_support import CREDENTIALS, TOKEN
 
 WRONG = {"token": TOKEN[::-1], "query_id": CREDENTIALS["query_id"]}
 

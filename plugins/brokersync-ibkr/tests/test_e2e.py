@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from brokersync import BrokerAuthError, BrokerSync, Resilience
-from conftest import CREDENTIALS, QUERY, TOKEN, VirtualTime
 from fake_flex import FakeFlex
+from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
 
 EXE = str(Path(sys.executable).parent / "brokersync")
 
