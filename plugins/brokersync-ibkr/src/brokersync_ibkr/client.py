@@ -33,6 +33,7 @@ from brokersync import (
     ConfigurationError,
 )
 
+from brokersync_ibkr import plugin as _plugin
 from brokersync_ibkr._version import __version__
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 #: Where ``SendRequest`` lives (the AccountManagement host).
-LIVE_BASE_URL = "https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService"
+LIVE_BASE_URL = _plugin.LIVE_BASE_URL
 #: Where ``GetStatement`` lives when IB's answer names no ``<Url>`` (or names the legacy host).
 FALLBACK_STATEMENT_URL = "https://gdcdyn.interactivebrokers.com/AccountManagement/FlexWebService/GetStatement"
 #: IB asks for "Technology/Version" in the User-Agent.

@@ -59,6 +59,8 @@ from brokersync import (
 from brokersync.parsing import MISSING_VALUES, is_missing, parse_decimal, parse_side, parse_time, zone
 from defusedxml.expatreader import DefusedExpatParser
 
+from brokersync_ibkr.plugin import DEFAULT_TIME_ZONE as _DEFAULT_TIME_ZONE
+
 __all__ = [
     "DEFAULT_TIME_ZONE",
     "FlexFormatError",
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 #: The zone Flex times are read in when they carry no abbreviation (community reports; a user setting at IB).
-DEFAULT_TIME_ZONE = "America/New_York"
+DEFAULT_TIME_ZONE = _DEFAULT_TIME_ZONE
 
 _ROW_TAGS = frozenset({"Trade", "TradeConfirm"})
 _EXECUTION_LEVELS = frozenset({"", "EXECUTION"})

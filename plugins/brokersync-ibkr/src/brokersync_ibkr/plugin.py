@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import httpx
 from brokersync import (
     Account,
     AuthResult,
@@ -41,9 +41,18 @@ from brokersync import (
 )
 from brokersync.parsing import zone
 
-from brokersync_ibkr.check import check_fifo_pnl
-from brokersync_ibkr.client import LIVE_BASE_URL, FlexClient, FlexStatus, check_envelope
-from brokersync_ibkr.parse import DEFAULT_TIME_ZONE, FlexFormatError, RowError, StatementInfo, iter_statement
+# Discovery imports this module for the metadata only: the client, the parser and httpx load with
+# the first hook call, so `brokersync plugins` stays fast.
+if TYPE_CHECKING:
+    import httpx
+
+    from brokersync_ibkr.client import FlexStatus
+    from brokersync_ibkr.parse import FlexFormatError
+
+#: Where ``SendRequest`` lives (the AccountManagement host); see :mod:`brokersync_ibkr.client`.
+LIVE_BASE_URL = "https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService"
+#: The statement zone when the times carry no abbreviation (see :mod:`brokersync_ibkr.parse`).
+DEFAULT_TIME_ZONE = "America/New_York"
 
 __all__ = [
     "METADATA",
@@ -150,12 +159,16 @@ def broker_metadata() -> BrokerMetadata:
 @hookimpl
 def validate_response(response: httpx.Response) -> None:
     """Raise the brokersync error matching a Flex error code (see :func:`~brokersync_ibkr.client.check_envelope`)."""
+    from brokersync_ibkr.client import check_envelope
+
     check_envelope(response)
 
 
 @hookimpl
 async def authenticate(ctx: BrokerContext, credentials: Credentials) -> AuthResult:
     """Prove the token and every query id with ``SendRequest``; the token is static (no expiry known)."""
+    from brokersync_ibkr.client import FlexClient
+
     ids = query_ids(credentials["query_id"])
     time_zone = _time_zone(credentials.get("time_zone") or ctx.options.get("time_zone"))
     client = FlexClient(ctx, credentials["token"])
@@ -187,6 +200,8 @@ async def _statement(
     left in ``ctx.cache`` (so a sync run downloads each statement once), unless this account was
     already read from it: then a later pass over the accounts gets a fresh statement.
     """
+    from brokersync_ibkr.client import FlexClient
+
     statements: dict[str, tuple[bytes, set[str]]] = ctx.cache.setdefault(_STATEMENTS, {})
     cached = statements.get(query_id)
     if account is not None and cached is not None and account not in cached[1]:
@@ -207,6 +222,8 @@ def _unreadable(query_id: str, exc: FlexFormatError) -> BrokerApiError:
 @hookimpl
 async def get_accounts(ctx: BrokerContext, auth: AuthResult) -> list[Account]:
     """List the accounts of every query's statement (a multi-account query lists several)."""
+    from brokersync_ibkr.parse import FlexFormatError, iter_statement
+
     ids, time_zone, max_wait = _settings(ctx, auth)
     accounts: dict[str, Account] = {}
     for query_id in ids:
@@ -230,6 +247,9 @@ async def get_trades(
     covers (overriding it is unreliable), and the core dedupes the overlap. The last page's cursor
     records the end of the period covered (``period_end=YYYY-MM-DD``), for the audit trail.
     """
+    from brokersync_ibkr.check import check_fifo_pnl
+    from brokersync_ibkr.parse import FlexFormatError, RowError, StatementInfo, iter_statement
+
     ids, time_zone, max_wait = _settings(ctx, auth)
     period_end: dt.date | None = None
     executions: list[Execution] = []
