@@ -207,3 +207,32 @@ def test_the_token_never_reaches_the_logs(fake: FakeFlex, make_broker: Make) -> 
         logger.disable("brokersync")
     assert any("GetStatement" in line for line in lines)  # requests were logged, with their query
     assert not any(TOKEN in line for line in lines)
+
+
+def test_pages_and_the_cursor(fake: FakeFlex, make_broker: Make) -> None:
+    async def pages() -> list[Any]:
+        broker = make_broker(fake)
+        async with broker:
+            auth = await broker.authenticate(CREDENTIALS)
+            account = (await broker.get_accounts(auth))[0]
+            return [
+                p
+                async for p in broker._pm.hook.get_trades(
+                    ctx=broker.context, auth=auth, account=account, since=None, cursor=None
+                )
+            ]
+
+    [page] = run(pages())
+    assert page.cursor == "period_end=2024-03-29;last_transaction=5005"
+    assert len(page.executions) == 16 and len(page.cancellations) == 1
+
+
+def test_a_hostile_statement_from_the_service_is_refused(fake: FakeFlex, make_broker: Make) -> None:
+    fake.statements[QUERY] = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><FlexQueryResponse>&a;</FlexQueryResponse>'
+    )
+    with pytest.raises(BrokerApiError, match="statement of Flex query 987654 is unreadable: refused: the XML contains"):
+        run(connect(make_broker(fake)))
+    fake.statements[QUERY] = b"<FlexQueryResponse><FlexStatements><FlexStatement accountId='U1'>"
+    with pytest.raises(BrokerApiError, match="cut short"):
+        run(connect(make_broker(fake)))

@@ -306,3 +306,24 @@ def test_a_cancel_naming_only_the_trade_id_finds_the_execution() -> None:
     assert [c.broker_execution_id for c in statement.cancellations] == ["1001"]
     orphan = parse_statement(xml.replace('origTradeID="91001"', 'origTradeID="555"').encode())
     assert orphan.cancellations == () and "cancelled execution is unknown" in orphan.errors[0].reason
+
+
+def test_trade_confirmation_statements() -> None:
+    xml = b"""<FlexQueryResponse queryName="tc" type="TCF"><FlexStatements count="1">
+<FlexStatement accountId="U7" fromDate="2024-05-01" toDate="2024-05-01" period="Today"
+ whenGenerated="2024-05-01;151500">
+<TradeConfirms>
+<TradeConfirm accountId="U7" currency="USD" assetCategory="FUT" symbol="ESM4" conid="551601561" multiplier="50"
+ underlyingSymbol="ES" expiry="2024-06-21" buySell="SELL" quantity="-2" price="5101.25" commission="-4.24"
+ commissionCurrency="USD" execID="0000e1a4.66322e3d.01.01" orderID="1234" tradeID="777"
+ dateTime="2024-05-01;10:15:30" levelOfDetail="EXECUTION" transactionType="ExchTrade" />
+<TradeConfirm accountId="U7" levelOfDetail="ORDER" symbol="ESM4" />
+</TradeConfirms></FlexStatement></FlexStatements></FlexQueryResponse>"""
+    statement = parse_statement(xml)
+    assert statement.query_type == "TCF" and statement.errors == ()
+    [execution] = statement.executions
+    assert execution.broker_execution_id == "0000e1a4.66322e3d.01.01"
+    assert (execution.side, execution.quantity, execution.price) == (Side.SELL, 2, Decimal("5101.25"))
+    assert execution.fees == Decimal("4.24") and execution.order_id == "1234"
+    assert execution.executed_at == utc("2024-05-01T14:15:30")
+    assert execution.instrument.multiplier == 50 and execution.instrument.expiry == dt.date(2024, 6, 21)

@@ -245,13 +245,15 @@ async def get_trades(
 
     ``since`` and ``cursor`` are not sent to IB: the query's own period decides what a statement
     covers (overriding it is unreliable), and the core dedupes the overlap. The last page's cursor
-    records the end of the period covered (``period_end=YYYY-MM-DD``), for the audit trail.
+    records the end of the period covered and the last transaction id seen
+    (``period_end=YYYY-MM-DD;last_transaction=N``), for the audit trail.
     """
     from brokersync_ibkr.check import check_fifo_pnl
     from brokersync_ibkr.parse import FlexFormatError, RowError, StatementInfo, iter_statement
 
     ids, time_zone, max_wait = _settings(ctx, auth)
     period_end: dt.date | None = None
+    last_transaction: int | None = None
     executions: list[Execution] = []
     cancellations: list[ExecutionCancellation] = []
     checked: list[Execution] = []
@@ -261,6 +263,11 @@ async def get_trades(
         content = await _statement(ctx, auth, query_id, max_wait, account=account.id)
         try:
             for item in iter_statement(content, tz=time_zone, account_id=account.id):
+                if isinstance(item, Execution | ExecutionCancellation):
+                    transaction = str(item.raw.get("transactionID", ""))
+                    if transaction.isdigit():
+                        number = int(transaction)
+                        last_transaction = number if last_transaction is None else max(last_transaction, number)
                 if isinstance(item, Execution):
                     executions.append(item)
                     if check:
@@ -282,8 +289,9 @@ async def get_trades(
             raise _unreadable(query_id, exc) from None
     for mismatch in check_fifo_pnl(checked, checked_cancels) if check else ():
         ctx.logger.warning("P&L check: {mismatch}", mismatch=str(mismatch))
-    yield TradePage(
-        executions=executions,
-        cancellations=cancellations,
-        cursor=f"period_end={period_end.isoformat()}" if period_end else None,
-    )
+    marks = []
+    if period_end is not None:
+        marks.append(f"period_end={period_end.isoformat()}")
+    if last_transaction is not None:
+        marks.append(f"last_transaction={last_transaction}")
+    yield TradePage(executions=executions, cancellations=cancellations, cursor=";".join(marks) or None)
