@@ -28,7 +28,13 @@ from brokersync._metrics import RequestMetrics
 from brokersync._paging import PagingMixin
 from brokersync._resend import apply_change
 from brokersync._retry import RetryContext, with_retry
-from brokersync.errors import BrokerAuthError, BrokerRateLimitError, BrokerTimeoutError, BrokerUnavailableError
+from brokersync.errors import (
+    BrokerAuthError,
+    BrokerError,
+    BrokerRateLimitError,
+    BrokerTimeoutError,
+    BrokerUnavailableError,
+)
 
 if TYPE_CHECKING:
     from brokersync._circuit import CircuitBreaker
