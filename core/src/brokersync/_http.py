@@ -271,6 +271,14 @@ class BrokerHttpClient:
             response = await self._send(method, url, kwargs)
             if limiter is not None:
                 await limiter.observe(response.headers, now=self._wall_clock())
+            if self._validate is not None and response.status_code >= 400:
+                # The plugin may know the broker's error body better than the status (Binance's 418
+                # ban is a rate limit, a 400 with code -2015 is a rejected key); if it raises
+                # nothing, the status decides below.
+                try:
+                    self._validate(response)
+                except _HTTPX_ERRORS as exc:
+                    raise map_transport_error(exc, broker=self.broker, connection_id=self.connection_id) from exc
             map_response(response, broker=self.broker, connection_id=self.connection_id, now=self._wall_clock())
             if self._validate is not None:
                 try:

@@ -159,7 +159,9 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
     """Turn a broker-specific error that arrives as a normal response into an exception. Optional.
 
     Called by the core client for every response before it is returned to the plugin, so the
-    core's retry and rate limiting apply to what the plugin raises here. Example: Tradovate's
+    core's retry and rate limiting apply to what the plugin raises here. An error status (400 and
+    above) reaches it first too: raise a more precise error from the body, or return and the
+    core maps the status. Example: Tradovate's
     penalty ticket (HTTP 200 with ``p-time``) becomes ``BrokerRateLimitError(retry_after=p_time)``.
 
     Args:

@@ -29,6 +29,12 @@ __all__ = ["CACHE_KEY", "build_exchange", "check_response", "key_scope"]
 
 CACHE_KEY = "brokersync_ccxt.exchange"
 _NONCE_ATTEMPTS = 3
+_MARKET_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False},
+    "binanceus": {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False},
+    "bybit": {"fetchMarkets": {"types": ["spot", "linear"]}},
+    "okx": {"fetchMarkets": {"types": ["spot", "swap"]}},
+}
 
 
 def key_scope(api_key: str | None) -> str:
@@ -165,6 +171,8 @@ def build_exchange(ctx: BrokerContext, exchange_id: str, credentials: Mapping[st
     exchange = cls(config)
     exchange.number = str  # ccxt's string-number mode: amounts, prices and fees stay the exchange's text
     exchange.has["fetchCurrencies"] = False  # not needed for fills; saves private calls on every run
+    # Load only the market types a sync searches (ccxt loads options, futures and margin pairs otherwise).
+    exchange.options.update(_MARKET_OPTIONS.get(exchange_id, {}))
     exchange.bs_ctx = ctx
     exchange.bs_scope = key_scope(credentials.get("api_key"))
     if ctx.environment == "sandbox":
