@@ -23,7 +23,9 @@ NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the tests' clock
 
 
 def reply(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
+    return httpx.Response(
+        status, content=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 class FakeExchange:
@@ -60,8 +62,9 @@ class FakeExchange:
         return [r for r in self.requests if part in r.url.path]
 
 
-def spot_history(symbols: list[tuple[str, str, str]], *, start_ms: int, count: int, step_ms: int,
-                 same_time_at: int, same_time_n: int) -> list[dict[str, Any]]:
+def spot_history(
+    symbols: list[tuple[str, str, str]], *, start_ms: int, count: int, step_ms: int, same_time_at: int, same_time_n: int
+) -> list[dict[str, Any]]:
     """A deterministic fill history: (market id, base, quote) round-robin, every fill 0.001 more."""
     fills = []
     t = start_ms
@@ -69,26 +72,44 @@ def spot_history(symbols: list[tuple[str, str, str]], *, start_ms: int, count: i
         market_id, base, quote = symbols[i % len(symbols)]
         if not (same_time_at <= i < same_time_at + same_time_n - 1):
             t += step_ms
-        fills.append({
-            "n": i + 1, "market": market_id, "base": base, "quote": quote, "time": t,
-            "side": "buy" if i % 3 else "sell",
-            "qty": str(Decimal("0.01") + Decimal(i) / 1000),
-            "price": str(Decimal("30000.10") + i),
-            "fee": str(Decimal("0.00001") * (i + 1)),
-        })
+        fills.append(
+            {
+                "n": i + 1,
+                "market": market_id,
+                "base": base,
+                "quote": quote,
+                "time": t,
+                "side": "buy" if i % 3 else "sell",
+                "qty": str(Decimal("0.01") + Decimal(i) / 1000),
+                "price": str(Decimal("30000.10") + i),
+                "fee": str(Decimal("0.00001") * (i + 1)),
+            }
+        )
     return fills
 
 
 # --- Binance spot (GET /api/v3/myTrades by symbol, fromId, HMAC-SHA256 query signature) -------------
 
+
 class FakeBinance(FakeExchange):
     host = "api.binance.com"
-    markets = [("BTCUSDT", "BTC", "USDT"), ("ETHUSDT", "ETH", "USDT"), ("ETHBTC", "ETH", "BTC"), ("XRPUSDT", "XRP", "USDT")]
+    markets = [
+        ("BTCUSDT", "BTC", "USDT"),
+        ("ETHUSDT", "ETH", "USDT"),
+        ("ETHBTC", "ETH", "BTC"),
+        ("XRPUSDT", "XRP", "USDT"),
+    ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fills = spot_history(self.markets[:3], start_ms=NOW_MS - 400 * DAY_MS, count=3100,
-                                  step_ms=3_600_000, same_time_at=2995, same_time_n=10)
+        self.fills = spot_history(
+            self.markets[:3],
+            start_ms=NOW_MS - 400 * DAY_MS,
+            count=3100,
+            step_ms=3_600_000,
+            same_time_at=2995,
+            same_time_n=10,
+        )
         self.balances = {"BTC": "0.5", "USDT": "1000.25", "XRP": "0"}
 
     def is_public(self, request: httpx.Request) -> bool:
@@ -97,14 +118,45 @@ class FakeBinance(FakeExchange):
     def route(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/api/v3/exchangeInfo":
-            return reply(200, {"timezone": "UTC", "serverTime": NOW_MS, "rateLimits": [], "symbols": [
-                {"symbol": m, "status": "TRADING", "baseAsset": b, "quoteAsset": q, "baseAssetPrecision": 8,
-                 "quotePrecision": 8, "quoteAssetPrecision": 8, "isSpotTradingAllowed": True,
-                 "isMarginTradingAllowed": False, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-                 "orderTypes": ["LIMIT", "MARKET"],
-                 "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-                             {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.0", "stepSize": "0.00001"}]}
-                for m, b, q in self.markets]})
+            return reply(
+                200,
+                {
+                    "timezone": "UTC",
+                    "serverTime": NOW_MS,
+                    "rateLimits": [],
+                    "symbols": [
+                        {
+                            "symbol": m,
+                            "status": "TRADING",
+                            "baseAsset": b,
+                            "quoteAsset": q,
+                            "baseAssetPrecision": 8,
+                            "quotePrecision": 8,
+                            "quoteAssetPrecision": 8,
+                            "isSpotTradingAllowed": True,
+                            "isMarginTradingAllowed": False,
+                            "permissions": ["SPOT"],
+                            "permissionSets": [["SPOT"]],
+                            "orderTypes": ["LIMIT", "MARKET"],
+                            "filters": [
+                                {
+                                    "filterType": "PRICE_FILTER",
+                                    "minPrice": "0.01",
+                                    "maxPrice": "1000000.00",
+                                    "tickSize": "0.01",
+                                },
+                                {
+                                    "filterType": "LOT_SIZE",
+                                    "minQty": "0.00001",
+                                    "maxQty": "9000.0",
+                                    "stepSize": "0.00001",
+                                },
+                            ],
+                        }
+                        for m, b, q in self.markets
+                    ],
+                },
+            )
         query = request.url.query.decode()
         params = dict(urllib.parse.parse_qsl(query))
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
@@ -114,8 +166,15 @@ class FakeBinance(FakeExchange):
         if params.get("signature") != expected:
             return reply(400, {"code": -1022, "msg": "Signature for this request is not valid."})
         if path == "/api/v3/account":
-            return reply(200, {"accountType": "SPOT", "canTrade": True, "updateTime": NOW_MS, "balances": [
-                {"asset": a, "free": v, "locked": "0.00000000"} for a, v in self.balances.items()]})
+            return reply(
+                200,
+                {
+                    "accountType": "SPOT",
+                    "canTrade": True,
+                    "updateTime": NOW_MS,
+                    "balances": [{"asset": a, "free": v, "locked": "0.00000000"} for a, v in self.balances.items()],
+                },
+            )
         if path in ("/sapi/v1/capital/deposit/hisrec", "/sapi/v1/capital/withdraw/history"):
             return reply(200, [])
         if path == "/api/v3/myTrades":
@@ -132,23 +191,45 @@ class FakeBinance(FakeExchange):
             f["id"] = index + 1
         from_id = int(params.get("fromId", 0))
         rows = [f for f in rows if f["id"] >= from_id][:limit]
-        return reply(200, [{
-            "symbol": f["market"], "id": f["id"], "orderId": 1000 + f["n"], "orderListId": -1, "price": f["price"],
-            "qty": f["qty"], "quoteQty": str(Decimal(f["qty"]) * Decimal(f["price"])), "commission": f["fee"],
-            "commissionAsset": "BNB", "time": f["time"], "isBuyer": f["side"] == "buy", "isMaker": False,
-            "isBestMatch": True} for f in rows])
+        return reply(
+            200,
+            [
+                {
+                    "symbol": f["market"],
+                    "id": f["id"],
+                    "orderId": 1000 + f["n"],
+                    "orderListId": -1,
+                    "price": f["price"],
+                    "qty": f["qty"],
+                    "quoteQty": str(Decimal(f["qty"]) * Decimal(f["price"])),
+                    "commission": f["fee"],
+                    "commissionAsset": "BNB",
+                    "time": f["time"],
+                    "isBuyer": f["side"] == "buy",
+                    "isMaker": False,
+                    "isBestMatch": True,
+                }
+                for f in rows
+            ],
+        )
 
 
 # --- Kraken (POST /0/private/TradesHistory, ofs paging of 50, API-Sign, increasing nonce) ------------
+
 
 class FakeKraken(FakeExchange):
     host = "api.kraken.com"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fills = spot_history([("XXBTZUSD", "XXBT", "ZUSD"), ("XETHZEUR", "XETH", "ZEUR")],
-                                  start_ms=NOW_MS - 100 * DAY_MS, count=137, step_ms=7_200_000,
-                                  same_time_at=48, same_time_n=5)
+        self.fills = spot_history(
+            [("XXBTZUSD", "XXBT", "ZUSD"), ("XETHZEUR", "XETH", "ZEUR")],
+            start_ms=NOW_MS - 100 * DAY_MS,
+            count=137,
+            step_ms=7_200_000,
+            same_time_at=48,
+            same_time_n=5,
+        )
         self.last_nonce = 0
 
     def is_public(self, request: httpx.Request) -> bool:
@@ -158,13 +239,31 @@ class FakeKraken(FakeExchange):
         path = request.url.path
         if path == "/0/public/AssetPairs":
             pairs = {}
-            for pid, base, quote, alt in (("XXBTZUSD", "XXBT", "ZUSD", "XBTUSD"), ("XETHZEUR", "XETH", "ZEUR", "ETHEUR")):
-                pairs[pid] = {"altname": alt, "wsname": f"{base[1:]}/{quote[1:]}", "aclass_base": "currency",
-                              "base": base, "aclass_quote": "currency", "quote": quote, "pair_decimals": 1,
-                              "cost_decimals": 5, "lot_decimals": 8, "lot_multiplier": 1, "fees": [[0, 0.26]],
-                              "fees_maker": [[0, 0.16]], "fee_volume_currency": "ZUSD", "margin_call": 80,
-                              "margin_stop": 40, "ordermin": "0.0001", "costmin": "0.5", "tick_size": "0.1",
-                              "status": "online"}
+            for pid, base, quote, alt in (
+                ("XXBTZUSD", "XXBT", "ZUSD", "XBTUSD"),
+                ("XETHZEUR", "XETH", "ZEUR", "ETHEUR"),
+            ):
+                pairs[pid] = {
+                    "altname": alt,
+                    "wsname": f"{base[1:]}/{quote[1:]}",
+                    "aclass_base": "currency",
+                    "base": base,
+                    "aclass_quote": "currency",
+                    "quote": quote,
+                    "pair_decimals": 1,
+                    "cost_decimals": 5,
+                    "lot_decimals": 8,
+                    "lot_multiplier": 1,
+                    "fees": [[0, 0.26]],
+                    "fees_maker": [[0, 0.16]],
+                    "fee_volume_currency": "ZUSD",
+                    "margin_call": 80,
+                    "margin_stop": 40,
+                    "ordermin": "0.0001",
+                    "costmin": "0.5",
+                    "tick_size": "0.1",
+                    "status": "online",
+                }
             return reply(200, {"error": [], "result": pairs})
         body = request.content.decode()
         form = dict(urllib.parse.parse_qsl(body))
@@ -185,11 +284,25 @@ class FakeKraken(FakeExchange):
             rows = [f for f in self.fills if start is None or f["time"] > start]
             rows = sorted(rows, key=lambda f: (-f["time"], -f["n"]))  # the most recent first
             ofs = int(form.get("ofs", 0))
-            page = rows[ofs:ofs + 50]
-            trades = {f"T{f['n']:05d}-ABCDE-FGHIJ": {
-                "ordertxid": f"O{f['n']:05d}-ABCDE-FGHIJ", "postxid": f"P{f['n']:05d}", "pair": f["market"],
-                "time": f["time"] / 1000, "type": f["side"], "ordertype": "limit", "price": f["price"],
-                "cost": str(Decimal(f["qty"]) * Decimal(f["price"])), "fee": f["fee"], "vol": f["qty"],
-                "margin": "0.00000", "misc": "", "trade_id": f["n"], "maker": False} for f in page}
+            page = rows[ofs : ofs + 50]
+            trades = {
+                f"T{f['n']:05d}-ABCDE-FGHIJ": {
+                    "ordertxid": f"O{f['n']:05d}-ABCDE-FGHIJ",
+                    "postxid": f"P{f['n']:05d}",
+                    "pair": f["market"],
+                    "time": f["time"] / 1000,
+                    "type": f["side"],
+                    "ordertype": "limit",
+                    "price": f["price"],
+                    "cost": str(Decimal(f["qty"]) * Decimal(f["price"])),
+                    "fee": f["fee"],
+                    "vol": f["qty"],
+                    "margin": "0.00000",
+                    "misc": "",
+                    "trade_id": f["n"],
+                    "maker": False,
+                }
+                for f in page
+            }
             return reply(200, {"error": [], "result": {"trades": trades, "count": len(rows)}})
         return reply(200, {"error": ["EGeneral:Unknown method"]})

@@ -84,7 +84,9 @@ async def test_429_waits_retry_after_and_loses_nothing(open_broker, vtime) -> No
 
 async def test_418_ban_is_a_rate_limit_with_its_retry_after(open_broker) -> None:
     fake = FakeBinance()
-    ban = reply(418, {"code": -1003, "msg": "Way too many requests; IP banned until 1767229200000."}, {"Retry-After": "3600"})
+    ban = reply(
+        418, {"code": -1003, "msg": "Way too many requests; IP banned until 1767229200000."}, {"Retry-After": "3600"}
+    )
     fake.fail_next(ban)
     async with open_broker("binance", fake.transport()) as broker:
         with pytest.raises(brokersync.BrokerRateLimitError) as caught:
@@ -117,15 +119,23 @@ async def test_two_connections_with_one_key_share_its_budget(vtime, small_budget
     import datetime as dt
 
     def open_broker(key, transport, **options):
-        return brokersync.get_broker(key, transport=transport, http=lambda b: small_budget.client_for(b),
-                                     clock=lambda: dt.datetime.fromtimestamp(vtime.now, dt.UTC), sleep=vtime.sleep,
-                                     options=options)
+        return brokersync.get_broker(
+            key,
+            transport=transport,
+            http=lambda b: small_budget.client_for(b),
+            clock=lambda: dt.datetime.fromtimestamp(vtime.now, dt.UTC),
+            sleep=vtime.sleep,
+            options=options,
+        )
 
     await _two_connections(open_broker, [FakeBinance(), FakeBinance()], ["key-1", "key-1"])
     shared = sum(vtime.sleeps)
     vtime.sleeps.clear()
-    other = brokersync.Resilience(clock=vtime.clock, sleep=vtime.sleep,
-                                  rate_limits={"binance": brokersync.RateLimit(max_requests=48, window_seconds=10, scope="account")})
+    other = brokersync.Resilience(
+        clock=vtime.clock,
+        sleep=vtime.sleep,
+        rate_limits={"binance": brokersync.RateLimit(max_requests=48, window_seconds=10, scope="account")},
+    )
     small_budget.__dict__.update(other.__dict__)
     await _two_connections(open_broker, [FakeBinance(), FakeBinance(api_key="key-2")], ["key-1", "key-2"])
     separate = sum(vtime.sleeps)

@@ -19,7 +19,10 @@ async def test_full_history_by_offsets_keeps_same_time_fills_at_the_page_boundar
     async with open_broker("kraken", fake.transport()) as broker:
         executions, _ = await collect(broker, CREDS)
     assert sorted(e.raw["trade_id"] for e in executions) == [f["n"] for f in fake.fills]
-    offsets = [dict(__import__("urllib.parse").parse.parse_qsl(r.content.decode())).get("ofs") for r in fake.paths("TradesHistory")]
+    offsets = [
+        dict(__import__("urllib.parse").parse.parse_qsl(r.content.decode())).get("ofs")
+        for r in fake.paths("TradesHistory")
+    ]
     assert offsets == ["0", "50", "100"]
     one = next(e for e in executions if e.raw["trade_id"] == 1)
     assert one.instrument.symbol == "BTC/USD" and one.price == Decimal(fake.fills[0]["price"])
@@ -42,7 +45,9 @@ async def test_invalid_nonce_is_signed_again(open_broker) -> None:
     async with open_broker("kraken", fake.transport()) as broker:
         executions, _ = await collect(broker, CREDS)
     assert len(executions) == len(fake.fills)
-    nonces = [dict(__import__("urllib.parse").parse.parse_qsl(r.content.decode()))["nonce"] for r in fake.paths("/0/private/")]
+    nonces = [
+        dict(__import__("urllib.parse").parse.parse_qsl(r.content.decode()))["nonce"] for r in fake.paths("/0/private/")
+    ]
     assert len(set(nonces)) == len(nonces)  # the retry carried a fresh nonce, not the rejected request again
 
 

@@ -206,8 +206,9 @@ class CcxtExchangeBroker:
             try:
                 out.append(to_execution(trade, market, account_id=account.id, exchange_id=self.exchange_id))
             except (RecordValidationError, ValueError, TypeError) as exc:
-                ctx.logger.warning("{exchange}: fill {id} skipped: {error}", exchange=ctx.broker, id=trade.get("id"),
-                                   error=str(exc))
+                ctx.logger.warning(
+                    "{exchange}: fill {id} skipped: {error}", exchange=ctx.broker, id=trade.get("id"), error=str(exc)
+                )
         return out
 
     async def _symbols(self, ctx: BrokerContext, exchange: Any, kind: str, state: dict[str, Any]) -> list[str]:
@@ -219,17 +220,30 @@ class CcxtExchangeBroker:
             for code, amount in (balance.get("total") or {}).items():
                 if _nonzero(amount):
                     currencies.add(str(code))
-        for source, method in (("deposits", "fetchDeposits"), ("withdrawals", "fetchWithdrawals"),
-                               ("ledger", "fetchLedger")):
+        for source, method in (
+            ("deposits", "fetchDeposits"),
+            ("withdrawals", "fetchWithdrawals"),
+            ("ledger", "fetchLedger"),
+        ):
             if source not in sources or not exchange.has.get(method):
                 continue
-            fetch = getattr(exchange, {"fetchDeposits": "fetch_deposits", "fetchWithdrawals": "fetch_withdrawals",
-                                       "fetchLedger": "fetch_ledger"}[method])
+            fetch = getattr(
+                exchange,
+                {
+                    "fetchDeposits": "fetch_deposits",
+                    "fetchWithdrawals": "fetch_withdrawals",
+                    "fetchLedger": "fetch_ledger",
+                }[method],
+            )
             try:
                 rows = await self._call(ctx, fetch())
             except Exception as exc:  # noqa: BLE001 - discovery is best effort; the sync says what it skipped
-                ctx.logger.warning("{exchange}: symbol discovery from {source} failed: {error}", exchange=ctx.broker,
-                                   source=source, error=str(exc))
+                ctx.logger.warning(
+                    "{exchange}: symbol discovery from {source} failed: {error}",
+                    exchange=ctx.broker,
+                    source=source,
+                    error=str(exc),
+                )
                 continue
             currencies.update(str(r["currency"]) for r in rows if r.get("currency"))
         wanted_type = "spot" if kind == "spot" else "swap"
@@ -266,7 +280,9 @@ def _load_cursor(cursor: str | None, broker: str) -> dict[str, Any]:
     try:
         data = json.loads(cursor)
     except ValueError as exc:
-        raise ConfigurationError(f"exchange {broker!r}: the stored cursor is not this plugin's: {cursor[:40]!r}") from exc
+        raise ConfigurationError(
+            f"exchange {broker!r}: the stored cursor is not this plugin's: {cursor[:40]!r}"
+        ) from exc
     if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
         raise ConfigurationError(f"exchange {broker!r}: the stored cursor is not this plugin's: {cursor[:40]!r}")
     data.setdefault("markets", {})
