@@ -32,10 +32,10 @@ def main() -> None:
     probe = "import sys, brokersync; brokersync.list_brokers(); print('ccxt' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     median = statistics.median(times)
-    print("| runs | median s | max s | ccxt imported | under 0.5 s |")  # noqa: T201 - a benchmark's report
-    print("|---|---|---|---|---|")  # noqa: T201
-    print(f"| {args.runs} | {median:.3f} | {max(times):.3f} | {imported} | {median < 0.5} |")  # noqa: T201
-    print(f"entries listed: {len(listed) if isinstance(listed, list) else 'n/a'}")  # noqa: T201
+    print("| runs | median s | max s | ccxt imported | under 0.5 s |")
+    print("|---|---|---|---|---|")
+    print(f"| {args.runs} | {median:.3f} | {max(times):.3f} | {imported} | {median < 0.5} |")
+    print(f"entries listed: {len(listed) if isinstance(listed, list) else 'n/a'}")
 
 
 if __name__ == "__main__":

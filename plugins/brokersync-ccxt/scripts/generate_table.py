@@ -127,7 +127,7 @@ def main() -> int:
     text = PYPROJECT.read_text(encoding="utf-8")
     start, stop = text.index(BEGIN), text.index(END) + len(END)
     PYPROJECT.write_text(text[:start] + render_entry_points(table) + text[stop:], encoding="utf-8")
-    print(f"ccxt {version}: {len(table)} exchanges")  # noqa: T201 - a script's report
+    print(f"ccxt {version}: {len(table)} exchanges")
     return 0
 
 

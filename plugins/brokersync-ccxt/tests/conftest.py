@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -12,12 +14,9 @@ import brokersync_ccxt.brokers
 import httpx
 import pytest
 
-import sys
-from pathlib import Path
-
 sys.path.insert(0, str(Path(__file__).parent))  # the fakes and helpers beside the tests (importlib mode)
 
-from fakes import NOW_MS  # noqa: E402
+from fakes import NOW_MS
 
 pytestmark = pytest.mark.anyio
 

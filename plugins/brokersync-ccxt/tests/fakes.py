@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import urllib.parse
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import brokersync
 import pytest
-
 from conftest import collect
 from fakes import FakeBinance, reply
 

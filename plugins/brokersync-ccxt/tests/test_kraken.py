@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import brokersync
 import pytest
-
 from conftest import collect
 from fakes import FakeKraken, reply
 

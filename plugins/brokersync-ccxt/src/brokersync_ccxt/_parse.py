@@ -10,7 +10,7 @@ from typing import Any
 from brokersync import AssetClass, Execution, Instrument, RecordValidationError
 from brokersync.parsing import parse_decimal, parse_decimal_optional
 
-__all__ = ["execution_id", "to_execution", "plain"]
+__all__ = ["execution_id", "plain", "to_execution"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

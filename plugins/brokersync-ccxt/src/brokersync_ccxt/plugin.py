@@ -86,7 +86,7 @@ class CcxtExchangeBroker:
 
     @hookimpl
     async def authenticate(self, ctx: BrokerContext, credentials: Credentials) -> AuthResult:
-        """ccxt signs every request with the key: prove it works with a balance call, keep it for the hooks."""
+        """Ccxt signs every request with the key: prove it works with a balance call, keep it for the hooks."""
         values = dict(credentials.items())
         exchange = self._exchange(ctx, values)
         await self._call(ctx, exchange.load_markets())
@@ -96,7 +96,7 @@ class CcxtExchangeBroker:
 
     @hookimpl
     def validate_response(self, ctx: BrokerContext, response: Any) -> None:
-        """ccxt's own error handling on every answer (error statuses included)."""
+        """Ccxt's own error handling on every answer (error statuses included)."""
         check_response(ctx, response)
 
     @hookimpl
@@ -237,7 +237,7 @@ class CcxtExchangeBroker:
             )
             try:
                 rows = await self._call(ctx, fetch())
-            except Exception as exc:  # noqa: BLE001 - discovery is best effort; the sync says what it skipped
+            except Exception as exc:
                 ctx.logger.warning(
                     "{exchange}: symbol discovery from {source} failed: {error}",
                     exchange=ctx.broker,
