@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 from collections.abc import Callable
@@ -85,3 +86,40 @@ async def collect(
         executions.extend(e for e in page.executions)
         last = page.cursor or last
     return executions, last
+
+
+async def budget_waits(
+    vtime: VirtualTime,
+    key: str,
+    runs: list[tuple[httpx.AsyncBaseTransport, dict[str, str]]],
+    units: int,
+    **options: Any,
+) -> float:
+    """Seconds slept while ``runs`` (transport, credentials) sync at once under one fresh limiter of ``units``.
+
+    One :class:`brokersync.Resilience` stands for one process (or several sharing Redis): connections
+    of the same API key draw on one budget, other keys on their own.
+    """
+    resilience = brokersync.Resilience(
+        clock=vtime.clock,
+        sleep=vtime.sleep,
+        rate_limits={key: brokersync.RateLimit(max_requests=units, window_seconds=10, scope="account")},
+    )
+    before = len(vtime.sleeps)
+
+    async def one(transport: httpx.AsyncBaseTransport, credentials: dict[str, str]) -> int:
+        broker = brokersync.get_broker(
+            key,
+            transport=transport,
+            http=lambda b: resilience.client_for(b),
+            clock=lambda: dt.datetime.fromtimestamp(vtime.now, dt.UTC),
+            sleep=vtime.sleep,
+            options=options,
+        )
+        async with broker:
+            executions, _ = await collect(broker, credentials)
+        return len(executions)
+
+    counts = await asyncio.gather(*(one(t, c) for t, c in runs))
+    assert all(counts), "every connection must have synced fills"
+    return sum(vtime.sleeps[before:])

@@ -11,9 +11,10 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import urllib.parse
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -38,6 +39,8 @@ class FakeExchange:
         self.requests: list[httpx.Request] = []
         self.failures: list[httpx.Response] = []
         self.fills: list[dict[str, Any]] = []
+        #: Pages served, in order: (what was asked without its page cursor, times of the rows served).
+        self.served: list[tuple[str, list[int]]] = []
 
     def fail_next(self, *responses: httpx.Response) -> None:
         self.failures.extend(responses)
@@ -59,6 +62,14 @@ class FakeExchange:
 
     def paths(self, part: str) -> list[httpx.Request]:
         return [r for r in self.requests if part in r.url.path]
+
+    def split_groups(self) -> int:
+        """How many page boundaries fell inside a group of rows sharing one timestamp."""
+        count = 0
+        for (asked, times), (next_asked, next_times) in zip(self.served, self.served[1:], strict=False):
+            if asked == next_asked and times and next_times and times[-1] == next_times[0]:
+                count += 1
+        return count
 
 
 def spot_history(
@@ -92,7 +103,7 @@ def spot_history(
 
 class FakeBinance(FakeExchange):
     host = "api.binance.com"
-    markets = [
+    markets: ClassVar[list[tuple[str, str, str]]] = [
         ("BTCUSDT", "BTC", "USDT"),
         ("ETHUSDT", "ETH", "USDT"),
         ("ETHBTC", "ETH", "BTC"),
@@ -305,3 +316,233 @@ class FakeKraken(FakeExchange):
             }
             return reply(200, {"error": [], "result": {"trades": trades, "count": len(rows)}})
         return reply(200, {"error": ["EGeneral:Unknown method"]})
+
+
+# --- Bybit v5 (GET /v5/execution/list by category, 7-day windows, cursor pages, X-BAPI-SIGN) ---------
+
+
+def _opaque(offset: int, asked: str) -> str:
+    """A page cursor the client cannot interpret: the offset with a check of what was asked."""
+    check = hashlib.sha256(asked.encode()).hexdigest()[:8]
+    return base64.urlsafe_b64encode(f"{offset}:{check}".encode()).decode()
+
+
+def _offset(cursor: str, asked: str) -> int | None:
+    try:
+        offset, check = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+    except ValueError:
+        return None
+    return int(offset) if check == hashlib.sha256(asked.encode()).hexdigest()[:8] else None
+
+
+class FakeBybit(FakeExchange):
+    """Bybit v5: 7-day windows (``startTime``..``endTime``), 2 years deep, newest first, ``nextPageCursor``."""
+
+    host = "api.bybit.com"
+    recv_window = 5000
+    page_max = 100
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        spot = spot_history(
+            [("BTCUSDT", "BTC", "USDT"), ("ETHUSDT", "ETH", "USDT")],
+            start_ms=NOW_MS - 25 * DAY_MS,
+            count=330,
+            step_ms=6_000_000,
+            same_time_at=134,
+            same_time_n=8,
+        )
+        linear = spot_history(
+            [("BTCUSDT", "BTC", "USDT")],
+            start_ms=NOW_MS - 12 * DAY_MS,
+            count=40,
+            step_ms=21_600_000,
+            same_time_at=0,
+            same_time_n=0,
+        )
+        for f in spot:
+            f.update(category="spot", exec_type="Trade", exec_id=f"s-{f['n']:06d}")
+        for f in linear:
+            f.update(category="linear", exec_type="Trade", exec_id=f"l-{f['n']:06d}", n=10_000 + f["n"])
+        # Funding settlements every 8 hours on the open perpetual: executions of execType Funding, not trades.
+        funding = [
+            {
+                **linear[0],
+                "n": 20_000 + i,
+                "time": NOW_MS - 10 * DAY_MS + i * 28_800_000,
+                "exec_type": "Funding",
+                "exec_id": f"f-{i:06d}",
+                "fee": "0.0123",
+            }
+            for i in range(20)
+        ]
+        self.fills = spot + linear + funding
+        self.balances = {"USDT": "150.5", "BTC": "0.02"}
+
+    def is_public(self, request: httpx.Request) -> bool:
+        return request.url.path.startswith("/v5/market/")
+
+    def ok(self, result: Any) -> httpx.Response:
+        return reply(200, {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": NOW_MS})
+
+    def error(self, code: int, msg: str) -> httpx.Response:
+        return reply(200, {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": NOW_MS})
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        params = dict(request.url.params)
+        if path == "/v5/market/instruments-info":
+            return self.instruments(params)
+        if request.headers.get("X-BAPI-API-KEY") != self.api_key:
+            return self.error(10003, "API key is invalid.")
+        stamp = request.headers.get("X-BAPI-TIMESTAMP", "")
+        window = request.headers.get("X-BAPI-RECV-WINDOW", "")
+        payload = stamp + self.api_key + window + request.url.query.decode()
+        if (
+            request.headers.get("X-BAPI-SIGN")
+            != hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        ):
+            return self.error(10004, "error sign! origin_string[...]")
+        if abs(int(stamp) - int(time.time() * 1000)) > int(window or self.recv_window):
+            return self.error(10002, "invalid request, please check your server timestamp or recv_window param")
+        if path == "/v5/user/query-api":
+            return self.ok({"id": "1", "readOnly": 1, "uta": 1, "unified": 0, "permissions": {}})
+        if path == "/v5/account/info":
+            return self.ok({"unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN"})
+        if path == "/v5/account/wallet-balance":
+            coins = [
+                {"coin": c, "walletBalance": v, "locked": "0", "equity": v, "usdValue": v, "borrowAmount": "0"}
+                for c, v in self.balances.items()
+            ]
+            return self.ok({"list": [{"accountType": "UNIFIED", "totalEquity": "0", "coin": coins}]})
+        if path == "/v5/execution/list":
+            return self.executions(params)
+        return self.error(10001, f"unknown path {path}")
+
+    def instruments(self, params: dict[str, str]) -> httpx.Response:
+        category = params.get("category")
+        if params.get("status") == "PreLaunch":
+            return self.ok({"category": category, "list": [], "nextPageCursor": ""})
+        rows: list[dict[str, Any]] = []
+        if category == "spot":
+            for symbol, base, quote in (("BTCUSDT", "BTC", "USDT"), ("ETHUSDT", "ETH", "USDT")):
+                rows.append(
+                    {
+                        "symbol": symbol,
+                        "baseCoin": base,
+                        "quoteCoin": quote,
+                        "innovation": "0",
+                        "status": "Trading",
+                        "marginTrading": "both",
+                        "lotSizeFilter": {
+                            "basePrecision": "0.000001",
+                            "quotePrecision": "0.00000001",
+                            "minOrderQty": "0.000048",
+                            "maxOrderQty": "71.73956243",
+                            "minOrderAmt": "1",
+                            "maxOrderAmt": "2000000",
+                        },
+                        "priceFilter": {"tickSize": "0.01"},
+                    }
+                )
+        elif category == "linear":
+            rows.append(
+                {
+                    "symbol": "BTCUSDT",
+                    "contractType": "LinearPerpetual",
+                    "status": "Trading",
+                    "baseCoin": "BTC",
+                    "quoteCoin": "USDT",
+                    "settleCoin": "USDT",
+                    "launchTime": "1585526400000",
+                    "deliveryTime": "0",
+                    "deliveryFeeRate": "",
+                    "priceScale": "2",
+                    "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+                    "priceFilter": {"minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"},
+                    "lotSizeFilter": {
+                        "maxOrderQty": "1190.000",
+                        "minOrderQty": "0.001",
+                        "qtyStep": "0.001",
+                        "postOnlyMaxOrderQty": "1190.000",
+                        "minNotionalValue": "5",
+                    },
+                    "unifiedMarginTrade": True,
+                    "fundingInterval": 480,
+                    "copyTrading": "both",
+                }
+            )
+        return self.ok({"category": category, "list": rows, "nextPageCursor": ""})
+
+    def executions(self, params: dict[str, str]) -> httpx.Response:
+        category = params.get("category")
+        if category not in ("spot", "linear", "inverse", "option"):
+            return self.error(10001, "params error: category is required")
+        end = int(params["endTime"]) if "endTime" in params else None
+        start = int(params["startTime"]) if "startTime" in params else None
+        if start is None and end is None:
+            end = NOW_MS
+        if start is None:
+            start = end - 7 * DAY_MS  # type: ignore[operator]
+        if end is None:
+            end = start + 7 * DAY_MS
+        if end - start > 7 * DAY_MS:
+            return self.error(10001, "params error: The time range between startTime and endTime cannot exceed 7 days")
+        if start < NOW_MS - 730 * DAY_MS:
+            start = NOW_MS - 730 * DAY_MS  # two years is all the API keeps
+        limit = int(params.get("limit", 50))
+        if not 1 <= limit <= self.page_max:
+            return self.error(10001, "params error: limit")
+        rows = [
+            f
+            for f in self.fills
+            if f["category"] == category
+            and start <= f["time"] <= end
+            and params.get("symbol") in (None, f["market"])
+            and params.get("execType") in (None, f["exec_type"])
+        ]
+        rows.sort(key=lambda f: (-f["time"], -f["n"]))  # newest first
+        asked = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "cursor")
+        offset = 0
+        if params.get("cursor"):
+            found = _offset(params["cursor"], asked)
+            if found is None:
+                return self.error(10001, "params error: cursor")
+            offset = found
+        page = rows[offset : offset + limit]
+        self.served.append((asked, [f["time"] for f in page]))
+        more = offset + limit < len(rows)
+        return self.ok(
+            {
+                "category": category,
+                "nextPageCursor": _opaque(offset + limit, asked) if more else "",
+                "list": [
+                    {
+                        "symbol": f["market"],
+                        "orderId": f"o-{f['n']}",
+                        "orderLinkId": "",
+                        "side": "Buy" if f["side"] == "buy" else "Sell",
+                        "orderPrice": f["price"],
+                        "orderQty": f["qty"],
+                        "leavesQty": "0",
+                        "createType": "CreateByUser",
+                        "orderType": "Limit",
+                        "stopOrderType": "",
+                        "execFee": f["fee"],
+                        "execId": f["exec_id"],
+                        "execPrice": f["price"],
+                        "execQty": f["qty"],
+                        "execType": f["exec_type"],
+                        "execValue": str(Decimal(f["qty"]) * Decimal(f["price"])),
+                        "execTime": str(f["time"]),
+                        "feeCurrency": f["quote"] if f["category"] == "spot" else "",
+                        "isMaker": False,
+                        "feeRate": "0.001",
+                        "markPrice": f["price"],
+                        "closedSize": "0",
+                        "seq": f["n"],
+                    }
+                    for f in page
+                ],
+            }
+        )
