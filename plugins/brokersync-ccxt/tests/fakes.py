@@ -8,6 +8,7 @@ the exchange pages, and can answer with the exchange's failure modes (``fail_nex
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -545,4 +546,170 @@ class FakeBybit(FakeExchange):
                     for f in page
                 ],
             }
+        )
+
+
+# --- OKX v5 (GET /api/v5/trade/fills-history: 3 months, ``after`` = bill id, OK-ACCESS-SIGN) ----------
+
+
+class FakeOkx(FakeExchange):
+    """OKX: fills of the last 3 months by ``instType``, newest first, 100 a page, older pages by ``after``."""
+
+    host = "www.okx.com"
+    depth_ms = 90 * DAY_MS
+    documented = frozenset({"instType", "instId", "ordId", "subType", "after", "before", "begin", "end", "limit"})
+
+    def __init__(self, *, passphrase: str = "pass-phrase-1", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.passphrase = passphrase
+        spot = spot_history(
+            [("BTC-USDT", "BTC", "USDT"), ("ETH-USDT", "ETH", "USDT")],
+            start_ms=NOW_MS - 120 * DAY_MS + 1_234_567,  # no fill exactly on the 90-day edge
+            count=260,
+            step_ms=36_000_000,
+            same_time_at=157,
+            same_time_n=8,
+        )
+        swap = spot_history(
+            [("BTC-USDT-SWAP", "BTC", "USDT")],
+            start_ms=NOW_MS - 30 * DAY_MS,
+            count=30,
+            step_ms=DAY_MS - 3_600_000,
+            same_time_at=0,
+            same_time_n=0,
+        )
+        for f in spot:
+            f.update(inst_type="SPOT", bill=5_000_000 + f["n"], fee_ccy=f["base"] if f["side"] == "buy" else f["quote"])
+        for f in swap:
+            f.update(inst_type="SWAP", n=1000 + f["n"], bill=6_000_000 + f["n"], fee_ccy="USDT")
+        self.fills = spot + swap
+
+    def is_public(self, request: httpx.Request) -> bool:
+        return request.url.path.startswith("/api/v5/public/")
+
+    def answer(self, data: list[Any], status: int = 200, code: str = "0", msg: str = "") -> httpx.Response:
+        return reply(status, {"code": code, "msg": msg, "data": data})
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        params = dict(request.url.params)
+        if path == "/api/v5/public/instruments":
+            return self.instruments(params.get("instType", ""))
+        if request.headers.get("OK-ACCESS-KEY") != self.api_key:
+            return self.answer([], 401, "50111", "Invalid OK-ACCESS-KEY")
+        if request.headers.get("OK-ACCESS-PASSPHRASE") != self.passphrase:
+            return self.answer([], 401, "50105", "Invalid OK-ACCESS-PASSPHRASE")
+        stamp = request.headers.get("OK-ACCESS-TIMESTAMP", "")
+        target = path + (f"?{request.url.query.decode()}" if request.url.query else "")
+        message = stamp + request.method + target + request.content.decode()
+        signature = base64.b64encode(hmac.new(self.secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+        if request.headers.get("OK-ACCESS-SIGN") != signature:
+            return self.answer([], 401, "50113", "Invalid Sign")
+        sent = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        if abs(sent - time.time()) > 30:
+            return self.answer([], 400, "50102", "Timestamp request expired")
+        if path == "/api/v5/account/balance":
+            details = [{"ccy": "BTC", "eq": "0.3", "cashBal": "0.3", "availBal": "0.3", "frozenBal": "0"}]
+            return self.answer([{"totalEq": "0", "uTime": str(NOW_MS), "details": details}])
+        if path == "/api/v5/trade/fills-history":
+            return self.fills_history(params)
+        return self.answer([], 404, "50000", f"unknown path {path}")
+
+    def instruments(self, inst_type: str) -> httpx.Response:
+        base = {"uly": "", "instFamily": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "settleCcy": "", "ctType": ""}
+        rows: list[dict[str, Any]] = []
+        if inst_type == "SPOT":
+            for inst, b, q in (("BTC-USDT", "BTC", "USDT"), ("ETH-USDT", "ETH", "USDT")):
+                rows.append(
+                    {
+                        **base,
+                        "instType": "SPOT",
+                        "instId": inst,
+                        "baseCcy": b,
+                        "quoteCcy": q,
+                        "tickSz": "0.1",
+                        "lotSz": "0.00000001",
+                        "minSz": "0.00001",
+                        "state": "live",
+                        "listTime": "1606468572000",
+                        "expTime": "",
+                        "lever": "10",
+                        "alias": "",
+                        "maxLmtSz": "9999999999",
+                    }
+                )
+        elif inst_type == "SWAP":
+            rows.append(
+                {
+                    **base,
+                    "instType": "SWAP",
+                    "instId": "BTC-USDT-SWAP",
+                    "uly": "BTC-USDT",
+                    "instFamily": "BTC-USDT",
+                    "baseCcy": "",
+                    "quoteCcy": "",
+                    "settleCcy": "USDT",
+                    "ctVal": "0.01",
+                    "ctMult": "1",
+                    "ctValCcy": "BTC",
+                    "ctType": "linear",
+                    "tickSz": "0.1",
+                    "lotSz": "0.01",
+                    "minSz": "0.01",
+                    "state": "live",
+                    "listTime": "1611916828000",
+                    "expTime": "",
+                    "lever": "100",
+                    "alias": "",
+                    "maxLmtSz": "10000",
+                }
+            )
+        return self.answer(rows)
+
+    def fills_history(self, params: dict[str, str]) -> httpx.Response:
+        unknown = set(params) - self.documented
+        if unknown or params.get("instType") not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
+            return self.answer([], 400, "51000", f"Parameter {', '.join(sorted(unknown)) or 'instType'} error")
+        limit = int(params.get("limit", 100))
+        if not 1 <= limit <= 100:
+            return self.answer([], 400, "51000", "Parameter limit error")
+        rows = [
+            f
+            for f in self.fills
+            if f["inst_type"] == params["instType"]
+            and f["time"] >= NOW_MS - self.depth_ms  # fills-history keeps 3 months
+            and params.get("instId") in (None, f["market"])
+            and ("begin" not in params or f["time"] >= int(params["begin"]))
+            and ("end" not in params or f["time"] <= int(params["end"]))
+            and ("after" not in params or f["bill"] < int(params["after"]))
+        ]
+        rows.sort(key=lambda f: -f["bill"])  # newest first
+        page = rows[:limit]
+        asked = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "after")
+        self.served.append((asked, [f["time"] for f in page]))
+        return self.answer(
+            [
+                {
+                    "instType": f["inst_type"],
+                    "instId": f["market"],
+                    "tradeId": str(900_000 + f["n"]),
+                    "ordId": str(700_000 + f["n"]),
+                    "clOrdId": "",
+                    "billId": str(f["bill"]),
+                    "subType": "1",
+                    "tag": "",
+                    "fillPx": f["price"],
+                    "fillSz": f["qty"],
+                    "fillIdxPx": "",
+                    "fillPnl": "0",
+                    "side": f["side"],
+                    "posSide": "net",
+                    "execType": "T",
+                    "feeCcy": f["fee_ccy"],
+                    "fee": "-" + f["fee"],
+                    "ts": str(f["time"]),
+                    "fillTime": str(f["time"]),
+                }
+                for f in page
+            ]
         )

@@ -51,7 +51,7 @@ async def test_incremental_sync_asks_from_the_last_fill_and_gets_only_new_ones(o
         new, _ = await collect(broker, CREDS, cursor)
     assert sorted(e.broker_execution_id for e in new) == ["BTCUSDT:s-new", "BTCUSDT:s-newer"]
     spot_asks = [dict(r.url.params) for r in fake.paths("/v5/execution/list") if r.url.params["category"] == "spot"]
-    assert min(int(a["startTime"]) for a in spot_asks) == newest  # not two years again
+    assert min(int(a["startTime"]) for a in spot_asks) == newest - 1  # from the last fill, not two years again
     assert len(spot_asks) == 1
 
 

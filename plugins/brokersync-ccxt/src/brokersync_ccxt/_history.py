@@ -72,8 +72,18 @@ def strategy_for(exchange_id: str) -> str:
     return _STRATEGY.get(exchange_id, "time")
 
 
-def _type_params(kind: str) -> dict[str, Any]:
-    return {"type": "spot"} if kind == "spot" else {"type": "swap", "subType": "linear"}
+#: Exchanges whose fills endpoint answers for every market type at once (ccxt would pass ``type`` on as a query).
+UNTYPED = frozenset({"coinbase", "kraken"})
+#: Exchanges whose ccxt method reads ``type`` alone (``subType`` would be sent on as an unknown query parameter).
+_TYPE_ONLY = frozenset({"okx", "myokx", "okxus"})
+
+
+def _type_params(exchange_id: str, kind: str) -> dict[str, Any]:
+    if exchange_id in UNTYPED:
+        return {}
+    if kind == "spot":
+        return {"type": "spot"}
+    return {"type": "swap"} if exchange_id in _TYPE_ONLY else {"type": "swap", "subType": "linear"}
 
 
 def _page_cursor(trades: list[dict[str, Any]], field: str) -> str | None:
@@ -105,7 +115,7 @@ async def walk(
         state.advance(new)
         return new
 
-    params = _type_params(kind)
+    params = _type_params(exchange.id, kind)
     if strategy == "fromId":
         from_id = state.next_id or 0
         page = int(limits.get("limit") or 1000)
@@ -134,7 +144,8 @@ async def walk(
             offset += len(trades)
     until_days = limits.get("until_days")
     step = int(until_days) * DAY_MS if until_days and until_days < UNBOUNDED_DAYS else None
-    window_start = max(start_ms, state.last_ms or 0)
+    # From the last fill seen (1 ms before it: inclusive and exclusive bounds both return it; seen ids drop it).
+    window_start = max(start_ms, state.last_ms - 1) if state.last_ms is not None else start_ms
     while window_start <= now_ms:
         window_end = min(window_start + step - 1, now_ms) if step else now_ms
         async for new in _window(exchange, strategy, symbol, params, window_start, window_end, limits, fresh):

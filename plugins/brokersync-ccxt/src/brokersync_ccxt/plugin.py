@@ -23,7 +23,7 @@ from brokersync import (
 
 from brokersync_ccxt._errors import translate
 from brokersync_ccxt._exchange import build_exchange, check_response
-from brokersync_ccxt._history import DAY_MS, UNBOUNDED_DAYS, MarketState, walk
+from brokersync_ccxt._history import DAY_MS, UNBOUNDED_DAYS, UNTYPED, MarketState, walk
 from brokersync_ccxt._metadata import limits_for, metadata_for
 from brokersync_ccxt._parse import to_execution
 
@@ -123,6 +123,8 @@ class CcxtExchangeBroker:
         kinds = _option_list(ctx.options, "market_types") or [
             kind for kind, lim in limits_for(self.exchange_id).items() if kind == "spot" or not lim["symbol_required"]
         ]
+        if self.exchange_id in UNTYPED:
+            kinds = ["spot"] if "spot" in kinds else kinds[:1]  # one endpoint answers for every market type
         searched: dict[str, list[str]] = {}
         for kind in kinds:
             limits = limits_for(self.exchange_id).get(kind)
