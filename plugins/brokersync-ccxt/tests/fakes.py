@@ -713,3 +713,206 @@ class FakeOkx(FakeExchange):
                 for f in page
             ]
         )
+
+
+# --- Coinbase Advanced Trade (GET /api/v3/brokerage/orders/historical/fills, ``cursor``, ES256 JWT) ----
+
+
+def _b64url(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def _iso(ms: int) -> str:
+    """Coinbase's trade time: RFC 3339 with nanoseconds."""
+    moment = dt.datetime.fromtimestamp(ms // 1000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}000000Z"
+
+
+def _ms_of(text: str) -> int:
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1000)
+
+
+class FakeCoinbase(FakeExchange):
+    """Coinbase Advanced Trade: a CDP key (EC P-256) signs a JWT per request; fills newest first by ``cursor``."""
+
+    host = "api.coinbase.com"
+    page_max = 250
+    documented = frozenset(
+        {
+            "order_ids",
+            "trade_ids",
+            "product_ids",
+            "product_id",
+            "start_sequence_timestamp",
+            "end_sequence_timestamp",
+            "retail_portfolio_id",
+            "limit",
+            "cursor",
+            "sort_by",
+        }
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ).decode()
+        kwargs.setdefault("api_key", "organizations/org-1/apiKeys/key-1")
+        kwargs.setdefault("secret", pem)
+        super().__init__(**kwargs)
+        self.public_key = key.public_key()
+        self.fills = spot_history(
+            [("BTC-USD", "BTC", "USD"), ("ETH-USD", "ETH", "USD")],
+            start_ms=NOW_MS - 700 * DAY_MS,
+            count=560,
+            step_ms=DAY_MS + 1_111,
+            same_time_at=306,
+            same_time_n=6,
+        )
+        self.accepted_keys = {self.api_key: self.public_key}
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {"api_key": self.api_key, "secret": self.secret}
+
+    def is_public(self, request: httpx.Request) -> bool:
+        return request.url.path.startswith("/api/v3/brokerage/market/")
+
+    def unauthorized(self) -> httpx.Response:
+        return reply(401, {"error": "unauthorized", "message": "Unauthorized", "error_details": ""})
+
+    def verify(self, request: httpx.Request) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        bearer = request.headers.get("Authorization", "")
+        if not bearer.startswith("Bearer ") or bearer.count(".") != 2:
+            return False
+        head, body, sig = bearer[len("Bearer ") :].split(".")
+        header, claims = json.loads(_b64url(head)), json.loads(_b64url(body))
+        public = self.accepted_keys.get(header.get("kid"))
+        if public is None or header.get("alg") != "ES256" or not header.get("nonce"):
+            return False
+        raw = _b64url(sig)
+        der = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        try:
+            public.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        now = time.time()
+        return (
+            claims.get("sub") == header["kid"]
+            and claims.get("iss") == "coinbase-cloud"
+            and claims.get("aud") == ["retail_rest_api_proxy"]
+            and claims["exp"] - claims["nbf"] <= 120
+            and claims["nbf"] - 5 <= now <= claims["exp"]
+            and claims.get("uri") == f"{request.method} {self.host}{request.url.path}"  # the path, never the query
+        )
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/v3/brokerage/market/products":
+            return self.products(request.url.params.get("product_type", "SPOT"))
+        if not self.verify(request):
+            return self.unauthorized()
+        if path == "/api/v3/brokerage/transaction_summary":
+            fee_tier = {"pricing_tier": "Advanced 1", "taker_fee_rate": "0.008", "maker_fee_rate": "0.006"}
+            return reply(200, {"total_volume": 0, "total_fees": 0, "fee_tier": fee_tier})
+        if path == "/api/v3/brokerage/accounts":
+            accounts = [
+                {
+                    "uuid": f"acc-{c}",
+                    "name": f"{c} Wallet",
+                    "currency": c,
+                    "available_balance": {"value": v, "currency": c},
+                    "hold": {"value": "0", "currency": c},
+                    "active": True,
+                    "type": "ACCOUNT_TYPE_CRYPTO",
+                }
+                for c, v in (("BTC", "0.25"), ("USD", "100.00"))
+            ]
+            return reply(200, {"accounts": accounts, "has_next": False, "cursor": "", "size": len(accounts)})
+        if path == "/api/v3/brokerage/orders/historical/fills":
+            return self.historical_fills(request)
+        return reply(404, {"error": "NOT_FOUND", "message": f"unknown path {path}"})
+
+    def products(self, product_type: str) -> httpx.Response:
+        if product_type != "SPOT":
+            return reply(200, {"products": [], "num_products": 0})
+        products = [
+            {
+                "product_id": pid,
+                "price": "1",
+                "base_increment": "0.00000001",
+                "quote_increment": "0.01",
+                "price_increment": "0.01",
+                "base_min_size": "0.00000001",
+                "base_max_size": "3400",
+                "quote_min_size": "1",
+                "quote_max_size": "150000000",
+                "status": "online",
+                "is_disabled": False,
+                "trading_disabled": False,
+                "product_type": "SPOT",
+                "base_currency_id": base,
+                "quote_currency_id": "USD",
+                "base_display_symbol": base,
+                "quote_display_symbol": "USD",
+                "product_venue": "CBE",
+            }
+            for pid, base in (("BTC-USD", "BTC"), ("ETH-USD", "ETH"))
+        ]
+        return reply(200, {"products": products, "num_products": len(products)})
+
+    def historical_fills(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        unknown = set(params) - self.documented
+        if unknown:
+            return reply(400, {"error": "INVALID_ARGUMENT", "message": f"unknown field(s) {sorted(unknown)}"})
+        start = _ms_of(params["start_sequence_timestamp"]) if "start_sequence_timestamp" in params else None
+        end = _ms_of(params["end_sequence_timestamp"]) if "end_sequence_timestamp" in params else None
+        rows = [
+            f
+            for f in self.fills
+            if (start is None or f["time"] >= start)
+            and (end is None or f["time"] <= end)
+            and params.get("product_id") in (None, f["market"])
+        ]
+        rows.sort(key=lambda f: (-f["time"], -f["n"]))  # newest first
+        limit = min(int(params.get("limit", 100)), self.page_max)  # the server caps its pages
+        asked = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "cursor")
+        offset = 0
+        if params.get("cursor"):
+            found = _offset(params["cursor"], asked)
+            if found is None:
+                return reply(400, {"error": "INVALID_ARGUMENT", "message": "invalid cursor"})
+            offset = found
+        page = rows[offset : offset + limit]
+        self.served.append((asked, [f["time"] for f in page]))
+        more = offset + limit < len(rows)
+        fills = [
+            {
+                "entry_id": hashlib.sha256(str(f["n"]).encode()).hexdigest(),
+                "trade_id": f"t-{f['n']:06d}",
+                "order_id": f"o-{f['n']:06d}",
+                "trade_time": _iso(f["time"]),
+                "trade_type": "FILL",
+                "price": f["price"],
+                "size": f["qty"],
+                "commission": f["fee"],
+                "product_id": f["market"],
+                "sequence_timestamp": _iso(f["time"]),
+                "liquidity_indicator": "TAKER",
+                "size_in_quote": False,
+                "user_id": "user-1",
+                "side": f["side"].upper(),
+                "retail_portfolio_id": "portfolio-1",
+            }
+            for f in page
+        ]
+        return reply(200, {"fills": fills, "cursor": _opaque(offset + limit, asked) if more else ""})

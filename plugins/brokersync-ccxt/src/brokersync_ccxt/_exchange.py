@@ -34,6 +34,8 @@ _MARKET_OPTIONS: dict[str, dict[str, Any]] = {
     "binanceus": {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False},
     "bybit": {"fetchMarkets": {"types": ["spot", "linear"]}},
     "okx": {"fetchMarkets": {"types": ["spot", "swap"]}},
+    # Advanced Trade's accounts (one key, one JWT scheme) rather than the v2 wallet API.
+    "coinbase": {"fetchBalance": "v3PrivateGetBrokerageAccounts"},
 }
 
 
