@@ -122,12 +122,19 @@ class FakeBinance(FakeExchange):
             same_time_n=10,
         )
         self.balances = {"BTC": "0.5", "USDT": "1000.25", "XRP": "0"}
+        self.futures_fills = spot_history(
+            self.futures, start_ms=NOW_MS - 60 * DAY_MS, count=1203, step_ms=4_000_000, same_time_at=997, same_time_n=6
+        )
+        for index, f in enumerate(self.futures_fills):
+            f["id"] = 7_000_000 + index  # futures trade ids: the symbol's own sequence, not starting at 0
 
     def is_public(self, request: httpx.Request) -> bool:
-        return request.url.path == "/api/v3/exchangeInfo"
+        return request.url.path in ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo")
 
     def route(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path == "/fapi/v1/exchangeInfo":
+            return self.futures_info()
         if path == "/api/v3/exchangeInfo":
             return reply(
                 200,
@@ -190,7 +197,83 @@ class FakeBinance(FakeExchange):
             return reply(200, [])
         if path == "/api/v3/myTrades":
             return self.my_trades(params)
+        if path == "/fapi/v1/userTrades":
+            return self.user_trades(params)
         return reply(404, {"code": -1, "msg": f"unknown path {path}"})
+
+    # USDⓈ-M futures: GET /fapi/v1/userTrades (fromId alone, or a time range of at most 7 days)
+    futures: ClassVar[list[tuple[str, str, str]]] = [("BTCUSDT", "BTC", "USDT")]
+    futures_fills: list[dict[str, Any]]
+
+    def futures_info(self) -> httpx.Response:
+        symbols = [
+            {
+                "symbol": m,
+                "pair": m,
+                "contractType": "PERPETUAL",
+                "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000,
+                "status": "TRADING",
+                "baseAsset": b,
+                "quoteAsset": q,
+                "marginAsset": q,
+                "pricePrecision": 2,
+                "quantityPrecision": 3,
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "underlyingType": "COIN",
+                "underlyingSubType": [],
+                "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500",
+                "marketTakeBound": "0.05",
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "556.80", "maxPrice": "4529764", "tickSize": "0.10"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+                ],
+                "orderTypes": ["LIMIT", "MARKET"],
+                "timeInForce": ["GTC"],
+            }
+            for m, b, q in self.futures
+        ]
+        return reply(200, {"timezone": "UTC", "serverTime": NOW_MS, "rateLimits": [], "assets": [], "symbols": symbols})
+
+    def user_trades(self, params: dict[str, str]) -> httpx.Response:
+        documented = {"symbol", "orderId", "startTime", "endTime", "fromId", "limit", "recvWindow", "timestamp"}
+        unknown = set(params) - documented - {"signature"}
+        if unknown:
+            return reply(400, {"code": -1104, "msg": f"Not all sent parameters were read: {sorted(unknown)}"})
+        if "fromId" in params and ("startTime" in params or "endTime" in params):
+            return reply(400, {"code": -4166, "msg": "fromId cannot be sent with startTime or endTime."})
+        if "startTime" in params and "endTime" in params and int(params["endTime"]) - int(params["startTime"]) > 7 * DAY_MS:
+            return reply(400, {"code": -4167, "msg": "The time between startTime and endTime cannot exceed 7 days."})
+        limit = int(params.get("limit", 500))
+        if limit > 1000:
+            return reply(400, {"code": -1130, "msg": "Invalid data sent for a parameter: limit"})
+        rows = [f for f in self.futures_fills if f["market"] == params["symbol"] and f["id"] >= int(params.get("fromId", 0))]
+        page = rows[:limit]
+        self.served.append(("userTrades " + params["symbol"], [f["time"] for f in page]))
+        return reply(
+            200,
+            [
+                {
+                    "buyer": f["side"] == "buy",
+                    "commission": f["fee"],
+                    "commissionAsset": "USDT",
+                    "id": f["id"],
+                    "maker": False,
+                    "orderId": 5000 + f["n"],
+                    "price": f["price"],
+                    "qty": f["qty"],
+                    "quoteQty": str(Decimal(f["qty"]) * Decimal(f["price"])),
+                    "realizedPnl": "0",
+                    "side": f["side"].upper(),
+                    "positionSide": "BOTH",
+                    "symbol": f["market"],
+                    "time": f["time"],
+                }
+                for f in page
+            ],
+        )
 
     def my_trades(self, params: dict[str, str]) -> httpx.Response:
         if "startTime" in params and "endTime" in params and int(params["endTime"]) - int(params["startTime"]) > DAY_MS:

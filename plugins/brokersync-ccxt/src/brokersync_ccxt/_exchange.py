@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_KEY", "build_exchange", "check_response", "key_scope"]
 
 CACHE_KEY = "brokersync_ccxt.exchange"
+_BINANCE_FAMILY = frozenset({"binance", "binanceus"})
 _NONCE_ATTEMPTS = 3
 _MARKET_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False},
@@ -175,6 +176,10 @@ def build_exchange(ctx: BrokerContext, exchange_id: str, credentials: Mapping[st
     exchange.has["fetchCurrencies"] = False  # not needed for fills; saves private calls on every run
     # Load only the market types a sync searches (ccxt loads options, futures and margin pairs otherwise).
     exchange.options.update(_MARKET_OPTIONS.get(exchange_id, {}))
+    if exchange_id in _BINANCE_FAMILY:
+        # Binance loads each product's markets from its own API: only those of the market types synced.
+        kinds = str(ctx.options.get("market_types") or "spot").replace(" ", "").split(",")
+        exchange.options["fetchMarkets"] = {"types": [k for k in ("spot", "linear") if k in kinds] or ["spot"]}
     exchange.bs_ctx = ctx
     exchange.bs_scope = key_scope(credentials.get("api_key"))
     if ctx.environment == "sandbox":

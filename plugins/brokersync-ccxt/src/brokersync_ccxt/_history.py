@@ -115,7 +115,8 @@ async def walk(
         state.advance(new)
         return new
 
-    params = _type_params(exchange.id, kind)
+    # A symbol names its market's type; without one, ccxt needs the type (and passes unknown keys on as query).
+    params = {} if symbol else _type_params(exchange.id, kind)
     if strategy == "fromId":
         from_id = state.next_id or 0
         page = int(limits.get("limit") or 1000)
