@@ -35,6 +35,22 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+def _one_fee(fees: list[tuple[Decimal, str | None]], quote: Any) -> tuple[Decimal, str | None]:
+    """One fee and its currency per execution.
+
+    Zero entries are ignored (ccxt lists a currency's zero fee beside the one charged, e.g. 0 USDT and
+    0.00012 BNB: the fee is BNB). If the exchange charged in several currencies at once, the quote
+    currency's part is the fee (it is what pairing subtracts); every part stays in
+    ``raw["brokersync_fees"]``. Without a quote part, the first currency the exchange lists is kept.
+    """
+    charged = [(cost, cur) for cost, cur in fees if cost]
+    currencies = list(dict.fromkeys(cur for _, cur in charged))
+    if not currencies:
+        return Decimal(0), next((cur for _, cur in fees if cur), None)
+    chosen = quote if quote in currencies else currencies[0]
+    return sum((cost for cost, cur in charged if cur == chosen), Decimal(0)), chosen
+
+
 def execution_id(trade: Mapping[str, Any], market: Mapping[str, Any]) -> str:
     """Stable id: the market id with the exchange's trade id (some exchanges number trades per market)."""
     return f"{market['id']}:{trade['id']}"
@@ -58,15 +74,9 @@ def to_execution(
         cost = parse_decimal_optional(_text(fee.get("cost")))
         if cost is not None:
             fees.append((cost, fee.get("currency")))
-    currencies = {c for _, c in fees if c}
-    fee_total = sum((c for c, _ in fees), Decimal(0))
-    fee_currency = next(iter(currencies)) if len(currencies) == 1 else None
+    fee_total, fee_currency = _one_fee(fees, market.get("quote"))
     raw = plain(trade.get("info") or {})
-    if len(currencies) > 1:
-        # An execution carries one fee currency; several are kept in raw, the quote currency's in fees.
-        quote = market.get("quote")
-        fee_total = sum((c for c, cur in fees if cur == quote), Decimal(0))
-        fee_currency = quote
+    if len({cur for cost, cur in fees if cost}) > 1:
         raw = {**raw, "brokersync_fees": [{"cost": str(c), "currency": cur} for c, cur in fees]}
     return Execution(
         broker_execution_id=execution_id(trade, market),
