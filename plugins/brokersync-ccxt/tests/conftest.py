@@ -74,7 +74,7 @@ def open_broker(resilience: brokersync.Resilience, vtime: VirtualTime) -> Callab
 async def collect(
     broker: brokersync.Broker, credentials: dict[str, str], cursor: str | None = None
 ) -> tuple[list[brokersync.Execution], str | None]:
-    """Every execution a full ``get_trades`` yields (through the plugin hook, as the engine calls it), and the last cursor."""
+    """Every execution a full ``get_trades`` yields (the plugin hook, called as the engine does), the last cursor."""
     auth = await broker.authenticate(credentials)
     [account] = await broker.get_accounts(auth)
     executions: list[brokersync.Execution] = []

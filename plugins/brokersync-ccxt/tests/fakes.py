@@ -244,12 +244,18 @@ class FakeBinance(FakeExchange):
             return reply(400, {"code": -1104, "msg": f"Not all sent parameters were read: {sorted(unknown)}"})
         if "fromId" in params and ("startTime" in params or "endTime" in params):
             return reply(400, {"code": -4166, "msg": "fromId cannot be sent with startTime or endTime."})
-        if "startTime" in params and "endTime" in params and int(params["endTime"]) - int(params["startTime"]) > 7 * DAY_MS:
+        if (
+            "startTime" in params
+            and "endTime" in params
+            and int(params["endTime"]) - int(params["startTime"]) > 7 * DAY_MS
+        ):
             return reply(400, {"code": -4167, "msg": "The time between startTime and endTime cannot exceed 7 days."})
         limit = int(params.get("limit", 500))
         if limit > 1000:
             return reply(400, {"code": -1130, "msg": "Invalid data sent for a parameter: limit"})
-        rows = [f for f in self.futures_fills if f["market"] == params["symbol"] and f["id"] >= int(params.get("fromId", 0))]
+        rows = [
+            f for f in self.futures_fills if f["market"] == params["symbol"] and f["id"] >= int(params.get("fromId", 0))
+        ]
         page = rows[:limit]
         self.served.append(("userTrades " + params["symbol"], [f["time"] for f in page]))
         return reply(

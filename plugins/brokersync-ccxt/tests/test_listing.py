@@ -14,7 +14,10 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def test_listing_brokers_does_not_import_ccxt() -> None:
-    code = "import sys, brokersync; keys = [m.key for m in brokersync.list_brokers()]; print(keys.count('binance'), 'ccxt' in sys.modules)"
+    code = (
+        "import sys, brokersync; keys = [m.key for m in brokersync.list_brokers()]; "
+        "print(keys.count('binance'), 'ccxt' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert out.stdout.split() == ["1", "False"]
 

@@ -68,7 +68,7 @@ def translate(
     connection_id: str | None = None,
 ) -> BrokerSyncError | None:
     """The brokersync error for a ccxt exception, or ``None`` if ``exc`` is not one of ccxt's."""
-    from ccxt.base import errors as ce
+    from ccxt.base import errors as ce  # type: ignore[import-untyped]  # ccxt ships no type hints
 
     if isinstance(exc, BrokerSyncError):
         return exc

@@ -56,11 +56,11 @@ def parse_json(text: str) -> Any:
 
 @functools.cache
 def _bridged_class(exchange_id: str) -> type[Any]:
-    import ccxt.async_support as ccxt_async
+    import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]  # ccxt ships no type hints
 
     base: type[Any] = getattr(ccxt_async, exchange_id)
 
-    class Bridged(base):  # type: ignore[valid-type,misc]  # ccxt classes are untyped
+    class Bridged(base):  # type: ignore[misc]  # ccxt classes are untyped
         bs_ctx: BrokerContext
         bs_scope: str
         bs_cost: float = 1.0
@@ -99,7 +99,7 @@ def _rewrite(exchange: Any, url: str) -> str:
         return url
     scheme, netloc = exchange.bs_origin
     parts = urlsplit(url)
-    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+    return str(urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment)))
 
 
 async def _send(exchange: Any, url: str, method: str, headers: Any, body: Any) -> Any:
@@ -131,7 +131,7 @@ def check_response(ctx: BrokerContext, response: httpx.Response) -> None:
     exchange = ctx.cache.get(CACHE_KEY)
     if exchange is None:
         return
-    from ccxt.base import errors as ce
+    from ccxt.base import errors as ce  # type: ignore[import-untyped]
 
     request = response.request
     text = response.text

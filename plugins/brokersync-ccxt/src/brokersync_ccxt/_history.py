@@ -130,7 +130,6 @@ async def walk(
                 yield new
             if len(trades) < page:
                 return
-        return
     if strategy == "ofs":
         # Newest first in pages of 50; ``start`` (exclusive, seconds) bounds the walk at the last time seen.
         since = max(start_ms, (state.last_ms or 0) - 1000) if state.last_ms else start_ms

@@ -67,7 +67,7 @@ class CcxtExchangeBroker:
 
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
-        """The exchange's metadata (static: no ccxt import)."""
+        """Return the exchange's metadata (static: no ccxt import)."""
         return metadata_for(self.exchange_id)
 
     # -- hooks that talk to the exchange -------------------------------------------------------
