@@ -1,4 +1,9 @@
-"""The broker plugin for one ccxt exchange: metadata from the static table, hooks that import ccxt lazily."""
+"""The broker plugin for one ccxt exchange: metadata from the static table, hooks that import ccxt lazily.
+
+Listing the ~95 brokers loads this module and builds one small object per exchange, so nothing here
+imports more than the static table at import time: the request bridge, the history walk and the
+trade parser (and ccxt) load when a broker first authenticates or syncs.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokersync import (
     Account,
     AuthResult,
-    BrokerContext,
     BrokerMetadata,
     ConfigurationError,
     Credentials,
@@ -21,11 +25,10 @@ from brokersync import (
     hookimpl,
 )
 
-from brokersync_ccxt._errors import translate
-from brokersync_ccxt._exchange import build_exchange, check_response
-from brokersync_ccxt._history import DAY_MS, UNBOUNDED_DAYS, UNTYPED, MarketState, walk
-from brokersync_ccxt._metadata import limits_for, metadata_for
-from brokersync_ccxt._parse import to_execution
+from brokersync_ccxt._metadata import UNBOUNDED_DAYS, limits_for, metadata_for
+
+if TYPE_CHECKING:
+    from brokersync import BrokerContext
 
 __all__ = ["CcxtExchangeBroker"]
 
@@ -33,6 +36,9 @@ _CURSOR_VERSION = 1
 #: Where time-windowed walks start when the exchange publishes no history depth (before any fill).
 DEFAULT_HISTORY_START = dt.datetime(2017, 1, 1, tzinfo=dt.UTC)
 _DISCOVERY = ("balance", "deposits", "withdrawals", "ledger")
+DAY_MS = 86_400_000
+#: The hooks this class implements: all that pluggy needs to look at when it registers a broker.
+_HOOKS = ("authenticate", "broker_metadata", "get_accounts", "get_trades", "validate_response")
 
 
 def _ms(value: dt.datetime) -> int:
@@ -65,6 +71,11 @@ class CcxtExchangeBroker:
     def __repr__(self) -> str:
         return f"CcxtExchangeBroker({self.exchange_id!r})"
 
+    def __dir__(self) -> list[str]:
+        # pluggy inspects every name dir() returns when it registers a plugin; listing ~95 brokers
+        # registers ~95 of these, so show it the hooks only (the helpers are private anyway).
+        return list(_HOOKS)
+
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
         """Return the exchange's metadata (static: no ccxt import)."""
@@ -73,9 +84,13 @@ class CcxtExchangeBroker:
     # -- hooks that talk to the exchange -------------------------------------------------------
 
     def _exchange(self, ctx: BrokerContext, credentials: Mapping[str, str]) -> Any:
+        from brokersync_ccxt._exchange import build_exchange
+
         return build_exchange(ctx, self.exchange_id, credentials)
 
     async def _call(self, ctx: BrokerContext, coro: Any) -> Any:
+        from brokersync_ccxt._errors import translate
+
         try:
             return await coro
         except Exception as exc:
@@ -97,6 +112,8 @@ class CcxtExchangeBroker:
     @hookimpl
     def validate_response(self, ctx: BrokerContext, response: Any) -> None:
         """Ccxt's own error handling on every answer (error statuses included)."""
+        from brokersync_ccxt._exchange import check_response
+
         check_response(ctx, response)
 
     @hookimpl
@@ -115,6 +132,8 @@ class CcxtExchangeBroker:
         cursor: str | None,
     ) -> AsyncIterator[TradePage]:
         """Every fill of every searched market as executions, one page per exchange page."""
+        from brokersync_ccxt._history import UNTYPED, MarketState, walk
+
         credentials = dict(auth.state.get("credentials") or {})
         exchange = self._exchange(ctx, credentials)
         state = _load_cursor(cursor, ctx.broker)
@@ -191,6 +210,8 @@ class CcxtExchangeBroker:
     def _executions(
         self, ctx: BrokerContext, exchange: Any, account: Account, trades: list[dict[str, Any]]
     ) -> list[Execution | Mapping[str, Any]]:
+        from brokersync_ccxt._parse import to_execution
+
         out: list[Execution | Mapping[str, Any]] = []
         for trade in trades:
             info = trade.get("info") or {}
