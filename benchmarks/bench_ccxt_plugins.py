@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+
+def _run(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system of the child) and stdout of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
 
 
 def main() -> None:
@@ -24,26 +36,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     exe = shutil.which("brokersync") or "brokersync"
-    times = []
-    baseline = []
+    times, cpus, baseline, base_cpus = [], [], [], []
+    stdout = ""
     for _ in range(args.runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True)
-        baseline.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, check=True)
-        times.append(time.perf_counter() - started)
-    listed = json.loads(out.stdout)
+        wall, cpu, _ = _run([sys.executable, "-c", "pass"])
+        baseline.append(wall)
+        base_cpus.append(cpu)
+        wall, cpu, stdout = _run([exe, "plugins", "--json"])
+        times.append(wall)
+        cpus.append(cpu)
+    listed = json.loads(stdout)
     probe = "import sys, brokersync; brokersync.list_brokers(); print('ccxt' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     median = statistics.median(times)
     base = statistics.median(baseline)
-    print("| runs | `python -c pass` s | listing s | min s | max s | vs pass | ccxt imported | under 0.5 s |")
-    print("|---|---|---|---|---|---|---|---|")
+    cpu, base_cpu = statistics.median(cpus), statistics.median(base_cpus)
+    print("| runs | `pass` wall s | listing wall s (min-max) | vs pass | `pass` CPU s | listing CPU s | vs pass |")
+    print("|---|---|---|---|---|---|---|")
     print(
-        f"| {args.runs} | {base:.3f} | {median:.3f} | {min(times):.3f} | {max(times):.3f} | {median / base:.1f}x "
-        f"| {imported} | {median < 0.5} |"
+        f"| {args.runs} | {base:.3f} | {median:.3f} ({min(times):.3f}-{max(times):.3f}) | {median / base:.1f}x "
+        f"| {base_cpu:.3f} | {cpu:.3f} | {cpu / base_cpu:.1f}x |"
     )
+    print(f"ccxt imported: {imported}; wall median under 0.5 s: {median < 0.5}")
     print(f"brokers listed: {sum(len(d.get('brokers', [])) for d in listed)} from {len(listed)} distributions")
 
 
