@@ -25,7 +25,7 @@ def test_listing_brokers_does_not_import_ccxt() -> None:
 def test_each_exchange_is_a_broker_with_its_own_credentials_and_limits() -> None:
     okx = brokersync.get_registry().metadata("okx")
     assert [f.name for f in okx.credential_fields] == ["api_key", "secret", "password"]
-    assert okx.secret_fields == {"secret", "password"}
+    assert okx.secret_fields == {"api_key", "secret", "password"}
     assert okx.capabilities.max_history_days == 90
     assert brokersync.get_registry().metadata("binance").environments["sandbox"].startswith("https://testnet")
     assert "window 1 days" in brokersync.get_registry().metadata("binance").description

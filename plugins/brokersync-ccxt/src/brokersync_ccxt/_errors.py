@@ -8,7 +8,9 @@ ccxt's tree (``ccxt.base.errors``) is mapped by what the core must do next:
 * ``RequestTimeout`` -> :class:`BrokerTimeoutError`; ``ExchangeNotAvailable``/``OnMaintenance`` and other
   ``NetworkError`` -> :class:`BrokerServerError` for a 5xx answer, else :class:`BrokerNetworkError` (retried)
 * ``BadSymbol``, ``NotSupported``, ``ArgumentsRequired`` -> :class:`PluginError` naming the exchange
-* any other ccxt error -> :class:`BrokerApiError`
+* any other ccxt error -> :class:`BrokerApiError`, except that a generic ``ExchangeError``/``BadRequest``
+  (what ccxt raises for answers it cannot classify) follows the HTTP status: 401 -> auth, 429 -> rate
+  limit, 5xx -> server error; and a generic error saying "invalid signature/key" is an auth error
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ __all__ = ["NonceRejected", "retry_after_seconds", "translate"]
 
 class NonceRejected(BrokerApiError):
     """The exchange refused the request's nonce or timestamp: sign it again rather than resend it."""
+
+
+#: Messages of rejected keys or signatures that some exchanges' ccxt classes leave as a generic error.
+_AUTH_HINTS = ("invalid signature", "invalid key", "invalid api key", "api key is invalid", "invalid sign")
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -77,6 +83,15 @@ def translate(
     common: dict[str, Any] = {"broker": broker, "connection_id": connection_id, "status_code": status}
     what = f"exchange {broker!r}: {type(exc).__name__}: {_short(exc)}"
     retry_after = retry_after_seconds(headers)
+    # ccxt raises its generic classes for answers it cannot classify (e.g. a proxy's 429 or 503 page
+    # with an "error" field reaches an exchange's own error handler first): the HTTP status decides.
+    generic = type(exc) in (ce.ExchangeError, ce.BadRequest, ce.BadResponse, ce.NullResponse)
+    if generic and status == 429:
+        return BrokerRateLimitError(what, retry_after=retry_after, **common)
+    if generic and status is not None and status >= 500:
+        return BrokerServerError(what, retry_after=retry_after, **common)
+    if generic and (status == 401 or any(hint in str(exc).lower() for hint in _AUTH_HINTS)):
+        return BrokerAuthError(what, **common)  # e.g. Kraken's "EAPI:Invalid signature" (a wrong secret)
     if isinstance(exc, ce.AuthenticationError):
         return BrokerAuthError(what, **common)
     if isinstance(exc, ce.RateLimitExceeded | ce.DDoSProtection):

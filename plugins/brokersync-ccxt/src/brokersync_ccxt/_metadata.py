@@ -25,7 +25,8 @@ CREDENTIAL_NAMES = {
     "token": "token",
     "accountId": "account_id",
 }
-_SECRET = {"secret", "password", "twofa", "privateKey", "token"}
+#: The API key too: it is not enough to sign, but it names the account and should not reach logs.
+_SECRET = {"apiKey", "secret", "password", "twofa", "privateKey", "token"}
 _LABELS = {
     "apiKey": ("API key", "A read-only API key (no trading, no withdrawal permission is needed)."),
     "secret": ("API secret", "The secret of the API key."),

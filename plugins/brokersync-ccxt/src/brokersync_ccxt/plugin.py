@@ -118,8 +118,16 @@ class CcxtExchangeBroker:
 
     @hookimpl
     async def get_accounts(self, ctx: BrokerContext, auth: AuthResult) -> list[Account]:
-        """One account per API key: the exchange account it signs for."""
+        """One account per API key: the exchange account it signs for (its balance is read to prove the key).
+
+        The balance is kept for symbol discovery in the same run, so a sync that starts here (with a
+        stored key, without ``authenticate``) costs no extra request.
+        """
         meta = metadata_for(self.exchange_id)
+        exchange = self._exchange(ctx, dict(auth.state.get("credentials") or {}))
+        if exchange.has.get("fetchBalance"):
+            await self._call(ctx, exchange.load_markets())
+            ctx.cache["brokersync_ccxt.balance"] = await self._call(ctx, exchange.fetch_balance())
         return [Account(id=self.exchange_id, name=meta.name, type="crypto")]
 
     @hookimpl
