@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -58,6 +59,8 @@ def main() -> None:
         f"| {base_cpu:.3f} | {cpu:.3f} | {cpu / base_cpu:.1f}x |"
     )
     print(f"ccxt imported: {imported}; wall median under 0.5 s: {median < 0.5}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: modules without a .pyc are compiled on every start (run compileall)")
     print(f"brokers listed: {sum(len(d.get('brokers', [])) for d in listed)} from {len(listed)} distributions")
 
 
