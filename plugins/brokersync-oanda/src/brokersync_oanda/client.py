@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
 from brokersync import (
     BrokerApiError,
     BrokerAuthError,
@@ -23,6 +23,9 @@ from brokersync import (
     BrokerServerError,
     ConfigurationError,
 )
+
+if TYPE_CHECKING:
+    import httpx  # only for annotations: discovering the plugin must not load it
 
 __all__ = ["MAX_COUNT", "MAX_ID_RANGE", "OandaClient"]
 
@@ -88,7 +91,7 @@ class OandaClient:
                 f"OANDA account {account.group(1)!r} is not available to this token (HTTP 403: {_reason(exc)}); "
                 "check the account id, and that token and environment belong to that account"
             )
-        host = httpx.URL(self.ctx.base_url).host
+        host = urlsplit(self.ctx.base_url).hostname or self.ctx.base_url
         return BrokerAuthError(
             f"OANDA rejected the access token (HTTP {exc.status_code}: {_reason(exc)}). It is wrong or revoked, "
             f"or it is a token for the other environment: this connection uses {self.ctx.environment!r} ({host}); "
