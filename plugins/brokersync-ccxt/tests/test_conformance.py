@@ -11,7 +11,6 @@ from types import MappingProxyType as frozen
 from typing import Any
 
 import httpx
-import pytest
 from brokersync.testing import BrokerConformance
 from fakes import NOW_MS, FakeBinance, FakeBybit, FakeCoinbase, FakeKraken, FakeOkx
 
