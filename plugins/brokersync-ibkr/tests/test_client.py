@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import brokersync
@@ -223,8 +224,11 @@ def test_pages_and_the_cursor(fake: FakeFlex, make_broker: Make) -> None:
             ]
 
     [page] = run(pages())
-    assert page.cursor == "period_end=2024-03-29;last_transaction=5005"
-    assert len(page.executions) == 16 and len(page.cancellations) == 1
+    assert page.cursor is None  # CursorKind.NONE: nothing resumes from a cursor
+    # 16 execution rows, one a TradeCorrect of 5003: reported once, with the corrected price
+    ids = [e.broker_execution_id for e in page.executions]
+    assert len(ids) == len(set(ids)) == 15 and len(page.cancellations) == 1
+    assert next(e.price for e in page.executions if e.broker_execution_id == "5003") == Decimal("401.50")
 
 
 def test_a_hostile_statement_from_the_service_is_refused(fake: FakeFlex, make_broker: Make) -> None:

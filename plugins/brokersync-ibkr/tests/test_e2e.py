@@ -1,10 +1,7 @@
 """End to end: BrokerSync (real SQLite) and the CLI (real subprocesses) against the fake Flex service.
 
-Until the core stores executions and pairs them (issue 12, being built), the engine keeps a
-connection's accounts and ignores ``TradePage.executions``; these tests assert what it does today
-and, for round trips, what the plugin hands it (see test_parse for the FIFO and P&L checks). When
-pairing lands, add: stored round trips == flexgen.fifo(live_fills(...)); open positions empty; the
-cancellation tombstoned; a re-sync imports 0.
+The core pairs the plugin's executions FIFO; the ground truth is an independent FIFO of the table's
+live fills (``flexgen.fifo(live_fills(...))``), computed in the test.
 """
 
 from __future__ import annotations
@@ -15,11 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from brokersync import BrokerAuthError, BrokerSync, Resilience
+from brokersync import BrokerAuthError, BrokerSync, Direction, Resilience, StoredPosition, StoredTrade
 from fake_flex import FakeFlex
+from flexgen import fifo, live_fills, scenario
 from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
 
 EXE = str(Path(sys.executable).parent / "brokersync")
@@ -32,6 +32,7 @@ def engine(tmp_path: Path, fake: FakeFlex, vt: VirtualTime) -> BrokerSync:
         resilience=Resilience(clock=vt.clock, sleep=vt.sleep),
         transports={"ibkr": fake.transport()},
         clock=lambda: dt.datetime.fromtimestamp(vt.now, dt.UTC),
+        monotonic=vt.clock,
         sleep=vt.sleep,
     )
 
@@ -55,13 +56,62 @@ def test_connect_and_sync_through_the_engine(tmp_path: Path, fake: FakeFlex, vt:
     assert fake.served == 3 and per_sync == 1 + fake.polls + 1
     assert fake.throttled == 0  # the declared 1/s and 10/min hold on the shared virtual clock
     assert first.accounts == 2  # type: ignore[attr-defined]
-    # Today the engine refuses ExecutionCancellation (it knows TradeCancellation only): the one
-    # cancellation of the statement is reported as an invalid record. When pairing lands, expect
-    # status "succeeded" and the tombstone instead.
-    assert first.status.value == "partial" and first.error_count == 1  # type: ignore[attr-defined]
-    assert "ExecutionCancellation" in first.errors[0].reason  # type: ignore[attr-defined]
-    assert first.imported == 0 and second.imported == 0  # type: ignore[attr-defined]
-    assert all(TOKEN not in json.dumps(e.reason) for e in first.errors)  # type: ignore[attr-defined]
+    assert first.status.value == "succeeded" and first.error_count == 0  # type: ignore[attr-defined]
+    assert first.imported == len(TRUTH[0]) and second.imported == 0  # type: ignore[attr-defined]
+
+
+FILLS, ACCOUNTS = scenario()
+TRUTH = fifo(live_fills(FILLS))
+
+
+def test_stored_round_trips_and_positions_equal_an_independent_fifo(
+    tmp_path: Path, fake: FakeFlex, vt: VirtualTime
+) -> None:
+    async def main() -> tuple[list[StoredTrade], list[StoredTrade], list[StoredPosition]]:
+        async with engine(tmp_path, fake, vt) as bs:
+            connected = await bs.connect_broker("ann", "ibkr", CREDENTIALS)
+            await bs.sync_broker_trades(connected.connection_id, "ann")
+            trades = [t async for t in bs.iter_trades(connection_id=connected.connection_id)]
+            every = [t async for t in bs.iter_trades(connection_id=connected.connection_id, include_cancelled=True)]
+            return trades, every, await bs.positions(connection_id=connected.connection_id)
+
+    trades, every, positions = asyncio.run(main())
+    trips, per_close = TRUTH
+    direction = {Direction.LONG: 1, Direction.SHORT: -1}
+    stored = Counter(
+        (t.account_id, t.raw["instrument_key"], t.quantity, t.entry_price, t.exit_price, direction[t.direction])
+        for t in trades
+    )
+    want = Counter((r.account, f"id:{r.conid}", r.quantity, r.entry, r.exit, r.direction) for r in trips)
+    assert stored == want
+    gross: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for r in trips:
+        gross[(r.account, f"id:{r.conid}")] += r.gross
+    got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for t in trades:
+        got[(t.account_id, t.raw["instrument_key"])] += t.realized_pnl or Decimal(0)
+    assert got == gross
+    # the cancelled execution 5001 opens nothing and closes nothing
+    ids = {t.raw.get(k) for t in every for k in ("opening_execution_id", "closing_execution_id")}
+    assert "5001" not in ids and "5002" not in ids
+    # open positions: what the live fills leave, per account and contract
+    left: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for f in live_fills(FILLS):
+        left[(f.account, f.conid)] += f.quantity
+    assert {(p.account_id, p.instrument.instrument_id): p.quantity for p in positions} == {
+        k: v for k, v in left.items() if v
+    }
+    # IB's fifoPnlRealized (net of commissions) agrees once the stored fees are added back
+    ib = {
+        (f.account, f.orig_txid if f.transaction_type == "TradeCorrect" else f.txid): f.fifo_pnl
+        for f in FILLS
+        if f.fifo_pnl is not None and f.asset != "CASH"
+    }
+    assert ib and set(ib) <= {(a, txid) for a in ACCOUNTS for txid in per_close}
+    for (account, txid), pnl in ib.items():
+        closing = [t for t in trades if t.account_id == account and t.raw["closing_execution_id"] == txid]
+        ours = sum((t.realized_pnl or Decimal(0)) - t.fees for t in closing)
+        assert abs(pnl - ours) <= Decimal("0.01"), (account, txid)
 
 
 def test_an_expired_token_marks_the_connection_for_reauth(tmp_path: Path, fake: FakeFlex, vt: VirtualTime) -> None:
@@ -102,7 +152,7 @@ def test_cli_connect_and_sync_against_the_fake_on_loopback(env: dict[str, str], 
         synced = cli(env, "sync", data["connection_id"], "--json")
         assert synced.returncode == 0, synced.stderr
         [result] = json.loads(synced.stdout)
-        assert result["accounts"] == 2 and result["imported"] == 0
+        assert result["accounts"] == 2 and result["imported"] == len(TRUTH[0])
         assert TOKEN not in synced.stdout + synced.stderr + connected.stdout + connected.stderr
     assert [r.step for r in fake.requests] == ["SendRequest", "GetStatement"] * 2
     assert all(r.params["v"] == "3" for r in fake.requests)

@@ -13,27 +13,13 @@ from typing import Any
 
 import pytest
 from brokersync import BrokerSync, Vault
+from brokersync.testing import FakeClock
 from fake_v20 import PRACTICE_TOKEN, FakeV20, FakeV20Server, error
 from histories import FIFO, HEDGE, expected
 
 pytestmark = pytest.mark.anyio
 
 EXE = str(Path(sys.executable).parent / "brokersync")
-
-
-class Clock:
-    """The engine's clock; the injected sleep moves it (the rate limiter and retries wait on it)."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC)
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += dt.timedelta(seconds=max(0.0, seconds))
 
 
 def nine_round_trips(fake: FakeV20) -> None:
@@ -60,7 +46,7 @@ def fake_rows(fake: FakeV20) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 async def test_connect_sync_schedule_and_resync(tmp_path: Path, fake: FakeV20) -> None:
-    clock = Clock()
+    clock = FakeClock(dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC))
     sleeps = clock.sleeps
     url = f"sqlite+aiosqlite:///{tmp_path / 'oanda.db'}"
     async with BrokerSync(
@@ -68,6 +54,7 @@ async def test_connect_sync_schedule_and_resync(tmp_path: Path, fake: FakeV20) -
         encryption_keys=Vault.generate_key("k1"),
         transports={"oanda": fake.transport()},
         clock=clock,
+        monotonic=clock.monotonic,
         sleep=clock.sleep,
     ) as engine:
         await engine.upgrade_database()

@@ -244,9 +244,12 @@ async def get_trades(
     """Stream the account's executions and cancellations from every query's statement.
 
     ``since`` and ``cursor`` are not sent to IB: the query's own period decides what a statement
-    covers (overriding it is unreliable), and the core dedupes the overlap. The last page's cursor
-    records the end of the period covered and the last transaction id seen
-    (``period_end=YYYY-MM-DD;last_transaction=N``), for the audit trail.
+    covers (overriding it is unreliable), and the core dedupes the overlap. So no page has a cursor
+    (``CursorKind.NONE``: a cursor nothing can resume from would make the core fetch again forever);
+    the end of the period covered and the last transaction id seen are logged instead.
+
+    A ``TradeCorrect`` row reports the execution it corrects again, under the same id: within one
+    fetch each execution id appears once, with its last (corrected) values, in first-seen order.
     """
     from brokersync_ibkr.check import check_fifo_pnl
     from brokersync_ibkr.parse import FlexFormatError, RowError, StatementInfo, iter_statement
@@ -254,7 +257,7 @@ async def get_trades(
     ids, time_zone, max_wait = _settings(ctx, auth)
     period_end: dt.date | None = None
     last_transaction: int | None = None
-    executions: list[Execution] = []
+    executions: dict[str, Execution] = {}
     cancellations: list[ExecutionCancellation] = []
     checked: list[Execution] = []
     checked_cancels: list[ExecutionCancellation] = []
@@ -269,15 +272,12 @@ async def get_trades(
                         number = int(transaction)
                         last_transaction = number if last_transaction is None else max(last_transaction, number)
                 if isinstance(item, Execution):
-                    executions.append(item)
+                    executions[item.broker_execution_id] = item
                     if check:
                         checked.append(item)
                         if len(checked) > CHECK_LIMIT:
                             ctx.logger.info("P&L check skipped: more than {n} executions", n=CHECK_LIMIT)
                             check, checked = False, []
-                    if len(executions) >= PAGE_SIZE:
-                        yield TradePage(executions=executions)
-                        executions = []
                 elif isinstance(item, ExecutionCancellation):
                     cancellations.append(item)
                     checked_cancels.append(item)
@@ -289,9 +289,14 @@ async def get_trades(
             raise _unreadable(query_id, exc) from None
     for mismatch in check_fifo_pnl(checked, checked_cancels) if check else ():
         ctx.logger.warning("P&L check: {mismatch}", mismatch=str(mismatch))
-    marks = []
-    if period_end is not None:
-        marks.append(f"period_end={period_end.isoformat()}")
-    if last_transaction is not None:
-        marks.append(f"last_transaction={last_transaction}")
-    yield TradePage(executions=executions, cancellations=cancellations, cursor=";".join(marks) or None)
+    ctx.logger.info(
+        "IB statements of account {account}: period end {period_end}, last transaction {last_transaction}",
+        account=account.id,
+        period_end=period_end.isoformat() if period_end is not None else None,
+        last_transaction=last_transaction,
+    )
+    found = list(executions.values())
+    pages = [found[start : start + PAGE_SIZE] for start in range(0, len(found), PAGE_SIZE)] or [[]]
+    for page in pages[:-1]:
+        yield TradePage(executions=page)
+    yield TradePage(executions=pages[-1], cancellations=cancellations)
