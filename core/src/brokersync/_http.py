@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from brokersync._http_errors import HTTPX_ERRORS, map_response, map_transport_er
 from brokersync._log import get_logger
 from brokersync._metrics import RequestMetrics
 from brokersync._paging import PagingMixin
+from brokersync._redact import redact
 from brokersync._resend import apply_change
 from brokersync._retry import RetryContext, with_retry
 from brokersync.errors import (
@@ -48,6 +50,21 @@ ResponseValidator = Callable[[httpx.Response], Awaitable[None] | None]
 
 # Without a Retry-After, a 429 pauses the key for every process at least this long.
 _DEFAULT_PAUSE = 1.0
+
+
+class _RedactedRecords(logging.Filter):
+    """httpx logs every request's full URL at INFO on the stdlib ``httpx`` logger, and some brokers
+    take a secret in the query (IBKR Flex: ``?t=<token>``): mask secrets before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactedRecords) for f in _logger.filters):
+        _logger.addFilter(_RedactedRecords())
 
 
 class _SendSlot:

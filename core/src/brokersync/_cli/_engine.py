@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -174,15 +175,26 @@ def run(
         raise SystemExit(2) from None
 
 
+_HTTP_EXCHANGE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ answered \d{3}")
+
+
 def auth_message(exc: BaseException) -> str:
-    """What a user reads when a broker rejected credentials (instead of the HTTP exchange)."""
+    """What a user reads when a broker rejected credentials.
+
+    The core's own mapping of a 401/403 quotes the HTTP exchange: that is replaced by a plain
+    sentence. A plugin's own message (a captcha to solve, a token for the other environment, an
+    expired Flex token) says what to do and is kept, with the reconnect hint after it.
+    """
     broker = getattr(exc, "broker", None)
     status = getattr(exc, "status_code", None)
+    hint = "for an existing connection use `brokersync reconnect CONNECTION`"
+    text = str(exc).strip()
+    if text and not _HTTP_EXCHANGE.match(text):
+        return f"{text.rstrip('.')} ({hint})"
     return (
         f"the broker{f' {broker!r}' if broker else ''} rejected the credentials"
         f"{f' (HTTP {status})' if status else ''}. "
-        "Check the username, password or key and try again; for an existing connection use "
-        "`brokersync reconnect CONNECTION`"
+        f"Check the username, password or key and try again; {hint}"
     )
 
 
