@@ -19,7 +19,7 @@ import attrs
 
 from brokersync_sim._market import stable_int
 
-__all__ = ["BUSTED_FILL", "FillFeed", "LATE_FILL", "fills_account_id", "script"]
+__all__ = ["BUSTED_FILL", "LATE_FILL", "FillFeed", "fills_account_id", "script"]
 
 #: The fill the broker busts after the first complete listing (its script key).
 BUSTED_FILL = "A5"

@@ -246,14 +246,14 @@ class SimAPI:
         return result
 
     def fills_account(self, username: str) -> dict[str, Any] | None:
-        """The wire record of ``username``'s fills account (``None`` unless ``fills=True``)."""
+        """Return the wire record of ``username``'s fills account (``None`` unless ``fills=True``)."""
         if not self.fills:
             return None
         account_id = fills_account_id(f"{stable_int(self.seed, username):016X}"[:6])
         return {"id": account_id, "name": "Fills", "currency": "USD", "type": "fills"}
 
     def fill_feed(self, username: str, account_id: str) -> FillFeed:
-        """The fills account's feed (its script and what the broker published so far)."""
+        """Return the fills account's feed (its script and what the broker published so far)."""
         account = self.fills_account(username)
         if account is None or account["id"] != account_id:
             raise _Reject(404, "not_found", f"account {account_id!r} has no fills")
