@@ -13,7 +13,6 @@ import pytest
 from brokersync._cli import cli
 from click.testing import CliRunner
 
-
 # The sim's fills account, paired FIFO by hand from its script (brokersync_sim._fills): fill -> (qty).
 # A1 buy 100, A2 buy 50, A3 sell 120 (scale-out), A4 sell 60 (reversal), A5 buy 30; E1 sell 2, E2 sell 1,
 # E3 buy 1; M1 buy 10, M2 buy 15, M4 sell 15. Then a late M3 sell 10 (executed before M4) and a bust of A5.
