@@ -18,4 +18,4 @@ class TestSimConformance(BrokerConformance):
     invalid_credentials = WRONG
 
     def make_transport(self) -> httpx.AsyncBaseTransport:
-        return SimAPI(seed=1, accounts=2, trades_per_account=1500, malformed_rate=0).transport()
+        return SimAPI(seed=1, accounts=2, trades_per_account=1500, malformed_rate=0, fills=True).transport()

@@ -122,6 +122,67 @@ async def _trades_table(engine: BrokerSync, connection_id: str, count: int) -> A
     return table
 
 
+async def _round_trips(engine: BrokerSync, connection_id: str, account_id: str) -> dict[str, dict[str, Any]]:
+    """The account's round trips the core paired, by id (tombstoned ones too)."""
+    return {
+        t.broker_trade_id: {
+            "symbol": t.symbol,
+            "side": t.direction.value,
+            "quantity": str(t.quantity),
+            "entry": str(t.entry_price),
+            "exit": "" if t.exit_price is None else str(t.exit_price),
+            "pnl": "" if t.realized_pnl is None else str(t.realized_pnl),
+        }
+        async for t in engine.iter_trades(connection_id=connection_id, account_id=account_id, include_cancelled=True)
+    }
+
+
+async def _fills_report(
+    engine: BrokerSync, connection_id: str, account_id: str, first: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What pairing the fills account's executions gave: after the first sync and what the second changed."""
+    now = await _round_trips(engine, connection_id, account_id)
+    tombstones = await engine.list_cancellations(connection_id=connection_id, account_id=account_id)
+    positions = await engine.positions(connection_id=connection_id, account=account_id)
+    return {
+        "account": account_id,
+        "round_trips_first_sync": first,
+        "new_in_second_sync": sorted(set(now) - set(first)),
+        "re_paired_in_second_sync": {
+            k: {"quantity_before": first[k]["quantity"], "quantity_after": now[k]["quantity"]}
+            for k in sorted(set(now) & set(first))
+            if now[k] != first[k]
+        },
+        "tombstones": {c.broker_trade_id: c.reason for c in tombstones},
+        "open_positions": [
+            {"symbol": p.instrument.symbol, "quantity": str(p.quantity), "average_price": str(p.average_price)}
+            for p in positions
+        ],
+    }
+
+
+def _print_fills(console: Console, fills: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    first = fills["round_trips_first_sync"]
+    table = Table(title=f"Executions paired into round trips (FIFO) in {fills['account']}", title_justify="left")
+    for column in ("round trip", "symbol", "side", "qty", "entry", "exit", "P&L"):
+        table.add_column(column)
+    for key, t in first.items():
+        table.add_row(key, t["symbol"], t["side"], t["quantity"], t["entry"], t["exit"], t["pnl"])
+    console.print(table)
+    opened = ", ".join(f"{p['symbol']} {p['quantity']} @ {p['average_price']}" for p in fills["open_positions"])
+    console.print(f"Second sync - open positions: {opened or 'none'}")
+    for key, change in fills["re_paired_in_second_sync"].items():
+        console.print(
+            f"Late fill re-paired: {key} updated, qty {change['quantity_before']} -> {change['quantity_after']}"
+        )
+    for key in fills["new_in_second_sync"]:
+        console.print(f"Late fill paired: new round trip {key}")
+    for key, reason in fills["tombstones"].items():
+        console.print(f"Tombstone: {key} ({reason})")
+
+
 @click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's database here.")
 @click.option("--trades", type=click.IntRange(min=1), default=30_000, show_default=True, help="Trades at the broker.")
@@ -162,6 +223,7 @@ def demo(
         malformed_rate=0.0005 if fault_rate else 0.0,
         cancel_rate=0.001,
         latency=latency,
+        fills=True,
     )
     console = None
     if not as_json:
@@ -187,10 +249,13 @@ def demo(
                     f"({', '.join(a.id for a in connected.accounts)}), {total} trades, "
                     f"faults on {fault_rate:.0%} of requests.\n"
                 )
+            fills_account = next(a.id for a in connected.accounts if a.type == "fills")
             first = await _sync(engine, connected.connection_id, total, "first sync ", console)
+            paired_first = await _round_trips(engine, connected.connection_id, fills_account)
             second = await _sync(engine, connected.connection_id, total, "second sync", console)
             stored = await engine.count_trades(connection_id=connected.connection_id, include_cancelled=True)
             cancelled = stored - await engine.count_trades(connection_id=connected.connection_id)
+            fills = await _fills_report(engine, connected.connection_id, fills_account, paired_first)
             if console is not None:
                 console.print()
                 console.print(_summary_table(first, second))
@@ -202,6 +267,7 @@ def demo(
                     f"{second.cancelled} trades it cancelled (kept for audit, left out of listings).\n"
                 )
                 console.print(await _trades_table(engine, connected.connection_id, 5))
+                _print_fills(console, fills)
             return {
                 "data_dir": str(directory),
                 "connection_id": connected.connection_id,
@@ -214,6 +280,7 @@ def demo(
                 "faults_injected": dict(api.stats.faults),
                 "token_renewals": api.stats.renewals,
                 "broker_requests": api.stats.requests,
+                "fills": fills,
             }
 
     from brokersync.errors import BrokerSyncError

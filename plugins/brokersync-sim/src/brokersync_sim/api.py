@@ -8,6 +8,11 @@ Serve it in-process with :meth:`SimAPI.transport` (an ``httpx.MockTransport``; t
     POST /auth/renew            {"refresh_token"} -> a new access token (same shape)
     GET  /accounts              -> {"accounts": [{"id", "name", "currency", "type"}]}
     GET  /accounts/{id}/trades  ?cursor=&since=&limit= -> {"trades": [...], "next_cursor", "has_more"}
+    GET  /accounts/{id}/fills   ?cursor=&since=&limit= -> {"fills": [...], "next_cursor", "has_more"}
+
+With ``fills=True`` each user also has one account that reports executions (``"type": "fills"``,
+id ending in ``-FILLS``; see :mod:`brokersync_sim._fills`): partial fills, a scale-out, a reversal,
+a scale-in and open positions; after its first complete listing a late fill and a bust arrive.
 
 Everything but ``/auth/*`` needs ``Authorization: Bearer <access_token>``. Trades are a change feed:
 each page lists trades in the order they last changed, and ``next_cursor`` resumes after the
@@ -46,6 +51,7 @@ from urllib.parse import parse_qs
 import attrs
 import httpx
 
+from brokersync_sim._fills import FillFeed, fills_account_id
 from brokersync_sim._market import ACCOUNT_KINDS, SimAccount, stable_int, wire_trade
 from brokersync_sim.plugin import APP_LIMIT, SIM_BASE_URL, USER_LIMIT
 
@@ -139,6 +145,7 @@ class SimAPI:
         base_url: The URL the API answers on.
         clock: The current tz-aware UTC time (injected in tests).
         sleep: Awaitable sleep used for ``latency`` (injected in tests).
+        fills: Give each user one more account that reports executions (fills) instead of trades.
     """
 
     def __init__(
@@ -165,6 +172,7 @@ class SimAPI:
         base_url: str = SIM_BASE_URL,
         clock: Callable[[], dt.datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        fills: bool = False,
     ) -> None:
         kinds = tuple(fault_kinds)
         unknown = sorted(set(kinds) - set(FAULT_KINDS))
@@ -203,12 +211,14 @@ class SimAPI:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.sleep = sleep
+        self.fills = fills
         self.stats = SimStats()
         self._prefix = httpx.URL(self.base_url).path.rstrip("/")
         self._fault_rng = random.Random(seed)  # noqa: S311 - simulated faults, not cryptography
         self._tokens: dict[str, _Token] = {}
         self._refresh: dict[str, str] = {}
         self._feeds: dict[tuple[str, str], _Feed] = {}
+        self._fill_feeds: dict[tuple[str, str], FillFeed] = {}
         self._windows: dict[str, collections.deque[float]] = {}
 
     # -- the data ------------------------------------------------------------------------------
@@ -234,6 +244,23 @@ class SimAPI:
                 )
             )
         return result
+
+    def fills_account(self, username: str) -> dict[str, Any] | None:
+        """Return the wire record of ``username``'s fills account (``None`` unless ``fills=True``)."""
+        if not self.fills:
+            return None
+        account_id = fills_account_id(f"{stable_int(self.seed, username):016X}"[:6])
+        return {"id": account_id, "name": "Fills", "currency": "USD", "type": "fills"}
+
+    def fill_feed(self, username: str, account_id: str) -> FillFeed:
+        """Return the fills account's feed (its script and what the broker published so far)."""
+        account = self.fills_account(username)
+        if account is None or account["id"] != account_id:
+            raise _Reject(404, "not_found", f"account {account_id!r} has no fills")
+        key = (username, account_id)
+        if key not in self._fill_feeds:
+            self._fill_feeds[key] = FillFeed.new(account_id, self.seed, self.history_end)
+        return self._fill_feeds[key]
 
     def end_sessions(self, username: str) -> int:
         """Expire every access token of ``username`` now, as a broker ending sessions does.
@@ -364,6 +391,8 @@ class SimAPI:
             return "GET /accounts", {}
         if len(parts) == 3 and parts[0] == "accounts" and parts[2] == "trades" and method == "GET":
             return "GET /accounts/{id}/trades", {"account_id": parts[1]}
+        if len(parts) == 3 and parts[0] == "accounts" and parts[2] == "fills" and method == "GET":
+            return "GET /accounts/{id}/fills", {"account_id": parts[1]}
         raise _Reject(404, "not_found", f"no route {method} {path}")
 
     def _count(self, key: str, limit: tuple[int, float], now: float) -> bool:
@@ -424,7 +453,10 @@ class SimAPI:
             return self._renew(_json(request))
         username = self._authorize(request)
         if route == "GET /accounts":
-            return {"accounts": [a.wire() for a in self.user_accounts(username)]}
+            fills = self.fills_account(username)
+            return {"accounts": [a.wire() for a in self.user_accounts(username)] + ([fills] if fills else [])}
+        if route == "GET /accounts/{id}/fills":
+            return self._fills(username, params["account_id"], request)
         return self._trades(username, params["account_id"], request)
 
     def _issue(self, username: str, refresh_token: str) -> dict[str, Any]:
@@ -499,6 +531,31 @@ class SimAPI:
         if not has_more:
             self._correct(username, feed)
         return {"trades": records, "next_cursor": _encode_cursor(position), "has_more": has_more}
+
+    def _fills(self, username: str, account_id: str, request: httpx.Request) -> dict[str, Any]:
+        query = {k: v[-1] for k, v in parse_qs(request.url.query.decode()).items()}
+        feed = self.fill_feed(username, account_id)
+        try:
+            limit = int(query.get("limit", self.page_size))
+            position = _decode_cursor(query["cursor"]) if query.get("cursor") else 0
+            since = dt.datetime.fromisoformat(query["since"].replace("Z", "+00:00")) if query.get("since") else None
+        except ValueError as exc:
+            raise _Reject(400, "bad_request", f"invalid query: {exc}") from None
+        if not 1 <= limit <= _MAX_PAGE or position > len(feed.order) or (since is not None and since.tzinfo is None):
+            raise _Reject(400, "bad_request", "limit must be 1..1000, cursor from this API, since tz-aware")
+        records: list[dict[str, Any]] = []
+        while position < len(feed.order) and len(records) < limit:
+            fill = feed.order[position]
+            position += 1
+            if fill is None:
+                continue
+            if since is not None and dt.datetime.fromisoformat(fill["updatedAt"].replace("Z", "+00:00")) < since:
+                continue
+            records.append(dict(fill))
+        has_more = position < len(feed.order)
+        if not has_more:
+            feed.publish_round(self.clock())
+        return {"fills": records, "next_cursor": _encode_cursor(position), "has_more": has_more}
 
 
 def _mark_cancelled(record: dict[str, Any], when: dt.datetime) -> dict[str, Any]:

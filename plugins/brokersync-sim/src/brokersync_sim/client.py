@@ -65,7 +65,7 @@ class SimClient:
             raise BrokerApiError("broker 'sim': GET /accounts did not return an 'accounts' list")
         return accounts
 
-    async def trade_pages(
+    def trade_pages(
         self,
         auth: AuthResult,
         account_id: str,
@@ -74,18 +74,34 @@ class SimClient:
         cursor: str | None = None,
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         """Yield ``(records, next_cursor)`` for each page of the account's trade feed until the end."""
+        return self._pages("trades", account_id, since=since, cursor=cursor)
+
+    def fill_pages(
+        self,
+        auth: AuthResult,
+        account_id: str,
+        *,
+        since: dt.datetime | None = None,
+        cursor: str | None = None,
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Yield ``(fills, next_cursor)`` for each page of a fills account's execution feed until the end."""
+        return self._pages("fills", account_id, since=since, cursor=cursor)
+
+    async def _pages(
+        self, kind: str, account_id: str, *, since: dt.datetime | None, cursor: str | None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         params: dict[str, Any] = {"limit": int(self.ctx.options.get("page_size", 1000))}
         if cursor is not None:
             params["cursor"] = cursor
         elif since is not None:
             params["since"] = since.astimezone(dt.UTC).isoformat()
         while True:
-            body = await self._get(f"accounts/{account_id}/trades", params)
-            if not isinstance(body, dict) or not isinstance(body.get("trades"), list) or not body.get("next_cursor"):
+            body = await self._get(f"accounts/{account_id}/{kind}", params)
+            if not isinstance(body, dict) or not isinstance(body.get(kind), list) or not body.get("next_cursor"):
                 raise BrokerApiError(
-                    f"broker 'sim': trades page for account {account_id!r} lacks 'trades' or 'next_cursor'"
+                    f"broker 'sim': {kind} page for account {account_id!r} lacks '{kind}' or 'next_cursor'"
                 )
-            yield body["trades"], body["next_cursor"]
+            yield body[kind], body["next_cursor"]
             if not body.get("has_more"):
                 return
             params = {"limit": params["limit"], "cursor": body["next_cursor"]}

@@ -32,6 +32,7 @@ from brokersync import (
     Credentials,
     CursorKind,
     RateLimit,
+    Reports,
     RetryPolicy,
     TokenAuth,
     TradePage,
@@ -51,6 +52,8 @@ __all__ = [
     "get_trades",
     "refresh_token",
     "to_cancellation",
+    "to_execution",
+    "to_execution_cancellation",
     "to_record",
 ]
 
@@ -73,7 +76,16 @@ METADATA = BrokerMetadata(
     ),
     environments={"sim": SIM_BASE_URL, "local": LOCAL_BASE_URL},
     default_environment="sim",
-    capabilities=Capabilities(refresh_token=True, historical=True, max_history_days=None, cursor=CursorKind.OPAQUE),
+    # Capabilities are per broker and the core pairs only a broker that reports EXECUTIONS; its
+    # round-trip accounts' trades are stored as reported all the same, and the fills account's
+    # executions are paired by the core (``Reports.BOTH`` would store them unpaired).
+    capabilities=Capabilities(
+        refresh_token=True,
+        historical=True,
+        max_history_days=None,
+        cursor=CursorKind.OPAQUE,
+        reports=Reports.EXECUTIONS,
+    ),
     rate_limits=(
         RateLimit(max_requests=USER_LIMIT[0], window_seconds=USER_LIMIT[1], scope="account"),
         RateLimit(max_requests=APP_LIMIT[0], window_seconds=APP_LIMIT[1], scope="broker"),
@@ -126,7 +138,16 @@ async def get_trades(
     With a ``cursor`` only the trades that changed since then arrive (corrections included); without
     one, ``since`` limits the listing to trades changed at or after that time. A trade the broker
     cancelled (busted) arrives as itself (kept for audit) plus a cancellation in the same page.
+    A fills account (``type == "fills"``) reports executions instead, busts likewise.
     """
+    if account.type == "fills":
+        async for fills, next_cursor in SimClient(ctx).fill_pages(auth, account.id, since=since, cursor=cursor):
+            yield TradePage(
+                executions=[to_execution(f) for f in fills],
+                cursor=next_cursor,
+                cancellations=[to_execution_cancellation(f) for f in fills if f.get("status") == "CANCELLED"],
+            )
+        return
     async for records, next_cursor in SimClient(ctx).trade_pages(auth, account.id, since=since, cursor=cursor):
         yield TradePage(
             records=[to_record(r) for r in records],
@@ -152,6 +173,39 @@ def to_record(wire: Mapping[str, Any]) -> dict[str, Any]:
         "fees": wire.get("commission"),
         "currency": wire.get("currency"),
         "raw": dict(wire),
+    }
+
+
+def to_execution(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """One sim API fill as a mapping with :class:`brokersync.Execution`'s field names (not validated)."""
+    return {
+        "broker_execution_id": wire.get("id"),
+        "account_id": wire.get("account"),
+        "instrument": {
+            "symbol": wire.get("symbol"),
+            "instrument_id": wire.get("instrumentId"),
+            "asset_class": wire.get("assetClass"),
+            "currency": wire.get("currency"),
+            "multiplier": wire.get("multiplier"),
+        },
+        "side": {"BUY": "buy", "SELL": "sell"}.get(side, side) if isinstance(side := wire.get("side"), str) else side,
+        "quantity": wire.get("quantity"),
+        "price": wire.get("price"),
+        "executed_at": wire.get("executedAt"),
+        "fees": wire.get("commission"),
+        "order_id": wire.get("orderId"),
+        "raw": dict(wire),
+    }
+
+
+def to_execution_cancellation(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a busted sim API fill to :class:`brokersync.ExecutionCancellation`'s field names (not validated)."""
+    return {
+        "broker_execution_id": wire.get("id"),
+        "account_id": wire.get("account"),
+        "cancelled_at": wire.get("cancelledAt"),
+        "reason": wire.get("cancelReason"),
+        "raw": {k: wire.get(k) for k in ("id", "account", "status", "cancelledAt", "cancelReason")},
     }
 
 
