@@ -19,6 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # the fakes and helpers beside t
 
 from fakes import NOW_MS
 
+# Every plugin's tests have a conftest.py: the test modules import this one's helpers under a name
+# of its own, so the whole suite (all plugins at once, importlib mode) finds the right one.
+sys.modules.setdefault("ccxt_conftest", sys.modules[__name__])
+
 pytestmark = pytest.mark.anyio
 
 NOW = dt.datetime.fromtimestamp(NOW_MS / 1000, dt.UTC)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import brokersync
 import pytest
-from conftest import collect
+from ccxt_conftest import collect
 from fakes import FakeBinance, reply
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import brokersync
 import pytest
-from conftest import collect
+from ccxt_conftest import collect
 from fakes import DAY_MS, NOW_MS, FakeBybit, reply
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ async def test_too_many_visits_backs_off_and_loses_nothing(open_broker, vtime) -
 
 
 async def test_two_connections_of_one_key_share_its_budget(vtime) -> None:
-    from conftest import budget_waits
+    from ccxt_conftest import budget_waits
 
     units = 1200  # one sync costs about 1090 of ccxt's cost units: one fits in a window, two do not
     alone = await budget_waits(vtime, "bybit", [(FakeBybit().transport(), CREDS)], units)

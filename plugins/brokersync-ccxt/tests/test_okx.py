@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import brokersync
 import pytest
-from conftest import budget_waits, collect
+from ccxt_conftest import budget_waits, collect
 from fakes import DAY_MS, NOW_MS, FakeOkx, reply
 
 pytestmark = pytest.mark.anyio
