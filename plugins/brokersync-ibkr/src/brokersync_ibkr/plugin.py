@@ -39,6 +39,7 @@ from brokersync import (
     TradePage,
     hookimpl,
 )
+from brokersync.files import FileFormat
 from brokersync.parsing import zone
 
 # Discovery imports this module for the metadata only: the client, the parser and httpx load with
@@ -300,3 +301,11 @@ async def get_trades(
     for page in pages[:-1]:
         yield TradePage(executions=page)
     yield TradePage(executions=pages[-1], cancellations=cancellations)
+
+
+@hookimpl
+def file_formats() -> list[FileFormat]:
+    """Return the export files ``brokersync import`` reads for this broker."""
+    from brokersync_ibkr.formats import ACTIVITY_CSV, FLEX_XML
+
+    return [FLEX_XML, ACTIVITY_CSV]

@@ -37,6 +37,7 @@ from brokersync import (
     TradePage,
     hookimpl,
 )
+from brokersync.files import FileFormat
 
 from brokersync_tradovate.parse import Cursor, build_page
 
@@ -211,3 +212,11 @@ def validate_response(ctx: BrokerContext, response: Any) -> None:
             status_code=423,
             retry_after=WARNING_PAUSE_SECONDS,
         )
+
+
+@hookimpl
+def file_formats() -> list[FileFormat]:
+    """Return the export files ``brokersync import`` reads for this broker."""
+    from brokersync_tradovate.formats import ORDERS_CSV, PERFORMANCE_CSV, POSITION_HISTORY_CSV
+
+    return [POSITION_HISTORY_CSV, PERFORMANCE_CSV, ORDERS_CSV]
