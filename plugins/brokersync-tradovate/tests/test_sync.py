@@ -104,3 +104,26 @@ async def test_faults_cost_nothing_and_an_expired_session_is_renewed_not_relogge
         await engine.sync_broker_trades(connected.connection_id, "u1")
         assert (fake.logins, fake.renewals) == (1, 1)
     assert {"503", "500", "timeout", "penalty"} & set(fake.faults)
+
+
+async def test_a_position_history_export_converges_with_the_api_and_keeps_its_fees(tmp_path, fake):
+    from test_files import position_history
+
+    export = tmp_path / "Position History.csv"
+    export.write_text(position_history(fake, "America/Chicago", bom=True), encoding="utf-8")
+    truth = expected_trades(fake)
+    async with await _engine(tmp_path, fake) as engine:
+        connected = await engine.connect_broker("u1", "tradovate", dict(USER), environment="demo")
+        await engine.sync_broker_trades(connected.connection_id, "u1")
+        imported = await engine.import_file(
+            export, user_id="u1", connection_id=connected.connection_id, timezone="America/Chicago"
+        )
+        assert imported.format == "tradovate-position-history"
+        # the same pair ids: nothing new, and the API's fees (the export has none) are kept
+        assert (imported.imported, imported.updated, imported.skipped) == (0, 0, len(truth))
+        assert await _stored(engine, connected.connection_id) == truth
+        # into a file-only connection the file gives the same round trips (without fees)
+        alone = await engine.import_file(export, user_id="u2", broker="tradovate", timezone="America/Chicago")
+        assert alone.imported == len(truth)
+        again = await engine.import_file(export, user_id="u2", broker="tradovate", timezone="America/Chicago")
+        assert again.imported == 0 and again.updated == 0

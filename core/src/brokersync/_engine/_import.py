@@ -74,6 +74,7 @@ class _Tally:
     errors: list[SyncRecordError] = attrs.Factory(list)
     error_count: int = 0
     accounts: set[str] = attrs.Factory(set)
+    round_trips: int = 0
 
 
 def _split(page: TradePage, default_account: str | None) -> dict[str, TradePage]:
@@ -97,6 +98,17 @@ def _split(page: TradePage, default_account: str | None) -> dict[str, TradePage]
         account: TradePage(records=parts["r"], executions=parts["e"], cancellations=parts["c"])
         for account, parts in groups.items()
     }
+
+
+async def _api_trade_ids(parts: EngineParts, connection_id: str, accounts: Iterable[str]) -> dict[str, set[str]]:
+    """Per account, the ids of the stored round trips that arrived by API (no file source in their raw)."""
+    ids: dict[str, set[str]] = {}
+    for account in accounts:
+        found = ids.setdefault(account, set())
+        async for trade in parts.store.iter_trades(connection_ids=[connection_id], account_id=account):
+            if "brokersync_source" not in trade.raw and trade.raw.get("source") != "paired":
+                found.add(trade.broker_trade_id)
+    return ids
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -150,6 +162,7 @@ async def _pages(
                 batch = facade.normalize_page(part, account_id=account)
                 tally.accounts.add(account)
                 tally.rows += len(batch.trades) + len(batch.executions)
+                tally.round_trips += len(batch.trades)
                 if on_page is not None:
                     await on_page(account, batch, source)
             if progress is not None:
@@ -210,12 +223,19 @@ async def import_file(
     try:
         await parts.store.sync_accounts(row.id, [Account(id=a) for a in sorted(check.accounts)], parts.clock())
 
+        api_ids = await _api_trade_ids(parts, row.id, check.accounts) if check.round_trips else {}
+
         async def store(account_id: str, batch: TradeBatch, src: FileSource) -> None:
             now = parts.clock()
+            # A round trip the API already stored is not overwritten by a file (exports often lack
+            # the fees or precision the API gives): it counts as skipped.
+            known = api_ids.get(account_id, set())
+            trades = tuple(t for t in batch.trades if t.broker_trade_id not in known)
+            kept_back = len(batch.trades) - len(trades)
             counts = await parts.store.store_batch(
                 connection_id=row.id,
                 account_id=account_id,
-                batch=batch.trades,
+                batch=trades,
                 now=now,
                 lease=(parts.holder, now + parts.settings.lease_ttl),
                 cancellations=batch.cancellations,
@@ -223,6 +243,8 @@ async def import_file(
                 execution_cancellations=batch.execution_cancellations,
                 pair=fmt.pair_executions,
             )
+            if kept_back:
+                counts = attrs.evolve(counts, skipped=counts.skipped + kept_back)
             tally.counts = tally.counts + counts
             tally.cancelled += counts.cancelled
             tally.batches += 1
