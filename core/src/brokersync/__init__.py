@@ -17,6 +17,7 @@ from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry, PluginFailur
 from brokersync._version import __version__
 from brokersync._versions import PLUGIN_API_VERSION
 from brokersync.errors import (
+    AccountAlreadyConnectedError,
     BrokerApiError,
     BrokerAuthError,
     BrokerError,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         ConnectionStatus,
         ConnectResult,
         EngineStatus,
+        LeaseInfo,
         ProgressCallback,
         QueuedSync,
         RunStatus,
@@ -111,6 +113,7 @@ _LAZY = {
     "ConnectionInfo": "brokersync.results",
     "ConnectionStatus": "brokersync.results",
     "EngineStatus": "brokersync.results",
+    "LeaseInfo": "brokersync.results",
     "ProgressCallback": "brokersync.results",
     "RunStatus": "brokersync.results",
     "StoredCancellation": "brokersync.results",
@@ -244,6 +247,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGIN_API_VERSION",
     "Account",
+    "AccountAlreadyConnectedError",
     "AccountInfo",
     "Alert",
     "AlertKind",
@@ -281,6 +285,7 @@ __all__ = [
     "ErrorClassification",
     "ErrorType",
     "HttpClient",
+    "LeaseInfo",
     "LeaseLostError",
     "NeedsReauthError",
     "PluginContractError",

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "runs": "brokersync._cli._syncing:runs",
     "cancellations": "brokersync._cli._syncing:cancellations",
     "status": "brokersync._cli._syncing:status",
+    "unlock": "brokersync._cli._unlock:unlock",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
@@ -62,10 +63,10 @@ def cli(ctx: click.Context, log_level: str, log_json: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["log_level"] = log_level.upper()
     ctx.obj["log_json"] = log_json
-    if log_level.upper() != "WARNING" or log_json:
-        from brokersync._log import enable_logging
+    # Always on: warnings (a new key file to back up, a sync interrupted) show at the default level.
+    from brokersync._log import enable_logging
 
-        enable_logging(level=log_level.upper(), json=log_json)
+    enable_logging(level=log_level.upper(), json=log_json)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -42,17 +42,26 @@ def make_engine(database_url: str | None) -> BrokerSync:
     return BrokerSync(database_url or None)
 
 
-def run(coro_fn: Callable[[BrokerSync], Awaitable[T]], database_url: str | None) -> T:
-    """Run ``coro_fn(engine)`` and translate brokersync errors into messages and exit codes."""
-    from brokersync.errors import BrokerSyncError, ConfigurationError, ConnectionNotFoundError, VaultError
+def run(coro_fn: Callable[[BrokerSync], Awaitable[T]], database_url: str | Callable[[], BrokerSync] | None) -> T:
+    """Run ``coro_fn(engine)`` and translate brokersync errors into messages and exit codes.
+
+    ``database_url`` may instead be a function that makes the engine (commands with engine options).
+    """
+    from brokersync.errors import (
+        AccountAlreadyConnectedError,
+        BrokerSyncError,
+        ConfigurationError,
+        ConnectionNotFoundError,
+        VaultError,
+    )
 
     async def main() -> T:
-        async with make_engine(database_url) as engine:
+        async with database_url() if callable(database_url) else make_engine(database_url) as engine:
             return await coro_fn(engine)
 
     try:
         return asyncio.run(main())
-    except (ConfigurationError, ConnectionNotFoundError, VaultError) as exc:
+    except (ConfigurationError, ConnectionNotFoundError, VaultError, AccountAlreadyConnectedError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     except BrokerSyncError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sys
 from decimal import Decimal
@@ -13,6 +14,7 @@ import click
 
 from brokersync._cli._engine import engine_options, json_option, parse_time, run, to_jsonable
 from brokersync._cli._output import echo_json, print_table
+from brokersync._cli._signals import lease_ttl_option, run_stoppable
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
@@ -70,6 +72,7 @@ def _summary(results: list[SyncResult]) -> None:
 )
 @click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
 @click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
+@lease_ttl_option
 @engine_options
 @json_option
 def sync(
@@ -78,12 +81,17 @@ def sync(
     sync_failed: bool,
     since: str | None,
     incremental: bool,
+    lease_ttl: dt.timedelta | None,
     database_url: str | None,
     user_id: str,
     as_json: bool,
 ) -> None:
     """Sync one connection's trades (all history, or --since), --all connections incrementally, or
     the --failed ones again.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it cleanly: stored trades are kept, the run is recorded
+    as interrupted, the connection is free again; exit status 130, 143 and 129. Exit status 1 when
+    a sync failed, 2 for usage and configuration errors.
     """
     if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
         raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
@@ -126,7 +134,12 @@ def sync(
             )
             return [result]
 
-    results = run(go, database_url)
+    def make() -> BrokerSync:
+        from brokersync._engine import BrokerSync
+
+        return BrokerSync(database_url or None, lease_ttl=lease_ttl)
+
+    results = run_stoppable(go, make)
     if as_json:
         echo_json(to_jsonable(results))
     else:

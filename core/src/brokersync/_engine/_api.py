@@ -19,18 +19,28 @@ import attrs
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._clocks import MonotonicClock, Sleep, WallClock, utcnow
-from brokersync._config import EngineSettings, data_dir, default_database_url
+from brokersync._config import EngineSettings, data_dir, default_database_url, lease_ttl_from_env
 from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
+from brokersync._engine._keyguard import missing_key_file, prepare_key_file
 from brokersync._engine._parts import EngineParts, require_text
 from brokersync._engine._reads import EngineReads
 from brokersync._engine._schema import Readiness
 from brokersync._engine._secrets import Secrets
 from brokersync._engine._start import sync_connection
 from brokersync._engine._tokens import TokenLocks
+from brokersync._engine._unlock import lease_info, unlock
 from brokersync._log import get_logger
 from brokersync._store import Store, store_errors, wrap_store_errors
-from brokersync.results import ConnectionStatus, ConnectResult, ProgressCallback, SyncResult, SyncTrigger
+from brokersync.errors import AccountAlreadyConnectedError
+from brokersync.results import (
+    ConnectionStatus,
+    ConnectResult,
+    LeaseInfo,
+    ProgressCallback,
+    SyncResult,
+    SyncTrigger,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -38,6 +48,7 @@ if TYPE_CHECKING:
     from brokersync._registry import BrokerRegistry
     from brokersync._resilience import Resilience
     from brokersync._vault import Vault
+    from brokersync.models import Account
 
 __all__ = ["BrokerSync"]
 
@@ -91,6 +102,8 @@ class BrokerSync(EngineReads):
     ) -> None:
         self.database_url = database_url or default_database_url()
         store = Store(self.database_url)
+        if lease_ttl is None and settings is None:
+            lease_ttl = lease_ttl_from_env()
         overrides: dict[str, Any] = {
             k: v
             for k, v in {"lookback": lookback, "lease_ttl": lease_ttl, "concurrency": concurrency}.items()
@@ -109,7 +122,10 @@ class BrokerSync(EngineReads):
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._log = get_logger(component="engine")
         self._readiness = Readiness(
-            store, self.database_url, auto_upgrade=store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade
+            store,
+            self.database_url,
+            auto_upgrade=store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade,
+            then=self._prepare_keys,
         )
         parts = EngineParts(
             store=store,
@@ -156,14 +172,39 @@ class BrokerSync(EngineReads):
     def vault(self) -> Vault:
         """The vault that encrypts credentials and tokens (built on first use)."""
         if self._vault is None:
+            from brokersync._keys import ENV_VAR, key_file_path
             from brokersync._vault import Vault
 
             if self._keys is not None:
                 spec = self._keys if isinstance(self._keys, str) else ",".join(self._keys)
                 self._vault = Vault.from_spec(spec, source="the encryption keys given to BrokerSync")
-            else:
-                self._vault = Vault.default(data_dir())
+            elif ENV_VAR in os.environ:
+                self._vault = Vault.from_env()
+            else:  # created (on a database without secrets) by the first operation, never here
+                path = key_file_path(data_dir())
+                if not path.exists():
+                    raise missing_key_file(path, self.database_url, None)
+                self._vault = Vault.from_key_file(path)
         return self._vault
+
+    async def _prepare_keys(self) -> None:
+        if self._vault is None and self._keys is None:
+            try:
+                await prepare_key_file(self._store, data_dir(), self.database_url)
+            except SQLAlchemyError as exc:
+                raise wrap_store_errors(exc, "checking for encrypted secrets") from None
+
+    async def check_ready(self) -> None:
+        """Check the schema (migrating it when allowed) and the key file; every operation does this first.
+
+        On a database without secrets and no configured keys, this creates the data directory's
+        key file (a warning names it: back it up).
+
+        Raises:
+            ConfigurationError: The schema is old and may not be migrated here, or the key file is
+                missing while the database holds secrets encrypted with it.
+        """
+        await self._readiness.ensure()
 
     @property
     def registry(self) -> BrokerRegistry:
@@ -217,6 +258,33 @@ class BrokerSync(EngineReads):
 
     # -- connections -------------------------------------------------------------------------------
 
+    # -- leases ------------------------------------------------------------------------------------
+
+    @store_errors("reading a sync lease")
+    async def lease_info(self, connection_id: str, user_id: str) -> LeaseInfo | None:
+        """Who is syncing the user's connection right now, and whether its heartbeat is fresh.
+
+        Raises:
+            ConnectionNotFoundError: No such connection for this user.
+        """
+        return await lease_info(self._parts, connection_id, user_id)
+
+    @store_errors("freeing a sync lease")
+    async def unlock_connection(self, connection_id: str, user_id: str) -> LeaseInfo | None:
+        """Free the lease of a sync whose process died, so the connection can be synced at once.
+
+        A dead holder's lease lapses by itself after ``lease_ttl``; this frees it sooner. Its
+        audit row is closed ``interrupted``.
+
+        Returns:
+            The freed lease, or ``None`` when nobody held one.
+
+        Raises:
+            ConnectionNotFoundError: No such connection for this user.
+            SyncInProgressError: The holder's heartbeat is fresh: it is alive (stop it instead).
+        """
+        return await unlock(self._parts, connection_id, user_id)
+
     @store_errors("connecting a broker")
     async def connect_broker(
         self, user_id: str, broker: str, credentials: Mapping[str, Any], environment: str | None = None
@@ -227,6 +295,9 @@ class BrokerSync(EngineReads):
             ConfigurationError: Unknown broker or environment, or credentials that do not match the
                 broker's schema (nothing is sent).
             BrokerAuthError: The broker rejected the credentials (nothing is stored).
+            AccountAlreadyConnectedError: One of the user's connections already has an account
+                these credentials reach (same broker and environment): use :meth:`reconnect_broker`
+                on it instead (nothing is stored).
         """
         require_text("user_id", user_id)
         await self._readiness.ensure()
@@ -235,6 +306,7 @@ class BrokerSync(EngineReads):
             checked = facade.metadata.validate_credentials(credentials)
             auth = await facade.authenticate(checked)
             account_list = await facade.get_accounts(auth)
+            await self._refuse_connected(user_id, broker, facade.environment, account_list)
             now = self._clock()
             values = {
                 "id": connection_id,
@@ -263,6 +335,24 @@ class BrokerSync(EngineReads):
                 status=ConnectionStatus.ACTIVE,
                 accounts=tuple(account_list),
             )
+
+    async def _refuse_connected(
+        self, user_id: str, broker: str, environment: str, account_list: Sequence[Account]
+    ) -> None:
+        owners = await self._store.account_owners(
+            user_id=user_id, broker=broker, environment=environment, account_ids=[a.id for a in account_list]
+        )
+        if not owners:
+            return
+        existing = next(iter(owners.values()))
+        taken = tuple(sorted(a for a, owner in owners.items() if owner == existing))
+        raise AccountAlreadyConnectedError(
+            f"user {user_id} already has the {broker} ({environment}) account(s) {', '.join(taken)} in connection "
+            f"{existing}: connecting them again would store every trade twice. To give that connection new "
+            f"credentials, run `brokersync reconnect {existing}` (BrokerSync.reconnect_broker)",
+            connection_id=existing,
+            account_ids=taken,
+        )
 
     @store_errors("reconnecting a broker")
     async def reconnect_broker(self, connection_id: str, user_id: str, credentials: Mapping[str, Any]) -> ConnectResult:
