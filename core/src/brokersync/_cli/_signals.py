@@ -68,8 +68,10 @@ def run_stoppable(coro_fn: Callable[[BrokerSync], Awaitable[T]], make: Callable[
         assert task is not None
 
         def on_signal(sig: signal.Signals) -> None:
-            if received:  # a second signal: the clean-up takes too long for the user
-                os._exit(128 + received[0].value)
+            if received:  # a second signal: the clean-up takes too long for the user; die by it
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+                return
             received.append(sig)
             task.cancel(msg=sig.name)  # the engine records the runs as stopped "by SIGTERM"
 
