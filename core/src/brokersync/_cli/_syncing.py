@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from brokersync._cli._engine import engine_options, json_option, parse_time, run, to_jsonable
+from brokersync._cli._engine import (
+    base_url_option,
+    base_urls,
+    engine_options,
+    json_option,
+    parse_time,
+    run,
+    to_jsonable,
+)
 from brokersync._cli._output import echo_json, print_table
 from brokersync._cli._signals import lease_ttl_option, run_stoppable
 
@@ -73,6 +81,7 @@ def _summary(results: list[SyncResult]) -> None:
 @click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
 @click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
 @lease_ttl_option
+@base_url_option
 @engine_options
 @json_option
 def sync(
@@ -82,6 +91,7 @@ def sync(
     since: str | None,
     incremental: bool,
     lease_ttl: dt.timedelta | None,
+    base_url_specs: tuple[str, ...],
     database_url: str | None,
     user_id: str,
     as_json: bool,
@@ -96,6 +106,7 @@ def sync(
     if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
         raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
     since_at = parse_time(since, "--since")
+    urls = base_urls(base_url_specs)
     show_progress = not as_json and sys.stderr.isatty()
 
     async def go(engine: BrokerSync) -> list[SyncResult]:
@@ -137,7 +148,7 @@ def sync(
     def make() -> BrokerSync:
         from brokersync._engine import BrokerSync
 
-        return BrokerSync(database_url or None, lease_ttl=lease_ttl)
+        return BrokerSync(database_url or None, lease_ttl=lease_ttl, base_urls=urls)
 
     results = run_stoppable(go, make)
     if as_json:
