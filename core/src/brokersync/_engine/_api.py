@@ -118,6 +118,7 @@ class BrokerSync(EngineReads):
         self._monotonic = monotonic
         self._sleep = sleep
         self._resilience: Resilience | None = resilience
+        self._orphaned_secrets: int | None = None  # secrets whose missing key file _prepare_keys found
         self._owns_resilience = resilience is None
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._log = get_logger(component="engine")
@@ -183,14 +184,14 @@ class BrokerSync(EngineReads):
             else:  # created (on a database without secrets) by the first operation, never here
                 path = key_file_path(data_dir())
                 if not path.exists():
-                    raise missing_key_file(path, self.database_url, None)
+                    raise missing_key_file(path, self.database_url, self._orphaned_secrets)
                 self._vault = Vault.from_key_file(path)
         return self._vault
 
     async def _prepare_keys(self) -> None:
         if self._vault is None and self._keys is None:
             try:
-                await prepare_key_file(self._store, data_dir(), self.database_url)
+                self._orphaned_secrets = await prepare_key_file(self._store, data_dir())
             except SQLAlchemyError as exc:
                 raise wrap_store_errors(exc, "checking for encrypted secrets") from None
 
@@ -301,6 +302,7 @@ class BrokerSync(EngineReads):
         """
         require_text("user_id", user_id)
         await self._readiness.ensure()
+        self._parts.secrets.check()  # no broker traffic without a usable vault
         connection_id = str(uuid.uuid4())
         async with self._parts.brokers.facade(broker, environment, connection_id, None) as facade:
             checked = facade.metadata.validate_credentials(credentials)

@@ -35,17 +35,24 @@ def missing_key_file(path: Path, database_url: str, secrets: int | None) -> Conf
     )
 
 
-async def prepare_key_file(store: Store, data_dir: Path, database_url: str) -> None:
-    """Create the data directory's key file on a database without secrets; refuse when secrets need
-    the missing one. Nothing to do when the keys come from ``BROKERSYNC_ENCRYPTION_KEYS``."""
+async def prepare_key_file(store: Store, data_dir: Path) -> int:
+    """Create the data directory's key file when it is missing and the database holds no secrets.
+
+    Returns:
+        How many connections hold secrets the missing key file was made for (0: nothing missing).
+        The file is then left missing: whatever needs the vault fails with :func:`missing_key_file`,
+        reads that need no key keep working. Nothing to do when the keys come from
+        ``BROKERSYNC_ENCRYPTION_KEYS``.
+    """
     if ENV_VAR in os.environ:
-        return
+        return 0
     path = key_file_path(data_dir)
     if path.exists():
-        return
+        return 0
     secrets = await store.count_secrets()
     if secrets:
-        raise missing_key_file(path, database_url, secrets)
+        return secrets
     from brokersync._vault import Vault
 
     Vault.from_data_dir(data_dir, create=True)  # creates it (mode 0600) and warns: back it up
+    return 0

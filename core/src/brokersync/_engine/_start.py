@@ -55,6 +55,7 @@ async def start_run(
         )
     if row.status == ConnectionStatus.DISABLED.value:
         raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")
+    parts.secrets.check()  # a missing key is a configuration error, not a failed run
     run_id = _run_id()
     started_at = parts.clock()
     taken = await parts.store.begin_run(
