@@ -30,8 +30,6 @@ def test_a_new_key_file_is_announced_and_a_missing_one_is_never_replaced(env, tm
     assert first.returncode == 0, first.stderr
     assert f"Created a new encryption key file at {key_file}" in first.stderr  # at the default log level
     assert "Back it up" in first.stderr
-    connection_id = next(line.split()[-1] for line in first.stdout.splitlines() if "connection" in line.lower())
-    del connection_id
     key_file.unlink()
 
     for args in (("sync", "--all"), ("keys", "rotate"), ("connect", "beta", "--credentials-file", str(creds))):
@@ -87,8 +85,7 @@ def test_unlock_frees_a_stale_lease_with_confirmation_and_refuses_a_live_one(env
     blocked = cli(env, "sync", connection_id)
     assert blocked.returncode == 1 and "already being synced" in blocked.stderr
 
-    cli(env, "unlock", connection_id, "--yes")  # still refused; now make the holder silent for 8 minutes
-    _release(tmp_path, connection_id)
+    _release(tmp_path, connection_id)  # now a holder that has been silent for 8 minutes
     _take_lease(tmp_path, connection_id, seconds_ago=8 * 60, run_id="run-dead")
     unasked = cli(env, "unlock", connection_id)  # no terminal: confirmation impossible
     assert unasked.returncode == 2 and "--yes" in unasked.stderr
