@@ -220,12 +220,17 @@ def _connections_sharing_a_prefix(env: dict[str, str]) -> list[str]:
     from brokersync import BrokerSync
 
     async def go() -> list[str]:
-        ids: list[str] = []
+        # One connection per account (ADR 0012): beta's accounts once per environment. The live one is
+        # made again (deleted when it does not share the demo one's first character) until they collide.
+        credentials = {"username": "ann", "password": PASSWORD}
         async with BrokerSync(f"sqlite:///{database(env)}", registry=None) as engine:
-            while len({i[0] for i in ids}) == len(ids):  # pigeonhole: at most 17 connections
-                made = await engine.connect_broker("local", "beta", {"username": "ann", "password": PASSWORD})
-                ids.append(made.connection_id)
-        return ids
+            first = (await engine.connect_broker("local", "beta", credentials, "demo")).connection_id
+            for _ in range(500):  # a 1/16 chance each time
+                other = (await engine.connect_broker("local", "beta", credentials, "live")).connection_id
+                if other[0] == first[0]:
+                    return [first, other]
+                await engine.disconnect_broker(other, "local", delete_trades=True)
+        raise AssertionError("no two connection ids shared a first character")
 
     old = dict(os.environ)
     os.environ.update({k: v for k, v in env.items() if k.startswith("BROKERSYNC_")})

@@ -40,7 +40,7 @@ def cli(env: dict[str, str], *args: str, extra: dict[str, str] | None = None) ->
     )
 
 
-def connect(env: dict[str, str], tmp_path: Path) -> str:
+def connect(env: dict[str, str], tmp_path: Path, user: str = "local") -> str:
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"username": "ann"}))
     result = cli(
@@ -50,6 +50,8 @@ def connect(env: dict[str, str], tmp_path: Path) -> str:
         "--credentials-file",
         str(creds),
         "--json",
+        "--user",
+        user,
         extra={"BROKERSYNC_CREDENTIAL_PASSWORD": PASSWORD},
     )
     assert result.returncode == 0, result.stderr

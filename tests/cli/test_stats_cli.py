@@ -39,7 +39,9 @@ def test_stats_json_and_check_exit_codes(env, tmp_path: Path) -> None:
     assert calm.returncode == 0, calm.stderr
     assert "No alerts." in calm.stdout
 
-    first, _second = connect(env, tmp_path), connect(env, tmp_path)
+    # beta's login always reaches accounts B-1 and B-2: one connection per user (a second one of
+    # the same user would be refused as a duplicate).
+    first, _second = connect(env, tmp_path), connect(env, tmp_path, user="other")
     assert cli(env, "sync", "--all").returncode == 0
     assert cli(env, "stats", "--check").returncode == 0  # partial runs (an invalid record) are no failures
     failed = cli(env, "sync", first, extra=NO_PLUGINS)
@@ -54,7 +56,7 @@ def test_stats_json_and_check_exit_codes(env, tmp_path: Path) -> None:
 
     alarm = cli(env, "stats", "--check")
     assert alarm.returncode == 1
-    assert "ALERT failure_rate: beta: 1 of 3 finished syncs failed" in alarm.stdout
+    assert "ALERT failure_rate: beta: 1 of 3 completed syncs failed" in alarm.stdout
     assert cli(env, "stats").returncode == 0  # without --check it only reports
     assert cli(env, "stats", "--check", "--max-failure-rate", "34").returncode == 0
     assert cli(env, "stats", "--check", "--min-runs", "4").returncode == 0
@@ -70,11 +72,11 @@ def test_stats_json_and_check_exit_codes(env, tmp_path: Path) -> None:
 
 
 def test_sync_failed_syncs_exactly_the_connections_whose_last_sync_failed(env, tmp_path: Path) -> None:
-    first, second, third = (connect(env, tmp_path) for _ in range(3))
+    first, second, third = (connect(env, tmp_path, user=user) for user in ("local", "u2", "u3"))
     assert cli(env, "sync", "--all").returncode == 0
-    for connection_id in (first, third):
-        assert cli(env, "sync", connection_id, extra=NO_PLUGINS).returncode != 0
-    assert cli(env, "disconnect", third).returncode == 0  # failed, then disconnected: not retried
+    assert cli(env, "sync", first, extra=NO_PLUGINS).returncode != 0
+    assert cli(env, "sync", third, "--user", "u3", extra=NO_PLUGINS).returncode != 0
+    assert cli(env, "disconnect", third, "--user", "u3").returncode == 0  # failed, then disconnected: not retried
 
     retried = cli(env, "sync", "--failed", "--json")
 
@@ -82,7 +84,8 @@ def test_sync_failed_syncs_exactly_the_connections_whose_last_sync_failed(env, t
     [result] = json.loads(retried.stdout)
     assert (result["connection_id"], result["trigger"], result["status"]) == (first, "scheduled", "partial")
     runs = json.loads(cli(env, "runs", "--json", "--limit", "100").stdout)
-    assert sum(r["connection_id"] == second for r in runs) == 1  # the healthy one was left alone
+    seconds = json.loads(cli(env, "runs", "--json", "--limit", "100", "--user", "u2").stdout)
+    assert sum(r["connection_id"] == second for r in seconds) == 1  # the healthy one was left alone
     assert [r["status"] for r in runs if r["connection_id"] == first] == ["partial", "failed", "partial"]
 
     again = cli(env, "sync", "--failed")

@@ -106,7 +106,8 @@ def _as_text(value: object) -> str:
     if isinstance(value, dt.timedelta):
         if value % dt.timedelta(days=1) == dt.timedelta(0):
             return f"{value.days} days"
-        return f"{int(value.total_seconds() // 60)} minutes"
+        minutes = int(value.total_seconds() // 60)
+        return f"{minutes} minute" if minutes == 1 else f"{minutes} minutes"
     return str(value)
 
 

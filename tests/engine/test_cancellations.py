@@ -33,8 +33,8 @@ async def tombstones(engine: BrokerSync) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in rows]
 
 
-async def connect(engine: BrokerSync) -> str:
-    return (await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)).connection_id
+async def connect(engine: BrokerSync, user: str = "alice") -> str:
+    return (await engine.connect_broker(user, fakebroker.KEY, fakebroker.CREDENTIALS)).connection_id
 
 
 async def test_a_cancellation_after_its_trade_hides_it_and_a_repeat_counts_zero(
@@ -165,15 +165,15 @@ async def test_disconnect_with_its_trades_removes_the_tombstones(
     engine: BrokerSync, api: fakebroker.FakeBrokerApi
 ) -> None:
     keep = await connect(engine)
-    gone = await connect(engine)
+    gone = await connect(engine, "bob")  # the same account, another user's copy
     api.cancel("ACC-1", TRADE, at=BUST_AT)
     api.cancel("ACC-2", "ACC-2-T000999", at=BUST_AT)  # a tombstone whose trade never came
     await engine.sync_broker_trades(keep, "alice")
-    await engine.sync_broker_trades(gone, "alice")
+    await engine.sync_broker_trades(gone, "bob")
     assert len(await tombstones(engine)) == 4
 
     await engine.disconnect_broker(keep, "alice")  # trades (and tombstones) stay
-    await engine.disconnect_broker(gone, "alice", delete_trades=True)
+    await engine.disconnect_broker(gone, "bob", delete_trades=True)
 
     assert {row[0] for row in await tombstones(engine)} == {keep}
     assert TRADE not in await listed(engine, keep)

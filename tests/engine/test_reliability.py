@@ -46,9 +46,9 @@ def api(clock: Clock) -> fakebroker.FakeBrokerApi:
 
 
 def start_worker(
-    db_url: str, keys: str, connection_id: str, trigger: str, hold: Path | None = None
+    db_url: str, keys: str, connection_id: str, trigger: str, hold: Path | None = None, user: str = "alice"
 ) -> subprocess.Popen[str]:
-    args = [sys.executable, str(WORKER), db_url, keys, connection_id, "alice", trigger, accounts_arg(), str(PAGE_SIZE)]
+    args = [sys.executable, str(WORKER), db_url, keys, connection_id, user, trigger, accounts_arg(), str(PAGE_SIZE)]
     if hold is not None:
         args.append(str(hold))
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,8 +76,11 @@ async def test_sigkill_at_random_points_then_resync_gives_exactly_the_brokers_tr
     total_pages = sum(-(-count // PAGE_SIZE) for count in ACCOUNTS.values())
     kills = 0
     for attempt in range(KILL_POINTS):
-        connection = await engine.connect_broker("alice", fakebroker.KEY, fakebroker.CREDENTIALS)
-        worker = start_worker(db_url, keys, connection.connection_id, "manual" if attempt % 2 else "scheduled")
+        user = f"alice-{attempt}"  # one user per attempt: a user connects a broker account once
+        connection = await engine.connect_broker(user, fakebroker.KEY, fakebroker.CREDENTIALS)
+        worker = start_worker(
+            db_url, keys, connection.connection_id, "manual" if attempt % 2 else "scheduled", user=user
+        )
         kill_after = rng.randrange(0, total_pages)  # progress lines to see before the kill
         assert worker.stdout is not None
         seen = 0
@@ -100,7 +103,7 @@ async def test_sigkill_at_random_points_then_resync_gives_exactly_the_brokers_tr
         # The dead worker's lease expires; then a normal sync (manual or scheduled) completes the job.
         later = make_engine(clock=lambda: dt.datetime.now(dt.UTC) + engine.settings.lease_ttl + dt.timedelta(minutes=1))
         result = await later.sync_broker_trades(
-            connection.connection_id, "alice", trigger="scheduled" if attempt % 3 else "manual"
+            connection.connection_id, user, trigger="scheduled" if attempt % 3 else "manual"
         )
         assert result.ok
         await assert_exactly_the_brokers_trades(later, connection.connection_id, api)

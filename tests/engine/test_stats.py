@@ -117,9 +117,12 @@ async def _history(
 async def test_stats_match_the_runs_that_happened(
     monitored: BrokerSync, api: fakebroker.FakeBrokerApi, other_api: fakebroker.FakeBrokerApi, clock: Clock
 ) -> None:
-    await _history(monitored, api, other_api, clock)
+    ids = await _history(monitored, api, other_api, clock)
     runs = await monitored.list_runs(limit=None)
     assert all(r.requests for r in runs)  # every run recorded how many requests it sent
+    # bob's run failed on ACC-2 after committing ACC-1: its audit row counts what it stored.
+    bob_stored = await monitored.count_trades(connection_id=ids["bob"])
+    assert bob_stored > 0
 
     stats = await monitored.sync_stats()
 
@@ -137,7 +140,7 @@ async def test_stats_match_the_runs_that_happened(
     assert other.rate_limit_hit_rate == 0.0
     assert stats.total.success_rate == 0.5 and stats.total.failure_rate == 0.5
     assert (other.needs_reauth, fake.needs_reauth, stats.total.needs_reauth) == (1, 0, 1)
-    assert stats.total.imported == 35 + 5  # alice's 35 trades, carol's 5
+    assert stats.total.imported == 35 + 5 + bob_stored  # alice's 35 trades, carol's 5, bob's before failing
     durations = [r.duration_ms for r in runs if r.duration_ms is not None]
     assert stats.total.max_duration_ms == max(durations)
     assert stats.total.avg_duration_ms == pytest.approx(sum(durations) / len(durations))

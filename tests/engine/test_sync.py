@@ -384,7 +384,10 @@ async def test_a_cancelled_sync_is_recorded_and_releases_its_lease(
         await task
 
     [cancelled] = await engine.list_runs(connection_id=connection.connection_id)
-    assert cancelled.status is RunStatus.FAILED
+    # Stopped, not failed: the run reads interrupted with the two batches (10 trades) it committed.
+    assert cancelled.status is RunStatus.INTERRUPTED
+    assert (cancelled.imported, cancelled.error_type) == (10, None)
+    assert "10 new or changed trades it stored are kept" in (cancelled.error_message or "")
     info = await engine.get_connection(connection.connection_id, "alice")
     assert [a.watermark for a in info.accounts] == [None, None]
     result = await engine.sync_broker_trades(connection.connection_id, "alice")  # no lease left behind

@@ -17,6 +17,7 @@ from brokersync._registry import ENTRY_POINT_GROUP, BrokerRegistry, PluginFailur
 from brokersync._version import __version__
 from brokersync._versions import PLUGIN_API_VERSION
 from brokersync.errors import (
+    AccountAlreadyConnectedError,
     BrokerApiError,
     BrokerAuthError,
     BrokerError,
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
         ConnectionStatus,
         ConnectResult,
         EngineStatus,
+        LeaseInfo,
         ProgressCallback,
         QueuedSync,
         RunStatus,
@@ -127,6 +129,7 @@ _LAZY = {
     "ConnectionInfo": "brokersync.results",
     "ConnectionStatus": "brokersync.results",
     "EngineStatus": "brokersync.results",
+    "LeaseInfo": "brokersync.results",
     "ProgressCallback": "brokersync.results",
     "RunStatus": "brokersync.results",
     "StoredCancellation": "brokersync.results",
@@ -261,6 +264,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGIN_API_VERSION",
     "Account",
+    "AccountAlreadyConnectedError",
     "AccountInfo",
     "Alert",
     "AlertKind",
@@ -303,6 +307,7 @@ __all__ = [
     "ExecutionKind",
     "HttpClient",
     "Instrument",
+    "LeaseInfo",
     "LeaseLostError",
     "NeedsReauthError",
     "OpenClose",

@@ -44,19 +44,27 @@ def get_logger(**context: Any) -> Logger:
     return logger.patch(_patch).bind(**context)
 
 
-def enable_logging(*, level: str = "INFO", json: bool = False) -> None:
+def enable_logging(*, level: str = "INFO", json: bool = False, requests: bool = True) -> None:
     """Send brokersync's logs to stderr, as text or as one JSON object per line.
+
+    ``requests=False`` leaves out the line logged for each HTTP request attempt (the CLI at its
+    default level: the error a command prints already says what the broker answered).
 
     Replaces loguru's handlers; an application with its own loguru set-up calls
     ``logger.enable("brokersync")`` instead.
     """
     logger.remove()
     logger.enable("brokersync")
+
+    def keep(record: Record) -> bool:
+        return requests or not {"method", "attempt", "status"} <= record["extra"].keys()
+
     if json:
-        logger.add(sys.stderr, level=level, serialize=True)
+        logger.add(sys.stderr, level=level, serialize=True, filter=keep)
     else:
         logger.add(
             sys.stderr,
             level=level,
             format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message} <dim>{extra}</dim>",
+            filter=keep,
         )

@@ -37,10 +37,12 @@ class BrokerStats:
         succeeded: Runs that finished with every record stored.
         partial: Runs that finished but reported invalid records.
         failed: Runs that failed (the error is in their audit row).
-        interrupted: Runs whose process died before they finished.
+        interrupted: Runs stopped before they finished (a stop signal, Ctrl-C, a crash): not a
+            broker failure, so in neither rate; what they stored is in the counts below.
         running: Runs not finished yet.
-        success_rate: ``(succeeded + partial) / finished runs``; ``None`` without a finished run.
-        failure_rate: ``(failed + interrupted) / finished runs``; ``None`` without a finished run.
+        success_rate: ``(succeeded + partial) / completed runs`` (finished, not interrupted);
+            ``None`` without a completed run.
+        failure_rate: ``failed / completed runs``; ``None`` without a completed run.
         avg_duration_ms: Mean wall time of the runs that recorded one (finished, not interrupted).
         max_duration_ms: The slowest of those runs.
         p95_duration_ms: The 95th percentile (nearest rank) of those durations.
@@ -95,6 +97,11 @@ class BrokerStats:
         """Runs that ended one way or another (every run but the running ones)."""
         return self.succeeded + self.partial + self.failed + self.interrupted
 
+    @property
+    def completed(self) -> int:
+        """Finished runs that reached an outcome (every finished run but the interrupted ones)."""
+        return self.succeeded + self.partial + self.failed
+
 
 def _non_negative(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value < (dt.timedelta(0) if isinstance(value, dt.timedelta) else 0):
@@ -111,7 +118,7 @@ class AlertThresholds:
     """When :meth:`SyncStats.alerts` reports a problem. Every alert fires strictly above its threshold.
 
     Attributes:
-        failure_rate: Fraction of finished runs that failed or were interrupted (seed: 10 %).
+        failure_rate: Fraction of completed runs that failed (seed: 10 %); interrupted runs do not count.
         rate_limit_hit_rate: Fraction of broker requests that had to wait for a rate limit. The
             default, 20 %, sits well above what a broker's normal incremental syncs cause (a few
             requests per run, inside the limiter's window) and below what a misfit limit causes
@@ -119,7 +126,7 @@ class AlertThresholds:
             reach it legitimately, so raise it (or use ``since``) around those.
         slow_sync: Any run longer than this (seed: 60 s).
         needs_reauth: Connections allowed to need new credentials (default 0: any one alerts).
-        min_runs: Finished runs a broker needs before its failure rate counts (default 1), so one
+        min_runs: Completed runs a broker needs before its failure rate counts (default 1), so one
             failed run out of two does not page anyone if you set it higher.
     """
 
@@ -166,17 +173,16 @@ def _broker_alerts(stats: BrokerStats, limits: AlertThresholds) -> Iterable[Aler
     name = stats.broker or "all brokers"
     if (
         stats.failure_rate is not None
-        and stats.finished >= limits.min_runs
+        and stats.completed >= limits.min_runs
         and stats.failure_rate > limits.failure_rate
     ):
-        bad = stats.failed + stats.interrupted
         yield Alert(
             kind=AlertKind.FAILURE_RATE,
             broker=stats.broker,
             value=stats.failure_rate,
             threshold=limits.failure_rate,
             message=(
-                f"{name}: {bad} of {stats.finished} finished syncs failed or were interrupted "
+                f"{name}: {stats.failed} of {stats.completed} completed syncs failed "
                 f"({_percent(stats.failure_rate)}, alert above {_percent(limits.failure_rate)}); "
                 "see `brokersync runs --status failed`, then `brokersync sync --failed`"
             ),
@@ -277,13 +283,14 @@ _HIDDEN = ("known_retries", "known_waits", "duration_sum", "duration_count")
 
 def _one(broker: str | None, row: Mapping[str, Any], p95: int | None, needs_reauth: int) -> BrokerStats:
     counts = {name: int(row.get(name) or 0) for name in (*_SUMMED, *_HIDDEN)}
-    finished = counts["succeeded"] + counts["partial"] + counts["failed"] + counts["interrupted"]
+    # Interrupted runs (stopped, not failed) are in neither rate.
+    completed = counts["succeeded"] + counts["partial"] + counts["failed"]
     max_duration = row.get("max_duration_ms")
     return BrokerStats(
         broker=broker,
         **{name: counts[name] for name in _SUMMED},
-        success_rate=_ratio(counts["succeeded"] + counts["partial"], finished),
-        failure_rate=_ratio(counts["failed"] + counts["interrupted"], finished),
+        success_rate=_ratio(counts["succeeded"] + counts["partial"], completed),
+        failure_rate=_ratio(counts["failed"], completed),
         avg_duration_ms=(counts["duration_sum"] / counts["duration_count"]) if counts["duration_count"] else None,
         max_duration_ms=int(max_duration) if max_duration is not None else None,
         p95_duration_ms=p95,

@@ -43,6 +43,7 @@ import attrs
 from brokersync._redact import redact
 
 __all__ = [
+    "AccountAlreadyConnectedError",
     "BrokerApiError",
     "BrokerAuthError",
     "BrokerError",
@@ -159,6 +160,25 @@ class ConnectionNotFoundError(SyncError):
 
 class NeedsReauthError(SyncError):
     """The connection's credentials were rejected; the user has to reconnect it."""
+
+
+class AccountAlreadyConnectedError(BrokerSyncError):
+    """The credentials reach broker accounts that one of the user's connections already syncs.
+
+    A broker account's identity is (user, broker, environment, account id): connecting it twice
+    would store each of its trades twice. Give the existing connection the new credentials with
+    ``reconnect`` instead. Nothing was stored.
+
+    Args:
+        message: What happened and what to do.
+        connection_id: The existing connection that has the accounts.
+        account_ids: The accounts already connected.
+    """
+
+    def __init__(self, message: str, *, connection_id: str, account_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.connection_id = connection_id
+        self.account_ids = account_ids
 
 
 class BrokerError(BrokerSyncError):

@@ -25,6 +25,7 @@ __all__ = [
     "EngineStatus",
     "ImportProgress",
     "ImportResult",
+    "LeaseInfo",
     "ProgressCallback",
     "QueuedSync",
     "RunStatus",
@@ -173,6 +174,31 @@ class SyncRunInfo:
     record_errors: tuple[Mapping[str, Any], ...] = ()
     cancelled: int = 0  # tombstones newly recorded by the run
     requests: int | None = None  # HTTP requests sent to the broker (None: recorded before brokersync knew)
+
+
+@attrs.frozen(kw_only=True)
+class LeaseInfo:
+    """Who holds a connection's sync lease (``sync_leases``), and how recently it showed it is alive.
+
+    Attributes:
+        connection_id: The connection being synced.
+        holder: The process that syncs it (``host:pid:nonce``).
+        run_id: Its audit row.
+        acquired_at: When it took the lease.
+        expires_at: When the lease lapses unless renewed; after that any sync may take it over.
+        heartbeat_at: The holder's last renewal (``None`` for a lease taken before brokersync
+            recorded heartbeats).
+        fresh: Whether the heartbeat is recent enough that the holder is taken to be alive
+            (``brokersync unlock`` refuses then).
+    """
+
+    connection_id: str
+    holder: str
+    run_id: str | None
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+    heartbeat_at: dt.datetime | None
+    fresh: bool
 
 
 @attrs.frozen(kw_only=True)

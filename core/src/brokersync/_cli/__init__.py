@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "positions": "brokersync._cli._positions:positions",
     "status": "brokersync._cli._syncing:status",
     "doctor": "brokersync._cli._doctor:doctor",
+    "unlock": "brokersync._cli._unlock:unlock",
     "stats": "brokersync._cli._stats:stats",
     "keys": "brokersync._cli._admin:keys",
     "db": "brokersync._cli._admin:db",
@@ -72,10 +73,13 @@ def cli(ctx: click.Context, log_level: str, log_json: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["log_level"] = log_level.upper()
     ctx.obj["log_json"] = log_json
-    if log_level.upper() != "WARNING" or log_json:
-        from brokersync._log import enable_logging
+    # Always on: warnings (a new key file to back up, a sync interrupted) show at the default level.
+    from brokersync._log import enable_logging
 
-        enable_logging(level=log_level.upper(), json=log_json)
+    # At the default level a failed request's log line is left out: the error printed says what the broker
+    # answered (`--log-level WARNING` or lower shows every request attempt).
+    defaulted = ctx.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT
+    enable_logging(level=log_level.upper(), json=log_json, requests=not (defaulted and not log_json))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -240,6 +240,10 @@ def demo(
         database_url = f"sqlite+aiosqlite:///{directory / 'brokersync.db'}"
         vault = Vault.from_data_dir(directory)
         async with BrokerSync(database_url, vault=vault, transports={"sim": api.transport()}) as engine:
+            # Run again in the same directory: start over. The simulated login is the same one, and a
+            # user cannot connect a broker account twice (its trades would be stored twice).
+            for earlier in await engine.list_connections(user_id=DEMO_USER, broker="sim"):
+                await engine.disconnect_broker(earlier.id, DEMO_USER, delete_trades=True)
             connected = await engine.connect_broker(DEMO_USER, "sim", DEMO_CREDENTIALS)
             total = per_account * accounts
             if console is not None:

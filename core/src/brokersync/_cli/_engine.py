@@ -37,19 +37,24 @@ def engine_options(func: Callable[P, T]) -> Callable[P, T]:
 
 
 def make_engine(
-    database_url: str | None, *, base_urls: dict[str, str] | None = None, read_only: bool = False
+    database_url: str | None,
+    *,
+    base_urls: dict[str, str] | None = None,
+    read_only: bool = False,
+    lease_ttl: dt.timedelta | None = None,
 ) -> BrokerSync:
     """Build the engine from configuration (environment variables and defaults).
 
     ``base_urls`` (from ``--base-url``) win over ``BROKERSYNC_BASE_URLS``. ``read_only``: the command
     only reads, so a missing SQLite database is an error (instead of creating one), and one this
-    process cannot write is opened read-only.
+    process cannot write is opened read-only. ``lease_ttl`` (from ``sync --lease-ttl``) wins over
+    ``BROKERSYNC_LEASE_TTL``.
     """
     from brokersync._engine import BrokerSync
 
     urls = {**env_base_urls(), **(base_urls or {})}
     url, writable = database_for(database_url, read_only=read_only)
-    return BrokerSync(url, base_urls=urls or None, auto_upgrade=None if writable else False)
+    return BrokerSync(url, base_urls=urls or None, auto_upgrade=None if writable else False, lease_ttl=lease_ttl)
 
 
 def database_for(database_url: str | None, *, read_only: bool) -> tuple[str, bool]:
@@ -137,17 +142,20 @@ def _filesystem_error(exc: OSError) -> str:
 
 def run(
     coro_fn: Callable[[BrokerSync], Awaitable[T]],
-    database_url: str | None,
+    database_url: str | Callable[[], BrokerSync] | None,
     *,
     base_urls: dict[str, str] | None = None,
     read_only: bool = False,
 ) -> T:
     """Run ``coro_fn(engine)`` and translate brokersync errors into messages and exit codes.
 
+    ``database_url`` may instead be a function that makes the engine (commands with more engine
+    options, e.g. ``sync --lease-ttl``); ``base_urls`` and ``read_only`` then do not apply.
     Exit 2 for usage and configuration errors (unknown connection, unusable keys or data
-    directory), 1 for failures (the broker, the database).
+    directory, an account connected already), 1 for failures (the broker, the database).
     """
     from brokersync.errors import (
+        AccountAlreadyConnectedError,
         BrokerAuthError,
         BrokerSyncError,
         ConfigurationError,
@@ -156,12 +164,17 @@ def run(
     )
 
     async def main() -> T:
-        async with make_engine(database_url, base_urls=base_urls, read_only=read_only) as engine:
+        engine = (
+            database_url()
+            if callable(database_url)
+            else make_engine(database_url, base_urls=base_urls, read_only=read_only)
+        )
+        async with engine:
             return await coro_fn(engine)
 
     try:
         return asyncio.run(main())
-    except (ConfigurationError, ConnectionNotFoundError, VaultError) as exc:
+    except (ConfigurationError, ConnectionNotFoundError, VaultError, AccountAlreadyConnectedError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     except BrokerAuthError as exc:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from brokersync._cli._engine import base_url_option, base_urls, parse_pairs
+from brokersync._cli._signals import lease_ttl_option
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
@@ -107,7 +108,10 @@ async def _schedules(engine: BrokerSync, specs: list[tuple[str, str]]) -> list[C
     show_default=True,
     help="On SIGINT/SIGTERM, seconds to let syncs in flight finish before abandoning them.",
 )
-@click.option("--once", is_flag=True, help="Run every job once, then exit (status 1 if a sync failed).")
+@click.option(
+    "--once", is_flag=True, help="Run every job once, then exit (status 1 if a sync failed or was abandoned)."
+)
+@lease_ttl_option
 @base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
 def scheduler(
@@ -117,6 +121,7 @@ def scheduler(
     concurrency: int | None,
     grace: float,
     once: bool,
+    lease_ttl: dt.timedelta | None,
     base_url_specs: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -141,7 +146,7 @@ def scheduler(
         click.echo(_as_json(run) if as_json else _describe(run))
 
     async def main() -> Any:
-        async with BrokerSync(database_url or None, base_urls=urls) as engine:
+        async with BrokerSync(database_url or None, base_urls=urls, lease_ttl=lease_ttl) as engine:
             schedules = await _schedules(engine, specs)
             runner = Scheduler(
                 engine,
@@ -174,5 +179,5 @@ def scheduler(
             f"scheduler stopped: {stats.runs} runs, {stats.syncs} syncs ({stats.failed_syncs} failed), "
             f"{stats.imported} imported, {stats.updated} updated, {stats.abandoned} abandoned"
         )
-    if once and (stats.failed_syncs or stats.run_errors):
+    if once and (stats.failed_syncs or stats.run_errors or stats.abandoned):
         raise SystemExit(1)

@@ -119,7 +119,7 @@ def _print(stats: SyncStats, alerts: list[Alert]) -> None:
     type=click.FloatRange(0, 100),
     default=10.0,
     show_default=True,
-    help="Alert when more than this percentage of finished syncs failed or were interrupted.",
+    help="Alert when more than this percentage of completed syncs failed (interrupted ones do not count).",
 )
 @click.option(
     "--max-rate-limit-rate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sys
 from decimal import Decimal
@@ -15,6 +16,7 @@ from brokersync._cli._engine import (
     base_url_option,
     engine_options,
     json_option,
+    make_engine,
     parse_time,
     resolve_connection,
     run,
@@ -23,6 +25,7 @@ from brokersync._cli._engine import (
     wide_option,
 )
 from brokersync._cli._output import echo_json, print_table
+from brokersync._cli._signals import lease_ttl_option, run_stoppable
 from brokersync._generic_csv import EXPORT_COLUMNS, export_rows
 
 if TYPE_CHECKING:
@@ -82,6 +85,7 @@ def _summary(results: list[SyncResult]) -> None:
 )
 @click.option("--since", help="Manual sync of one connection from this date/time (ISO 8601).")
 @click.option("--incremental", is_flag=True, help="Sync CONNECTION_ID incrementally from its watermarks.")
+@lease_ttl_option
 @base_url_option
 @engine_options
 @json_option
@@ -92,6 +96,7 @@ def sync(
     sync_failed: bool,
     since: str | None,
     incremental: bool,
+    lease_ttl: dt.timedelta | None,
     base_url_specs: dict[str, str],
     database_url: str | None,
     user_id: str,
@@ -99,6 +104,10 @@ def sync(
 ) -> None:
     """Sync one connection's trades (all history, or --since), --all connections incrementally, or
     the --failed ones again. CONNECTION_ID may be any unique prefix of the id.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it cleanly: stored trades are kept, the run is recorded
+    as interrupted, the connection is free again; exit status 130, 143 and 129. Exit status 1 when
+    a sync failed, 2 for usage and configuration errors.
     """
     if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
         raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
@@ -153,7 +162,10 @@ def sync(
             )
             return [result]
 
-    results = run(go, database_url, base_urls=base_url_specs)
+    def make() -> BrokerSync:
+        return make_engine(database_url, base_urls=base_url_specs, lease_ttl=lease_ttl)
+
+    results = run_stoppable(go, make)
     if as_json:
         echo_json(to_jsonable(results))
     else:

@@ -19,10 +19,11 @@ import attrs
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._clocks import MonotonicClock, Sleep, WallClock, utcnow
-from brokersync._config import EngineSettings, data_dir, default_database_url
+from brokersync._config import EngineSettings, data_dir, default_database_url, lease_ttl_from_env
 from brokersync._engine._brokers import BrokerFactory
 from brokersync._engine._fanout import sync_each
 from brokersync._engine._imports import EngineImports
+from brokersync._engine._keyguard import missing_key_file, prepare_key_file
 from brokersync._engine._maintenance import reset_sync_state, verify_secrets
 from brokersync._engine._parts import EngineParts, require_text
 from brokersync._engine._reads import EngineReads
@@ -30,9 +31,11 @@ from brokersync._engine._schema import Readiness
 from brokersync._engine._secrets import Secrets
 from brokersync._engine._start import FILE_ONLY, sync_connection
 from brokersync._engine._tokens import TokenLocks
+from brokersync._engine._unlock import EngineLeases
 from brokersync._log import get_logger
 from brokersync._pairing import PairingMethod
 from brokersync._store import Store, store_errors, wrap_store_errors
+from brokersync.errors import AccountAlreadyConnectedError
 from brokersync.results import ConnectionStatus, ConnectResult, ProgressCallback, SyncResult, SyncTrigger
 
 if TYPE_CHECKING:
@@ -41,11 +44,12 @@ if TYPE_CHECKING:
     from brokersync._registry import BrokerRegistry
     from brokersync._resilience import Resilience
     from brokersync._vault import Vault
+    from brokersync.models import Account
 
 __all__ = ["BrokerSync"]
 
 
-class BrokerSync(EngineReads, EngineImports):
+class BrokerSync(EngineReads, EngineImports, EngineLeases):
     """The sync engine. Use as ``async with BrokerSync() as engine: ...`` (or call :meth:`aclose`).
 
     Args:
@@ -94,6 +98,8 @@ class BrokerSync(EngineReads, EngineImports):
     ) -> None:
         self.database_url = database_url or default_database_url()
         store = Store(self.database_url)
+        if lease_ttl is None and settings is None:
+            lease_ttl = lease_ttl_from_env()
         overrides: dict[str, Any] = {
             k: v
             for k, v in {"lookback": lookback, "lease_ttl": lease_ttl, "concurrency": concurrency}.items()
@@ -108,11 +114,15 @@ class BrokerSync(EngineReads, EngineImports):
         self._monotonic = monotonic
         self._sleep = sleep
         self._resilience: Resilience | None = resilience
+        self._orphaned_secrets: int | None = None  # secrets whose missing key file _prepare_keys found
         self._owns_resilience = resilience is None
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._log = get_logger(component="engine")
         self._readiness = Readiness(
-            store, self.database_url, auto_upgrade=store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade
+            store,
+            self.database_url,
+            auto_upgrade=store.dialect == "sqlite" if auto_upgrade is None else auto_upgrade,
+            then=self._prepare_keys,
         )
         parts = EngineParts(
             store=store,
@@ -134,6 +144,7 @@ class BrokerSync(EngineReads, EngineImports):
         )
         EngineReads.__init__(self, parts, self.database_url)
         EngineImports.__init__(self, parts)
+        EngineLeases.__init__(self, parts)
         self._parts = parts
         self._store = store
 
@@ -160,14 +171,39 @@ class BrokerSync(EngineReads, EngineImports):
     def vault(self) -> Vault:
         """The vault that encrypts credentials and tokens (built on first use)."""
         if self._vault is None:
+            from brokersync._keys import ENV_VAR, key_file_path
             from brokersync._vault import Vault
 
             if self._keys is not None:
                 spec = self._keys if isinstance(self._keys, str) else ",".join(self._keys)
                 self._vault = Vault.from_spec(spec, source="the encryption keys given to BrokerSync")
-            else:
-                self._vault = Vault.default(data_dir())
+            elif ENV_VAR in os.environ:
+                self._vault = Vault.from_env()
+            else:  # created (on a database without secrets) by the first operation, never here
+                path = key_file_path(data_dir())
+                if not path.exists():
+                    raise missing_key_file(path, self.database_url, self._orphaned_secrets)
+                self._vault = Vault.from_key_file(path)
         return self._vault
+
+    async def _prepare_keys(self) -> None:
+        if self._vault is None and self._keys is None:
+            try:
+                self._orphaned_secrets = await prepare_key_file(self._store, data_dir())
+            except SQLAlchemyError as exc:
+                raise wrap_store_errors(exc, "checking for encrypted secrets") from None
+
+    async def check_ready(self) -> None:
+        """Check the schema (migrating it when allowed) and the key file; every operation does this first.
+
+        On a database without secrets and no configured keys, this creates the data directory's
+        key file (a warning names it: back it up).
+
+        Raises:
+            ConfigurationError: The schema is old and may not be migrated here, or the key file is
+                missing while the database holds secrets encrypted with it.
+        """
+        await self._readiness.ensure()
 
     @property
     def registry(self) -> BrokerRegistry:
@@ -231,14 +267,19 @@ class BrokerSync(EngineReads, EngineImports):
             ConfigurationError: Unknown broker or environment, or credentials that do not match the
                 broker's schema (nothing is sent).
             BrokerAuthError: The broker rejected the credentials (nothing is stored).
+            AccountAlreadyConnectedError: One of the user's connections already has an account
+                these credentials reach (same broker and environment): use :meth:`reconnect_broker`
+                on it instead (nothing is stored).
         """
         require_text("user_id", user_id)
         await self._readiness.ensure()
+        self._parts.secrets.check()  # no broker traffic without a usable vault
         connection_id = str(uuid.uuid4())
         async with self._parts.brokers.facade(broker, environment, connection_id, None) as facade:
             checked = facade.metadata.validate_credentials(credentials)
             auth = await facade.authenticate(checked)
             account_list = await facade.get_accounts(auth)
+            await self._refuse_connected(user_id, broker, facade.environment, account_list)
             now = self._clock()
             values = {
                 "id": connection_id,
@@ -267,6 +308,24 @@ class BrokerSync(EngineReads, EngineImports):
                 status=ConnectionStatus.ACTIVE,
                 accounts=tuple(account_list),
             )
+
+    async def _refuse_connected(
+        self, user_id: str, broker: str, environment: str, account_list: Sequence[Account]
+    ) -> None:
+        owners = await self._store.account_owners(
+            user_id=user_id, broker=broker, environment=environment, account_ids=[a.id for a in account_list]
+        )
+        if not owners:
+            return
+        existing = next(iter(owners.values()))
+        taken = tuple(sorted(a for a, owner in owners.items() if owner == existing))
+        raise AccountAlreadyConnectedError(
+            f"user {user_id} already has the {broker} ({environment}) account(s) {', '.join(taken)} in connection "
+            f"{existing}: connecting them again would store every trade twice. To give that connection new "
+            f"credentials, run `brokersync reconnect {existing}` (BrokerSync.reconnect_broker)",
+            connection_id=existing,
+            account_ids=taken,
+        )
 
     @store_errors("reconnecting a broker")
     async def reconnect_broker(self, connection_id: str, user_id: str, credentials: Mapping[str, Any]) -> ConnectResult:

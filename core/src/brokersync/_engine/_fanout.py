@@ -28,6 +28,8 @@ async def sync_each(
     others; its result has ``status == "failed"`` and the ``error``."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if infos:
+        parts.secrets.check()  # a missing key stops all of them before any run is recorded
     gate = asyncio.Semaphore(concurrency)
     clock = parts.clock
 

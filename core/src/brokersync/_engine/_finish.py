@@ -18,7 +18,7 @@ from brokersync._redact import redact
 from brokersync.errors import ErrorType, classify_error
 from brokersync.results import ConnectionStatus, RunStatus, SyncResult
 
-__all__ = ["record_failure", "record_success"]
+__all__ = ["record_failure", "record_interrupted", "record_success"]
 
 
 def _result(
@@ -98,9 +98,36 @@ async def record_success(parts: EngineParts, ctx: RunContext, outcome: JobOutcom
     return result
 
 
-async def record_failure(parts: EngineParts, ctx: RunContext, error: BaseException) -> SyncResult:
-    """Record a failed run (classified, redacted) and return its result; never raises a database error."""
-    result = _result(parts, ctx, RunStatus.FAILED, None, error)
+async def record_interrupted(
+    parts: EngineParts, ctx: RunContext, reason: BaseException, stored: JobOutcome | None
+) -> SyncResult:
+    """Record a run stopped before it finished (cancelled, Ctrl-C, a stop signal) as ``interrupted``.
+
+    Not a failure of the broker: no error type, and the counts are what the run committed (every
+    stored batch stays stored; the next sync continues from the last committed cursor).
+    """
+    result = _result(parts, ctx, RunStatus.INTERRUPTED, stored)
+    why = str(reason).strip()
+    by = f" by {why}" if why.startswith("SIG") else ""  # the CLI cancels with the signal's name
+    kept = result.imported + result.updated
+    message = (
+        f"the sync was stopped{by} before it finished; "
+        f"the {kept} new or changed trades it stored are kept and the next sync continues from there"
+    )
+    try:
+        await _finish(parts, ctx, result, error_type=None, error_message=redact(message))
+    except Exception as exc:  # recorded by the next sync of the connection instead
+        parts.log.error("could not record the interrupted run {r}: {e}", r=ctx.run_id, e=type(exc).__name__)  # noqa: TRY400 - no traceback: it may quote SQL with values
+    parts.log.warning("sync of connection {c} interrupted: {m}", c=ctx.row.id, m=message)
+    return result
+
+
+async def record_failure(
+    parts: EngineParts, ctx: RunContext, error: BaseException, stored: JobOutcome | None = None
+) -> SyncResult:
+    """Record a failed run (classified, redacted) with what it stored before failing, and return its
+    result; never raises a database error."""
+    result = _result(parts, ctx, RunStatus.FAILED, stored, error)
     assert result.error is not None
     detail = str(result.error.technical_details.get("message", ""))
     # The user message already quotes our own errors' text; add the technical one only when it says more.

@@ -13,7 +13,6 @@ already stored).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import attrs
 
@@ -26,7 +25,7 @@ from brokersync._engine._tokens import TokenKeeper
 from brokersync._store import Store, UpsertCounts
 from brokersync.errors import BrokerAuthError
 from brokersync.models import Account
-from brokersync.results import AccountInfo, SyncProgress, SyncRecordError, SyncTrigger
+from brokersync.results import AccountInfo, ConnectionStatus, SyncProgress, SyncRecordError, SyncTrigger
 
 __all__ = ["JobOutcome", "SyncJob"]
 
@@ -69,6 +68,7 @@ class SyncJob:
         self._broker = broker
         self._tokens = tokens
         self._connection_id = ctx.connection_id
+        self._row = ctx.row
         self._trigger = ctx.trigger
         self._since = ctx.since
         self._started_at = ctx.started_at
@@ -80,6 +80,18 @@ class SyncJob:
         self._on_progress = ctx.on_progress
         self._max_errors = settings.max_record_errors
         self._totals = _Totals()
+        self._accounts = 0
+
+    def progress(self) -> JobOutcome:
+        """What the job has committed so far (an interrupted or failed run records these counts)."""
+        totals = self._totals
+        return JobOutcome(
+            counts=totals.counts,
+            cancelled=totals.cancelled,
+            errors=tuple(totals.errors),
+            error_count=totals.error_count,
+            accounts=self._accounts,
+        )
 
     async def run(self) -> JobOutcome:
         """Sync every account; raise on the first failure (what was stored stays stored)."""
@@ -89,18 +101,47 @@ class SyncJob:
         except BrokerAuthError:
             auth = await self._tokens.reissue(auth)
             account_list = await self._broker.get_accounts(auth)
+        self._accounts = len(account_list)
+        account_list = await self._own_accounts(account_list)
         stored = await self._store.sync_accounts(self._connection_id, account_list, self._clock())
         positions = {a.account_id: a for a in stored}
         for account in account_list:
             await self._sync_account(account, positions.get(account.id))
-        totals = self._totals
-        return JobOutcome(
-            counts=totals.counts,
-            cancelled=totals.cancelled,
-            errors=tuple(totals.errors),
-            error_count=totals.error_count,
-            accounts=len(account_list),
+        return self.progress()
+
+    async def _own_accounts(self, account_list: list[Account]) -> list[Account]:
+        """The accounts this connection owns; another active connection's are reported, not synced.
+
+        A broker account's identity is (user, broker, environment, account id): a login connected
+        twice, or an account the broker added to a second login, would store every trade twice.
+        """
+        row = self._row
+        owners = await self._store.account_owners(
+            user_id=row.user_id,
+            broker=row.broker,
+            environment=row.environment,
+            account_ids=[a.id for a in account_list],
+            status=ConnectionStatus.ACTIVE,
+            including=self._connection_id,
         )
+        mine = []
+        for account in account_list:
+            owner = owners.get(account.id, self._connection_id)
+            if owner == self._connection_id:
+                mine.append(account)
+                continue
+            self._totals.error_count += 1
+            self._totals.errors.append(
+                SyncRecordError(
+                    account_id=account.id,
+                    broker_trade_id=None,
+                    reason=(
+                        f"broker account {account.id} is already synced by connection {owner} of this user; "
+                        f"connection {self._connection_id} stored none of its trades (disconnect one of the two)"
+                    ),
+                )
+            )
+        return mine
 
     def _window(self, position: AccountInfo | None) -> tuple[dt.datetime | None, str | None]:
         if self._trigger is SyncTrigger.SCHEDULED and position is not None:
@@ -117,21 +158,32 @@ class SyncJob:
         safe = self._started_at - self._settle
         return max(old, safe) if old is not None else safe
 
-    async def _batches(
-        self, account: Account, since: dt.datetime | None, cursor: str | None
-    ) -> AsyncIterator[TradeBatch]:
-        auth = await self._tokens.token()
-        async for batch in self._broker.iter_trades(auth, account, since=since, cursor=cursor):
-            yield batch
-
     async def _sync_account(self, account: Account, position: AccountInfo | None) -> None:
         since, cursor = self._window(position)
         watermark = self._next_watermark(since, position)
         pending: TradeBatch | None = None
-        async for batch in self._batches(account, since, cursor):
-            if pending is not None:
-                await self._store_batch(account, pending, watermark=None)
-            pending = batch
+        relogged = False
+        while True:
+            auth = await self._tokens.token()
+            try:
+                async for batch in self._broker.iter_trades(auth, account, since=since, cursor=cursor):
+                    if pending is not None:
+                        await self._store_batch(account, pending, watermark=None)
+                        cursor = pending.cursor or cursor
+                    pending = batch
+                break
+            except BrokerAuthError:
+                # The token was refused between pages (revoked, or a refresh token the broker
+                # refused): log in once with the stored credentials and resume after the last
+                # page received. Only a refused login (raised by reissue) is a credentials problem.
+                if relogged:
+                    raise
+                relogged = True
+                await self._tokens.reissue(auth)
+                if pending is not None:
+                    await self._store_batch(account, pending, watermark=None)
+                    cursor = pending.cursor or cursor
+                    pending = None
         await self._store_batch(account, pending or TradeBatch(trades=()), watermark=watermark)
 
     async def _store_batch(self, account: Account, batch: TradeBatch, *, watermark: dt.datetime | None) -> None:

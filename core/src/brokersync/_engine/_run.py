@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._engine._context import RunContext
-from brokersync._engine._finish import record_failure, record_success
+from brokersync._engine._finish import record_failure, record_interrupted, record_success
 from brokersync._engine._job import JobOutcome, SyncJob
 from brokersync._engine._parts import EngineParts
 from brokersync._engine._tokens import TokenKeeper
@@ -24,6 +24,7 @@ async def run_started(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, 
     """Do the work of a started run and record its outcome: the result, and the error to raise."""
     row = ctx.row
     outcome: JobOutcome | None = None
+    job: SyncJob | None = None
     try:
         credentials_data = parts.secrets.open_credentials(row)
         cached = parts.secrets.open_token(row)
@@ -62,8 +63,8 @@ async def run_started(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, 
         error: BaseException = exc
         if isinstance(exc, SQLAlchemyError):
             error = wrap_store_errors(exc, f"syncing connection {row.id}")
-        return await record_failure(parts, ctx, error), error
-    except BaseException as exc:  # cancelled or interrupted: record it, then let it propagate
-        await record_failure(parts, ctx, exc)
+        return await record_failure(parts, ctx, error, job.progress() if job else None), error
+    except BaseException as exc:  # cancelled or interrupted: record it with what was stored, then let it propagate
+        await record_interrupted(parts, ctx, exc, job.progress() if job else None)
         raise
     return await record_success(parts, ctx, outcome), None

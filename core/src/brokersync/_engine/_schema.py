@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,13 +20,23 @@ class Readiness:
         store: The store.
         database_url: For messages (the password is hidden).
         auto_upgrade: Migrate on first use instead of refusing an old schema.
+        then: Checked once after the schema is ready, before the first operation (the key file).
     """
 
-    def __init__(self, store: Store, database_url: str, *, auto_upgrade: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        database_url: str,
+        *,
+        auto_upgrade: bool,
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
         self._url = database_url
         self._auto_upgrade = auto_upgrade
+        self._then = then
         self._ready = False
+        self._checked = then is None
         self._lock = asyncio.Lock()
 
     async def upgrade(self) -> tuple[str | None, str | None]:
@@ -39,10 +50,13 @@ class Readiness:
 
     async def ensure(self) -> None:
         """Return once the schema is current (migrating it first when allowed)."""
-        if self._ready:
+        if self._ready and self._checked:
             return
         async with self._lock:
             await self._prepare()
+            if not self._checked and self._then is not None:
+                await self._then()
+                self._checked = True
 
     async def _prepare(self) -> None:
         if self._ready:  # another task prepared it while this one waited for the lock

@@ -26,6 +26,10 @@ class Secrets:
     def __init__(self, vault: Callable[[], Vault]) -> None:
         self._vault = vault
 
+    def check(self) -> None:
+        """Build the vault now: a missing or unusable key fails before anything is sent or recorded."""
+        self._vault()
+
     def active_key_id(self) -> str:
         """The id of the key new secrets are encrypted with."""
         return self._vault().active_key_id

@@ -2,8 +2,9 @@
 
 Lease, the check for runs a dead process left ``running`` and the audit row are one transaction,
 committed before any broker traffic: a crash leaves a trace the next run marks ``interrupted``.
-The lease's whole life is here: taken, handed to :mod:`~brokersync._engine._run` with the run's
-context, and given back if the run could not record its outcome (the lease expires anyway).
+The lease's whole life is here: taken, kept alive by :mod:`~brokersync._engine._heartbeat` while
+the run is, handed to :mod:`~brokersync._engine._run` with the run's context, and given back if the
+run could not record its outcome (the lease expires anyway).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from sqlalchemy.exc import SQLAlchemyError
 
 from brokersync._engine._context import RunContext
+from brokersync._engine._heartbeat import Heartbeat
 from brokersync._engine._parts import EngineParts
 from brokersync._engine._run import run_started
 from brokersync.errors import NeedsReauthError, SyncError, SyncInProgressError
@@ -60,6 +62,7 @@ async def start_run(
         )
     if row.status == ConnectionStatus.DISABLED.value:
         raise SyncError(f"connection {connection_id} ({row.broker}) is disconnected: reconnect it to sync again")
+    parts.secrets.check()  # a missing key is a configuration error, not a failed run
     run_id = _run_id()
     started_at = parts.clock()
     taken = await parts.store.begin_run(
@@ -113,7 +116,8 @@ async def sync_connection(
     """One sync of one connection: the result, and the error to raise (``None`` when it finished)."""
     ctx = await start_run(parts, connection_id, user_id, trigger, since, on_progress)
     try:
-        return await run_started(parts, ctx)
+        async with Heartbeat(parts, ctx.row.id):  # keeps the (short) lease alive while the run is
+            return await run_started(parts, ctx)
     finally:
         if not ctx.lease.released:  # the run's outcome could not be recorded: still give the lease back
             try:

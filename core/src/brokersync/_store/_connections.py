@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._base import Database
@@ -95,6 +95,53 @@ class ConnectionStore(Database):
         """Add new accounts and refresh the names of known ones."""
         async with self.write() as conn:
             await self._upsert_accounts(conn, connection_id, account_list, now)
+
+    async def account_owners(
+        self,
+        *,
+        user_id: str,
+        broker: str,
+        environment: str,
+        account_ids: Sequence[str],
+        status: ConnectionStatus | None = None,
+        including: str | None = None,
+    ) -> dict[str, str]:
+        """Per account id, the connection of this user, broker and environment that owns it.
+
+        A broker account's identity is (user, broker, environment, account id). Its owner is the
+        connection whose account row is the oldest, among the user's connections in ``status``
+        (any status when ``None``) and the connection ``including``. Accounts nobody has are absent.
+        """
+        if not account_ids:
+            return {}
+        eligible: Any = connections.c.status == ConnectionStatus(status).value if status is not None else None
+        if including is not None and eligible is not None:
+            eligible = or_(eligible, connections.c.id == including)
+        query = (
+            select(accounts.c.account_id, accounts.c.connection_id)
+            .join(connections, connections.c.id == accounts.c.connection_id)
+            .where(
+                connections.c.user_id == user_id,
+                connections.c.broker == broker,
+                connections.c.environment == environment,
+                accounts.c.account_id.in_(list(account_ids)),
+                *([eligible] if eligible is not None else []),
+            )
+            .order_by(accounts.c.created_at, connections.c.created_at, connections.c.id)
+        )
+        owners: dict[str, str] = {}
+        async with self.read() as conn:
+            for row in await conn.execute(query):
+                owners.setdefault(row.account_id, row.connection_id)
+        return owners
+
+    async def count_secrets(self) -> int:
+        """How many connections hold an encrypted credential or token."""
+        query = select(func.count()).where(
+            or_(connections.c.credentials.is_not(None), connections.c.token.is_not(None))
+        )
+        async with self.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def connection_row(self, connection_id: str) -> ConnectionRow | None:
         """The connection's identity, status and ciphertexts, for the engine only."""

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from brokersync._store._base import Database
@@ -19,13 +19,17 @@ from brokersync.results import RunStatus, SyncRunInfo
 __all__ = ["RunStore", "release_lease", "renew_lease", "take_lease"]
 
 _LEASE_TAKE = (
-    "INSERT INTO sync_leases (connection_id, holder, run_id, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO sync_leases (connection_id, holder, run_id, acquired_at, expires_at, heartbeat_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (connection_id) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id, "
-    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, heartbeat_at = excluded.heartbeat_at "
     "WHERE sync_leases.expires_at <= ? RETURNING holder"
 )  # taken when free, or when the holder's lease has expired
-_LEASE_RENEW = "UPDATE sync_leases SET expires_at = ? WHERE connection_id = ? AND holder = ? RETURNING holder"
+_LEASE_RENEW = (
+    "UPDATE sync_leases SET expires_at = ?, heartbeat_at = ? WHERE connection_id = ? AND holder = ? RETURNING holder"
+)
 _LEASE_RELEASE = "DELETE FROM sync_leases WHERE connection_id = ? AND holder = ?"
+_CLOSE_RUN = "UPDATE sync_runs SET status = ?, finished_at = ?, error_message = ? WHERE id = ? AND status = ?"
 _INTERRUPT = (
     "UPDATE sync_runs SET status = ?, finished_at = ?, error_message = ? "
     "WHERE connection_id = ? AND status = ? AND id <> ? RETURNING id"
@@ -80,6 +84,49 @@ class RunStore(Database):
             ).first()
             return (row.holder, row.expires_at) if row else None
 
+    async def heartbeat(self, connection_id: str, *, holder: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+        """Renew ``holder``'s lease from ``now`` in its own transaction; ``False`` if it lost the lease."""
+        async with self.write() as conn:
+            return bool(await run_sql(conn, _LEASE_RENEW, (now + ttl, now, connection_id, holder)))
+
+    async def lease(
+        self, connection_id: str
+    ) -> tuple[str, str | None, dt.datetime, dt.datetime, dt.datetime | None] | None:
+        """The lease row: (holder, run id, acquired, expires, last heartbeat), or ``None``: nobody syncs."""
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        sync_leases.c.holder,
+                        sync_leases.c.run_id,
+                        sync_leases.c.acquired_at,
+                        sync_leases.c.expires_at,
+                        sync_leases.c.heartbeat_at,
+                    ).where(sync_leases.c.connection_id == connection_id)
+                )
+            ).first()
+            return (row.holder, row.run_id, row.acquired_at, row.expires_at, row.heartbeat_at) if row else None
+
+    async def break_lease(
+        self, connection_id: str, *, holder: str, run_id: str | None, now: dt.datetime, message: str
+    ) -> bool:
+        """Free a dead holder's lease and close its run as ``interrupted``, in ONE transaction.
+
+        Only that holder's lease is removed (``False`` when it changed meanwhile: nothing is written).
+        """
+        async with self.write() as conn:
+            same_run = sync_leases.c.run_id.is_(None) if run_id is None else sync_leases.c.run_id == run_id
+            query = delete(sync_leases).where(
+                sync_leases.c.connection_id == connection_id, sync_leases.c.holder == holder, same_run
+            )
+            if (await conn.execute(query)).rowcount != 1:
+                return False
+            if run_id is not None:
+                await run_sql(
+                    conn, _CLOSE_RUN, (RunStatus.INTERRUPTED.value, now, message, run_id, RunStatus.RUNNING.value)
+                )
+            return True
+
     async def release_lease(self, connection_id: str, *, holder: str) -> None:
         """Give the lease back (only if this holder still has it)."""
         async with self.write() as conn:
@@ -121,9 +168,12 @@ class RunStore(Database):
             return [run_info(row) for row in await conn.execute(query)]
 
 
-async def renew_lease(conn: AsyncConnection, connection_id: str, holder: str, expires_at: dt.datetime) -> None:
-    """Extend ``holder``'s lease in the caller's transaction, or raise :class:`LeaseLostError` (rolling it back)."""
-    renewed = await run_sql(conn, _LEASE_RENEW, (expires_at, connection_id, holder))
+async def renew_lease(
+    conn: AsyncConnection, connection_id: str, holder: str, expires_at: dt.datetime, now: dt.datetime
+) -> None:
+    """Extend ``holder``'s lease (a heartbeat at ``now``) in the caller's transaction, or raise
+    :class:`LeaseLostError` (rolling it back)."""
+    renewed = await run_sql(conn, _LEASE_RENEW, (expires_at, now, connection_id, holder))
     if len(renewed) != 1:
         raise LeaseLostError(
             f"connection {connection_id}: this sync's lease expired and another sync took over; "
@@ -146,7 +196,7 @@ async def release_lease(conn: AsyncConnection, connection_id: str, holder: str) 
 async def _acquire(
     conn: AsyncConnection, connection_id: str, holder: str, run_id: str, now: dt.datetime, ttl: dt.timedelta
 ) -> bool:
-    return bool(await run_sql(conn, _LEASE_TAKE, (connection_id, holder, run_id, now, now + ttl, now)))
+    return bool(await run_sql(conn, _LEASE_TAKE, (connection_id, holder, run_id, now, now + ttl, now, now)))
 
 
 async def _release(conn: AsyncConnection, connection_id: str, holder: str) -> None:

@@ -168,6 +168,7 @@ sync_leases = Table(
     Column("run_id", String(36)),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime),  # the holder's last sign of life (revision 0006; NULL before)
 )
 
 

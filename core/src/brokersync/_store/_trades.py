@@ -66,7 +66,7 @@ class TradeStore(Database):
         """
         async with self.write() as conn:
             if lease is not None:
-                await renew_lease(conn, connection_id, lease[0], lease[1])
+                await renew_lease(conn, connection_id, lease[0], lease[1], now)
             counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
             cancelled = 0
             if cancellations:
