@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -192,7 +193,9 @@ async def _check_scenario(db_url: str, events: list[tuple[str, ...]], syncs: int
         db_url, keys=Vault.generate_key("k1"), transports={fillsbroker.KEY: fills.transport()}, clock=Clock()
     ) as make:
         engine = make()
-        connection = await engine.connect_broker("u1", fillsbroker.KEY, fillsbroker.CREDENTIALS)
+        # One connection per account (ADR 0012), and every example shares the database: a user each.
+        user = f"u-{uuid.uuid4().hex[:12]}"
+        connection = await engine.connect_broker(user, fillsbroker.KEY, fillsbroker.CREDENTIALS)
         cid = connection.connection_id
         step = max(1, -(-len(events) // syncs))
         for start in range(0, len(events), step):
@@ -202,7 +205,7 @@ async def _check_scenario(db_url: str, events: list[tuple[str, ...]], syncs: int
                 else:
                     _, fill_id, side, qty, price, minute, fee = event
                     fills.fill("U1", fill_id, side, qty, price, int(minute), commission=fee)
-            await engine.sync_broker_trades(cid, "u1", trigger="scheduled")
+            await engine.sync_broker_trades(cid, user, trigger="scheduled")
 
         final: dict[str, Execution] = {}
         for event in events:  # the broker's final word on each fill, without the busted ones
@@ -229,7 +232,7 @@ async def _check_scenario(db_url: str, events: list[tuple[str, ...]], syncs: int
         positions = await engine.positions(connection_id=cid)
         assert sum((p.quantity for p in positions), Decimal(0)) == expected.position
 
-        again = await engine.sync_broker_trades(cid, "u1")  # a full re-sync: the broker sends everything again
+        again = await engine.sync_broker_trades(cid, user)  # a full re-sync: the broker sends everything again
         assert (again.imported, again.updated, again.cancelled) == (0, 0, 0)
 
 
