@@ -188,7 +188,7 @@ def run(
         raise SystemExit(2) from None
 
 
-_HTTP_EXCHANGE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ answered \d{3}")
+_HTTP_EXCHANGE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ answered \d{3}")
 
 
 def auth_message(exc: BaseException) -> str:
@@ -202,7 +202,7 @@ def auth_message(exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     hint = "for an existing connection use `brokersync reconnect CONNECTION`"
     text = str(exc).strip()
-    if text and not _HTTP_EXCHANGE.match(text):
+    if text and not _HTTP_EXCHANGE.search(text):
         return f"{text.rstrip('.')} ({hint})"
     return (
         f"the broker{f' {broker!r}' if broker else ''} rejected the credentials"
