@@ -217,13 +217,15 @@ def test_connect_reconnect_and_sync_take_base_url(env, sim_server, tmp_path):
 
 
 def _connections_sharing_a_prefix(env: dict[str, str]) -> list[str]:
-    from brokersync import BrokerSync
+    from brokersync import BrokerRegistry, BrokerSync
 
     async def go() -> list[str]:
         # One connection per account (ADR 0012): beta's accounts once per environment. The live one is
         # made again (deleted when it does not share the demo one's first character) until they collide.
         credentials = {"username": "ann", "password": PASSWORD}
-        async with BrokerSync(f"sqlite:///{database(env)}", registry=None) as engine:
+        # A registry of its own: the process-wide one must not keep this test's allow-list.
+        registry = BrokerRegistry(allow=env["BROKERSYNC_PLUGINS"].split(","))
+        async with BrokerSync(f"sqlite:///{database(env)}", registry=registry) as engine:
             first = (await engine.connect_broker("local", "beta", credentials, "demo")).connection_id
             for _ in range(500):  # a 1/16 chance each time
                 other = (await engine.connect_broker("local", "beta", credentials, "live")).connection_id
@@ -233,7 +235,7 @@ def _connections_sharing_a_prefix(env: dict[str, str]) -> list[str]:
         raise AssertionError("no two connection ids shared a first character")
 
     old = dict(os.environ)
-    os.environ.update({k: v for k, v in env.items() if k.startswith("BROKERSYNC_")})
+    os.environ.update({k: v for k, v in env.items() if k.startswith("BROKERSYNC_") and k != "BROKERSYNC_PLUGINS"})
     try:
         return asyncio.run(go())
     finally:
