@@ -80,7 +80,7 @@ async def test_a_plugin_lockout_stops_after_one_request_and_pauses_the_key(fake_
         sent.append(request)
         return httpx.Response(429)
 
-    resilience = Resilience(clock=fake_time.clock, sleep=fake_time.sleep)
+    resilience = Resilience(clock=fake_time.monotonic, sleep=fake_time.sleep)
     broker = _broker(handler)
     client = resilience.client_for(broker)
     with pytest.raises(BrokerRateLimitError) as caught:
@@ -94,7 +94,7 @@ async def test_a_validator_that_fails_on_an_error_body_leaves_the_core_mapping(f
     def handler(request):
         return httpx.Response(503, text="<html>down</html>")
 
-    resilience = Resilience(clock=fake_time.clock, sleep=fake_time.sleep)
+    resilience = Resilience(clock=fake_time.monotonic, sleep=fake_time.sleep)
     client = resilience.client_for(_broker(handler))
     with pytest.raises(BrokerServerError):
         await client.get("/fills")
