@@ -10,7 +10,6 @@ re-importing a file imports nothing and overlapping exports converge.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -118,14 +117,6 @@ def _open(path: Path) -> IO[bytes]:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with _open(path) as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _tag(record: Any, source: dict[str, Any]) -> Any:
     if isinstance(record, dict):
         raw = dict(record.get("raw") or {k: v for k, v in record.items() if k != "raw"})
@@ -167,6 +158,8 @@ async def _pages(
                     await on_page(account, batch, source)
             if progress is not None:
                 await progress(source.bytes_read)
+        while source.binary.read(1 << 20):  # the rest (a trailer the parser skipped): the hash covers it all
+            pass
     return source
 
 
@@ -185,8 +178,7 @@ async def import_file(
     on_progress: Callable[[ImportProgress], Any] | None,
 ) -> ImportResult:
     """Import ``path`` into the connection ``row`` (see the module docstring)."""
-    size = path.stat().st_size if path.exists() else 0
-    sha256 = _sha256(path)
+    size = path.stat().st_size
 
     def make_source(stream: IO[bytes]) -> FileSource:
         return FileSource(stream, name=path.name, timezone=timezone, options=options, account_id=account)
@@ -204,7 +196,8 @@ async def import_file(
         await progress("check", done)
 
     check = _Tally()
-    source = await _pages(facade, path, sha256, fmt, make_source, check, None, checked)
+    source = await _pages(facade, path, "", fmt, make_source, check, None, checked)
+    sha256 = source.sha256  # the checking pass read every byte
     problems = tuple(str(p) for p in source.problems)
     if check.rows == 0:
         raise FileFormatError(
@@ -272,10 +265,7 @@ async def import_file(
             error_count=tally.error_count,
             accounts=len(check.accounts),
         )
-    except Exception as exc:
-        await record_failure(parts, ctx, exc)
-        raise
-    except BaseException as exc:
+    except BaseException as exc:  # failed, cancelled or interrupted: recorded, then raised
         await record_failure(parts, ctx, exc)
         raise
     result = await record_success(parts, ctx, outcome)
