@@ -58,6 +58,7 @@ class FakeBrokerApi:
         page_size: int = 100,
     ) -> None:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.account_currency = "USD"
         self.password = PASSWORD
         self.token_lifetime = token_lifetime
         self.page_size = page_size
@@ -175,7 +176,9 @@ class FakeBrokerApi:
             return httpx.Response(401, json={"error": "invalid or expired token"})
         if path == "/accounts":
             return httpx.Response(
-                200, json=[{"id": a, "name": f"Account {a}", "currency": "USD"} for a in sorted(self.trades)]
+                200, json=[
+                    {"id": a, "name": f"Account {a}", "currency": self.account_currency} for a in sorted(self.trades)
+                ]
             )
         if path == "/trades":
             return await self._trades(request)

@@ -48,3 +48,22 @@ async def test_each_migration_downgrades_and_upgrades_with_trades_kept(engine: B
     assert after == before
     again = await engine.sync_broker_trades(connected.connection_id, "u1")
     assert (again.imported, again.updated, again.skipped) == (0, 0, len(before))
+
+
+async def test_an_account_in_a_crypto_currency_is_stored_on_every_database(
+    engine: BrokerSync, api: fakebroker.FakeBrokerApi, db_url: str
+) -> None:
+    # Account.currency accepts tickers such as USDT (as Trade.currency does); PostgreSQL enforced
+    # the 3-character column of revision 0001 until revision 0007 widened it.
+    api.account_currency = "USDT"
+    connected = await engine.connect_broker("u1", fakebroker.KEY, fakebroker.CREDENTIALS)
+    assert {account.currency for account in connected.accounts} == {"USDT"}
+    result = await engine.sync_broker_trades(connected.connection_id, "u1")
+    assert result.imported > 0
+    store = Store(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT DISTINCT currency FROM accounts"))).scalars().all()
+    finally:
+        await store.aclose()
+    assert stored == ["USDT"]

@@ -74,7 +74,7 @@ accounts = Table(
     Column("connection_id", String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
     Column("account_id", String(255), primary_key=True),
     Column("name", String(255)),
-    Column("currency", String(3)),
+    Column("currency", String(12)),  # ISO codes and crypto tickers (revision 0007; 3 before)
     Column("type", String(63)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -157,6 +157,7 @@ sync_runs = Table(
     Column("record_errors", Text),  # JSON list of {account_id, broker_trade_id, reason}, redacted
     Column("holder", String(64)),  # which process ran it (host:pid:nonce)
     Column("requests", Integer),  # HTTP requests sent to the broker; NULL on rows before revision 0004
+    Column("warnings", Text),  # JSON list of the run's data-quality warnings, redacted (revision 0007)
     Index("ix_sync_runs_started_at", "started_at"),  # sync_stats(since=...) reads a time window
 )
 
