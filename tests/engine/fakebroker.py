@@ -176,9 +176,10 @@ class FakeBrokerApi:
             return httpx.Response(401, json={"error": "invalid or expired token"})
         if path == "/accounts":
             return httpx.Response(
-                200, json=[
+                200,
+                json=[
                     {"id": a, "name": f"Account {a}", "currency": self.account_currency} for a in sorted(self.trades)
-                ]
+                ],
             )
         if path == "/trades":
             return await self._trades(request)
