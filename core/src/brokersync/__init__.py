@@ -106,6 +106,7 @@ if TYPE_CHECKING:
         SyncResult,
         SyncRunInfo,
         SyncTrigger,
+        SyncWarning,
         WorkerStats,
     )
 
@@ -140,6 +141,7 @@ _LAZY = {
     "SyncResult": "brokersync.results",
     "SyncRunInfo": "brokersync.results",
     "SyncTrigger": "brokersync.results",
+    "SyncWarning": "brokersync.results",
     "enable_logging": "brokersync._log",
     # Monitoring: sync health from the audit trail, and alert checks.
     "Alert": "brokersync._stats",
@@ -349,6 +351,7 @@ __all__ = [
     "SyncRunInfo",
     "SyncStats",
     "SyncTrigger",
+    "SyncWarning",
     "TokenAuth",
     "Trade",
     "TradeBatch",

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from brokersync._clocks import WallClock
+from brokersync._redact import redact
+from brokersync.results import SyncWarning
 
 if TYPE_CHECKING:
     import httpx
@@ -118,6 +120,10 @@ class HttpClient(Protocol):
         ...
 
 
+#: A warning's message is cut to this many characters (a warning is one line, not a dump).
+_MAX_MESSAGE = 1000
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -138,6 +144,8 @@ class BrokerContext:
         connection_id: The connection being synced, when there is one.
         clock: Returns the current tz-aware UTC time (injected in tests).
         sleep: Awaitable sleep (injected in tests); use it for polling, never ``asyncio.sleep``.
+        on_warning: Where :meth:`warn` delivers a warning; set by the core for a sync (the run
+            collects them into ``SyncResult.warnings``). Plugins call :meth:`warn`, not this.
     """
 
     broker: str
@@ -150,7 +158,47 @@ class BrokerContext:
     connection_id: str | None = None
     clock: WallClock = _utcnow
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    on_warning: Callable[[SyncWarning], None] | None = attrs.field(default=None, repr=False)
 
     def now(self) -> dt.datetime:
         """The current tz-aware UTC time, from the injected clock."""
         return self.clock()
+
+    def warn(
+        self, message: str, *, account_id: str | None = None, record_id: str | None = None, code: str | None = None
+    ) -> None:
+        """Report a data-quality warning to the user: something wrong or doubtful that fails no record.
+
+        The warning is logged and, in a sync, kept in the run's ``SyncResult.warnings``, its audit
+        row (``brokersync runs``) and the output of ``brokersync sync``; it does not change the
+        run's status. Secrets in the text are masked. Use it for what the user should look at
+        (a figure the broker reports that disagrees with brokersync's, a record the broker sent
+        twice with different values); raise for what makes the data unusable, and report a record
+        that cannot be normalized as invalid (the core does that for you).
+
+        Args:
+            message: What was noticed, in words the user understands (one line).
+            account_id: The broker account it concerns; in ``get_trades`` the core fills in the
+                account being synced when this is ``None``.
+            record_id: The broker's id of the record it concerns (a trade, an execution).
+            code: A stable kind, namespaced by the plugin (e.g. ``"ibkr.pnl_mismatch"``), for
+                code that filters warnings.
+
+        Raises:
+            TypeError: ``message`` is not a string.
+            ValueError: ``message`` is empty.
+        """
+        if not isinstance(message, str):
+            raise TypeError(f"BrokerContext.warn: message must be a string, got {type(message).__name__}")
+        text = " ".join(redact(message).split())
+        if not text:
+            raise ValueError("BrokerContext.warn: message is empty")
+        warning = SyncWarning(
+            message=text[:_MAX_MESSAGE],
+            account_id=account_id,
+            record_id=redact(record_id) if record_id is not None else None,
+            code=code,
+        )
+        self.logger.warning("warning: {warning}", warning=str(warning), code=code)
+        if self.on_warning is not None:
+            self.on_warning(warning)

@@ -18,6 +18,7 @@ from brokersync.errors import ErrorClassification
 from brokersync.models import Account, Direction, Instrument, Trade
 
 __all__ = [
+    "MAX_WARNINGS",
     "AccountInfo",
     "ConnectResult",
     "ConnectionInfo",
@@ -37,6 +38,7 @@ __all__ = [
     "SyncResult",
     "SyncRunInfo",
     "SyncTrigger",
+    "SyncWarning",
     "WorkerStats",
 ]
 
@@ -174,6 +176,8 @@ class SyncRunInfo:
     record_errors: tuple[Mapping[str, Any], ...] = ()
     cancelled: int = 0  # tombstones newly recorded by the run
     requests: int | None = None  # HTTP requests sent to the broker (None: recorded before brokersync knew)
+    warnings: tuple[SyncWarning, ...] = ()  # the first MAX_WARNINGS data-quality warnings, redacted
+    warning_count: int = 0  # every warning of the run, those not kept included
 
 
 @attrs.frozen(kw_only=True)
@@ -269,6 +273,45 @@ class SyncRecordError:
     reason: str
 
 
+#: How many warnings a run keeps (in its result and audit row); the rest are counted.
+MAX_WARNINGS = 100
+
+
+@attrs.frozen(kw_only=True)
+class SyncWarning:
+    """A data-quality warning from a run: something a plugin or the core noticed that fails no record.
+
+    Plugins report them with :meth:`BrokerContext.warn <brokersync.BrokerContext.warn>`; the run
+    keeps the first :data:`MAX_WARNINGS` (redacted) in :attr:`SyncResult.warnings` and in its audit
+    row, and counts the rest in :attr:`SyncResult.warning_count`. A warning changes no status:
+    a run with warnings still succeeds.
+
+    Attributes:
+        message: What was noticed, for the user (secrets masked).
+        account_id: The broker account it concerns (while ``get_trades`` runs for an account, the
+            core fills in that account when the plugin gives none).
+        record_id: The broker's id of the record it concerns (a trade, an execution), if any.
+        code: A stable machine-readable kind, namespaced by who reports it (e.g.
+            ``"ibkr.pnl_mismatch"``), if any.
+    """
+
+    message: str
+    account_id: str | None = None
+    record_id: str | None = None
+    code: str | None = None
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            part
+            for part in (
+                f"account {self.account_id}" if self.account_id else "",
+                f"record {self.record_id}" if self.record_id else "",
+            )
+            if part
+        )
+        return f"{f'[{self.code}] ' if self.code else ''}{f'{where}: ' if where else ''}{self.message}"
+
+
 @attrs.frozen(kw_only=True)
 class SyncProgress:
     """Passed to ``on_progress`` after each stored batch; the counts are totals so far in the run."""
@@ -307,6 +350,10 @@ class SyncResult:
         rate_limit_wait_seconds: Time spent in those waits.
         accounts: How many accounts were synced.
         error: Why the run failed (``None`` unless ``status`` is ``failed``). Holds no secret.
+        warnings: The run's first :data:`MAX_WARNINGS` data-quality warnings (redacted); they
+            change no status.
+        warning_count: How many warnings the run had in total (more than ``len(warnings)`` when
+            some were not kept).
     """
 
     connection_id: str
@@ -329,6 +376,8 @@ class SyncResult:
     rate_limit_wait_seconds: float = 0.0
     accounts: int = 0
     error: ErrorClassification | None = None
+    warnings: tuple[SyncWarning, ...] = ()
+    warning_count: int = 0
 
     @property
     def ok(self) -> bool:

@@ -26,52 +26,12 @@ from brokersync._cli._engine import (
 )
 from brokersync._cli._output import echo_json, print_table
 from brokersync._cli._signals import lease_ttl_option, run_stoppable
+from brokersync._cli._sync_output import summary
 from brokersync._generic_csv import EXPORT_COLUMNS, export_rows
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
     from brokersync.results import SyncProgress, SyncResult
-
-
-def _summary(results: list[SyncResult]) -> None:
-    print_table(
-        "Sync results",
-        [
-            "connection",
-            "broker",
-            "status",
-            "imported",
-            "skipped",
-            "updated",
-            "cancelled",
-            "invalid",
-            "retries",
-            "rate-limit waits",
-            "duration",
-        ],
-        (
-            (
-                r.connection_id,
-                r.broker,
-                r.status.value,
-                r.imported,
-                r.skipped,
-                r.updated,
-                r.cancelled,
-                r.error_count,
-                r.retries,
-                f"{r.rate_limit_waits} ({r.rate_limit_wait_seconds:.1f} s)",
-                f"{r.duration_ms / 1000:.2f} s",
-            )
-            for r in results
-        ),
-    )
-    for r in results:
-        if r.error is not None:
-            hint = f" (`brokersync reconnect {r.connection_id[:8]}`)" if r.error.type.value == "auth" else ""
-            click.echo(f"{r.connection_id}: {r.error.user_message}{hint}", err=True)
-        for e in r.errors[:5]:
-            click.echo(f"{r.connection_id}: invalid record {e.broker_trade_id} ({e.account_id}): {e.reason}", err=True)
 
 
 @click.command()
@@ -169,7 +129,7 @@ def sync(
     if as_json:
         echo_json(to_jsonable(results))
     else:
-        _summary(results)
+        summary(results)
     if not all(r.ok for r in results):
         raise SystemExit(1)
 
@@ -428,6 +388,7 @@ def runs(
             "updated",
             "cancelled",
             "invalid",
+            "warnings",
             "retries",
             "error",
         ],
@@ -443,6 +404,7 @@ def runs(
                 r.updated,
                 r.cancelled,
                 r.error_count,
+                r.warning_count,
                 r.retries,
                 r.error_message or "",
             )

@@ -15,6 +15,7 @@ from brokersync._engine._context import RunContext
 from brokersync._engine._job import JobOutcome
 from brokersync._engine._parts import EngineParts
 from brokersync._redact import redact
+from brokersync._store import warnings_json
 from brokersync.errors import ErrorType, classify_error
 from brokersync.results import ConnectionStatus, RunStatus, SyncResult
 
@@ -50,6 +51,8 @@ def _result(
         rate_limit_wait_seconds=metrics.rate_limit_wait_seconds,
         accounts=outcome.accounts if outcome else 0,
         error=classify_error(error) if error is not None else None,
+        warnings=outcome.warnings if outcome else (),
+        warning_count=outcome.warning_count if outcome else 0,
     )
 
 
@@ -76,6 +79,7 @@ async def _finish(
         "error_type": error_type,
         "error_message": error_message,
         "record_errors": json.dumps(record_errors) if record_errors else None,
+        "warnings": warnings_json(result.warnings, result.warning_count),
     }
     values: dict[str, Any] = {
         "last_sync_at": result.finished_at,

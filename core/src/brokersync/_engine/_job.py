@@ -25,7 +25,15 @@ from brokersync._engine._tokens import TokenKeeper
 from brokersync._store import Store, UpsertCounts
 from brokersync.errors import BrokerAuthError
 from brokersync.models import Account
-from brokersync.results import AccountInfo, ConnectionStatus, SyncProgress, SyncRecordError, SyncTrigger
+from brokersync.results import (
+    MAX_WARNINGS,
+    AccountInfo,
+    ConnectionStatus,
+    SyncProgress,
+    SyncRecordError,
+    SyncTrigger,
+    SyncWarning,
+)
 
 __all__ = ["JobOutcome", "SyncJob"]
 
@@ -37,6 +45,8 @@ class _Totals:
     batches: int = 0
     error_count: int = 0
     errors: list[SyncRecordError] = attrs.Factory(list)
+    warnings: list[SyncWarning] = attrs.Factory(list)
+    warning_count: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +58,8 @@ class JobOutcome:
     errors: tuple[SyncRecordError, ...]
     error_count: int
     accounts: int
+    warnings: tuple[SyncWarning, ...] = ()
+    warning_count: int = 0
 
 
 class SyncJob:
@@ -81,6 +93,21 @@ class SyncJob:
         self._max_errors = settings.max_record_errors
         self._totals = _Totals()
         self._accounts = 0
+        self._account: str | None = None  # the account whose trades are being fetched
+
+    def warn(self, warning: SyncWarning) -> None:
+        """Keep a warning of the run (the plugin's ``ctx.warn`` delivers here): the first
+        :data:`~brokersync.results.MAX_WARNINGS`, the rest counted.
+
+        A warning without an account, reported while an account's trades are fetched, concerns that account.
+        """
+        totals = self._totals
+        totals.warning_count += 1
+        if len(totals.warnings) >= MAX_WARNINGS:
+            return
+        if warning.account_id is None and self._account is not None:
+            warning = attrs.evolve(warning, account_id=self._account)
+        totals.warnings.append(warning)
 
     def progress(self) -> JobOutcome:
         """What the job has committed so far (an interrupted or failed run records these counts)."""
@@ -91,6 +118,8 @@ class SyncJob:
             errors=tuple(totals.errors),
             error_count=totals.error_count,
             accounts=self._accounts,
+            warnings=tuple(totals.warnings),
+            warning_count=totals.warning_count,
         )
 
     async def run(self) -> JobOutcome:
@@ -106,7 +135,11 @@ class SyncJob:
         stored = await self._store.sync_accounts(self._connection_id, account_list, self._clock())
         positions = {a.account_id: a for a in stored}
         for account in account_list:
-            await self._sync_account(account, positions.get(account.id))
+            self._account = account.id
+            try:
+                await self._sync_account(account, positions.get(account.id))
+            finally:
+                self._account = None
         return self.progress()
 
     async def _own_accounts(self, account_list: list[Account]) -> list[Account]:

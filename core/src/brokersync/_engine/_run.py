@@ -58,6 +58,8 @@ async def run_started(parts: EngineParts, ctx: RunContext) -> tuple[SyncResult, 
                 holder=parts.holder,
                 clock=parts.clock,
             )
+            # What the plugin reports with ctx.warn (and the core with the same context) joins the run.
+            facade.context.on_warning = job.warn
             outcome = await job.run()
     except Exception as exc:
         error: BaseException = exc

@@ -12,6 +12,7 @@ from brokersync._store._database import safe_url
 from brokersync._store._errors import store_errors, wrap_store_errors
 from brokersync._store._fingerprints import fingerprint
 from brokersync._store._records import ConnectionRow
+from brokersync._store._run_warnings import warnings_json
 from brokersync._store._store import Store
 from brokersync._store._upsert import UpsertCounts
 
@@ -23,5 +24,6 @@ __all__ = [
     "fingerprint",
     "safe_url",
     "store_errors",
+    "warnings_json",
     "wrap_store_errors",
 ]

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from brokersync._store._run_warnings import warnings_from_json
 from brokersync.models import Direction
 from brokersync.results import (
     AccountInfo,
@@ -76,7 +77,13 @@ def run_info(row: Row[Any]) -> SyncRunInfo:
         record_errors=tuple(json.loads(row.record_errors)) if row.record_errors else (),
         cancelled=row.cancelled or 0,
         requests=row.requests,
+        **_warnings(row),
     )
+
+
+def _warnings(row: Row[Any]) -> dict[str, Any]:
+    warnings, count = warnings_from_json(row.warnings)
+    return {"warnings": warnings, "warning_count": count}
 
 
 def stored_cancellation(row: Row[Any]) -> StoredCancellation:
