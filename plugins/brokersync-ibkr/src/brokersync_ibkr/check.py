@@ -1,13 +1,20 @@
-"""Check IB's realized P&L (``fifoPnlRealized``) against a FIFO computed from the executions alone.
+"""Check IB's realized P&L (``fifoPnlRealized``) against the round trips the core pairs.
 
 IB does not pair trades; it reports on each closing row the FIFO P&L it realized, **net of
 commissions** (the closing row's commission, and the share of the opening rows' commissions in the
-cost basis). brokersync stores P&L gross with commissions in fees, so the comparison adds the
-commissions back in: ``gross - opening fee share - closing fee share == fifoPnlRealized``.
+cost basis). brokersync stores P&L gross with commissions in fees, so the comparison takes the
+fees off: for each closing execution, the sum of ``realized_pnl - fees`` over the round trips it
+closes must equal ``fifoPnlRealized`` (within :data:`TOLERANCE`).
 
-A closing execution whose opening lots are not in the same statement (opened before the period)
-cannot be checked and is left out; so are forex rows (IB reports their P&L elsewhere) and rows
-whose commission is in another currency than the instrument's.
+:func:`check_fifo_pnl` pairs with the core's own public pairing
+(:func:`brokersync.pairing.pair_executions`: the same order, FIFO, reversals, expiries and fee
+proration the engine stores), over the statement's executions. A closing execution whose opening
+lots are not in the same statement (opened before the period) cannot be checked and is left out;
+so are forex rows (IB reports their P&L elsewhere) and rows whose commission is in another currency
+than the instrument's. ``docs/adr/0013-sync-warnings.md`` says why the check runs here.
+
+:func:`fifo_realized` is an independent FIFO of the same figures, kept for tests that check the
+core's pairing against it.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from decimal import Decimal
 
 import attrs
 from brokersync import AssetClass, Execution, ExecutionCancellation, OpenClose
+from brokersync.pairing import pair_executions
 
 from brokersync_ibkr.parse import _decimal
 
-__all__ = ["PnlMismatch", "check_fifo_pnl", "fifo_realized"]
+__all__ = ["TOLERANCE", "PnlMismatch", "check_fifo_pnl", "fifo_realized", "paired_realized"]
 
 #: IB rounds its P&L to cents; anything further apart is a mismatch.
 TOLERANCE = Decimal("0.01")
@@ -35,13 +43,19 @@ class PnlMismatch:
     broker_execution_id: str
     symbol: str
     ours: Decimal
-    """Our FIFO P&L, net of commissions (comparable with IB's)."""
+    """The core's FIFO P&L of the round trips this execution closes, net of commissions (comparable with IB's)."""
     ib: Decimal
+    currency: str = ""
 
     def __str__(self) -> str:
+        return f"account {self.account_id}, execution {self.broker_execution_id} ({self.symbol}): {self.message()}"
+
+    def message(self) -> str:
+        """Return the mismatch in words, without the account and execution (a warning names them apart)."""
+        unit = f" {self.currency}" if self.currency else ""
         return (
-            f"account {self.account_id}, execution {self.broker_execution_id} ({self.symbol}): FIFO P&L net of "
-            f"commissions is {self.ours}, IB reports fifoPnlRealized {self.ib}"
+            f"brokersync's FIFO P&L net of commissions is {self.ours}{unit}, IB reports fifoPnlRealized "
+            f"{self.ib}{unit} (difference {self.ib - self.ours}{unit})"
         )
 
 
@@ -92,12 +106,33 @@ def fifo_realized(executions: Iterable[Execution]) -> dict[str, tuple[Decimal, D
     return result
 
 
+def paired_realized(executions: Iterable[Execution]) -> dict[str, tuple[Decimal, Decimal]]:
+    """Pair ``executions`` as the core does (FIFO per account and instrument, in time order).
+
+    Returns:
+        For each closing execution: the quantity it closed, and the net P&L (``realized_pnl - fees``)
+        of the round trips it closed.
+    """
+    groups: dict[tuple[str, str], list[Execution]] = defaultdict(list)
+    for execution in executions:
+        groups[(execution.account_id, execution.instrument.pairing_key)].append(execution)
+    closed: dict[str, tuple[Decimal, Decimal]] = {}
+    for group in groups.values():
+        for trip in pair_executions(group).round_trips:
+            closing = str(trip.raw["closing_execution_id"])
+            quantity, net = closed.get(closing, (Decimal(0), Decimal(0)))
+            closed[closing] = (quantity + trip.quantity, net + (trip.realized_pnl or Decimal(0)) - trip.fees)
+    return closed
+
+
 def check_fifo_pnl(
     executions: Iterable[Execution], cancellations: Iterable[ExecutionCancellation] = ()
 ) -> list[PnlMismatch]:
-    """Compare the FIFO P&L of every closing execution with IB's ``fifoPnlRealized`` (in ``raw``).
+    """Compare the core's FIFO P&L of every closing execution with IB's ``fifoPnlRealized`` (in ``raw``).
 
-    Cancelled executions are left out; of several executions with one id (a correction) the last wins.
+    Cancelled executions are left out; of several executions with one id (a correction) the last
+    wins. An execution IB marks as closing (``C``) that closes less than its quantity here closed
+    lots opened before the statement: it is not checked.
 
     Returns:
         The mismatches, in the order of the executions.
@@ -107,12 +142,15 @@ def check_fifo_pnl(
     for execution in executions:
         latest[(execution.account_id, execution.broker_execution_id)] = execution
     kept = [e for key, e in latest.items() if key not in cancelled]
-    realized = fifo_realized(kept)
+    realized = paired_realized(kept)
     mismatches: list[PnlMismatch] = []
     for execution in kept:
         pair = realized.get(execution.broker_execution_id)
         if pair is None or execution.instrument.asset_class is AssetClass.FOREX:
             continue
+        quantity, net = pair
+        if execution.open_close is OpenClose.CLOSE and quantity < execution.quantity:
+            continue  # part of what it closed was opened before the statement's period
         if execution.fee_currency not in (None, execution.instrument.currency):
             continue
         try:
@@ -121,14 +159,15 @@ def check_fifo_pnl(
             continue
         if ib is None:
             continue
-        if abs(pair[1] - ib) > TOLERANCE:
+        if abs(net - ib) > TOLERANCE:
             mismatches.append(
                 PnlMismatch(
                     account_id=execution.account_id,
                     broker_execution_id=execution.broker_execution_id,
                     symbol=execution.instrument.symbol,
-                    ours=pair[1].quantize(Decimal("0.01")),
+                    ours=net.quantize(Decimal("0.01")),
                     ib=ib,
+                    currency=execution.instrument.currency,
                 )
             )
     return mismatches

@@ -7,7 +7,10 @@
   ``ctx.cache``, once per account: connect costs one statement, a sync one statement per query.
 * :func:`get_trades` streams the statement's executions for one account (pages of
   :data:`PAGE_SIZE`), then its cancellations; the core pairs executions into round trips and
-  dedupes overlapping statements by (account, execution id).
+  dedupes overlapping statements by (account, execution id). A closing execution whose FIFO P&L
+  disagrees with IB's ``fifoPnlRealized`` (:func:`brokersync_ibkr.check.check_fifo_pnl`), and a
+  trade row that could not be read, are reported with ``ctx.warn``: the user sees them in
+  ``SyncResult.warnings`` and ``brokersync sync``.
 * :func:`validate_response` is :func:`brokersync_ibkr.client.check_envelope`: IB's error codes
   become brokersync errors inside the core's retry, wherever they arrive.
 """
@@ -58,6 +61,8 @@ DEFAULT_TIME_ZONE = "America/New_York"
 __all__ = [
     "METADATA",
     "PAGE_SIZE",
+    "PNL_MISMATCH",
+    "UNREADABLE_ROW",
     "authenticate",
     "broker_metadata",
     "get_accounts",
@@ -73,6 +78,10 @@ PAGE_SIZE = 1000
 MIN_SYNC_INTERVAL = 6 * 3600.0
 #: The P&L check keeps an account's executions in memory; above this many it is skipped.
 CHECK_LIMIT = 50_000
+#: The code of the warning a P&L mismatch gives (``SyncResult.warnings``).
+PNL_MISMATCH = "ibkr.pnl_mismatch"
+#: The code of the warning for a trade row of a statement that could not be read.
+UNREADABLE_ROW = "ibkr.unreadable_row"
 _PREPARED = "ibkr.prepared"
 _STATEMENTS = "ibkr.statements"
 
@@ -285,11 +294,21 @@ async def get_trades(
                 elif isinstance(item, StatementInfo) and item.to_date is not None:
                     period_end = max(period_end, item.to_date) if period_end else item.to_date
                 elif isinstance(item, RowError):
-                    ctx.logger.warning("IB statement of query {query}: {error}", query=query_id, error=str(item))
+                    ctx.warn(
+                        f"trade row {item.row} of the statement of Flex query {query_id} was not read: {item.reason}",
+                        account_id=item.account_id,
+                        record_id=item.key,
+                        code=UNREADABLE_ROW,
+                    )
         except FlexFormatError as exc:
             raise _unreadable(query_id, exc) from None
     for mismatch in check_fifo_pnl(checked, checked_cancels) if check else ():
-        ctx.logger.warning("P&L check: {mismatch}", mismatch=str(mismatch))
+        ctx.warn(
+            f"{mismatch.symbol}, closing execution: {mismatch.message()}",
+            account_id=mismatch.account_id,
+            record_id=mismatch.broker_execution_id,
+            code=PNL_MISMATCH,
+        )
     ctx.logger.info(
         "IB statements of account {account}: period end {period_end}, last transaction {last_transaction}",
         account=account.id,
