@@ -16,10 +16,12 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
-from brokersync import BrokerAuthError, BrokerSync, Direction, Resilience, StoredPosition, StoredTrade
+from brokersync import BrokerAuthError, BrokerSync, Direction, Resilience, StoredPosition, StoredTrade, SyncResult
+from brokersync_ibkr.plugin import PNL_MISMATCH
 from fake_flex import FakeFlex
-from flexgen import fifo, live_fills, scenario
+from flexgen import Fill, fifo, live_fills, scenario, statement_xml
 from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
 
 EXE = str(Path(sys.executable).parent / "brokersync")
@@ -58,6 +60,8 @@ def test_connect_and_sync_through_the_engine(tmp_path: Path, fake: FakeFlex, vt:
     assert first.accounts == 2  # type: ignore[attr-defined]
     assert first.status.value == "succeeded" and first.error_count == 0  # type: ignore[attr-defined]
     assert first.imported == len(TRUTH[0]) and second.imported == 0  # type: ignore[attr-defined]
+    # IB's fifoPnlRealized agrees with every round trip the core paired: nothing to warn about
+    assert (first.warnings, first.warning_count) == ((), 0)  # type: ignore[attr-defined]
 
 
 FILLS, ACCOUNTS = scenario()
@@ -114,6 +118,44 @@ def test_stored_round_trips_and_positions_equal_an_independent_fifo(
         assert abs(pnl - ours) <= Decimal("0.01"), (account, txid)
 
 
+def tampered_statement(txid: str, by: Decimal) -> bytes:
+    """The scenario's statement with IB's fifoPnlRealized of closing execution ``txid`` off by ``by``."""
+    fills, accounts = scenario()
+    changed = [
+        attrs.evolve(f, fifo_pnl=f.fifo_pnl + by) if f.txid == txid and f.fifo_pnl is not None else f for f in fills
+    ]
+    assert changed != fills
+    return statement_xml(changed, accounts)
+
+
+def fills_of(txid: str) -> Fill:
+    return next(f for f in FILLS if f.txid == txid)
+
+
+def test_a_disagreeing_fifo_pnl_realized_is_a_warning_of_the_sync(tmp_path: Path, vt: VirtualTime) -> None:
+    fake = FakeFlex(statements={QUERY: tampered_statement("1003", Decimal(5))}, clock=vt.clock)
+
+    async def main() -> tuple[SyncResult, object]:
+        async with engine(tmp_path, fake, vt) as bs:
+            connected = await bs.connect_broker("ann", "ibkr", CREDENTIALS)
+            result = await bs.sync_broker_trades(connected.connection_id, "ann")
+            [run] = await bs.list_runs(connection_id=connected.connection_id)
+            return result, run
+
+    result, run = asyncio.run(main())
+    # stored as always (a warning fails nothing), with the mismatch told to the user
+    assert result.status.value == "succeeded" and result.imported == len(TRUTH[0])
+    [warning] = result.warnings
+    closing = fills_of("1003")
+    _, net = TRUTH[1]["1003"]
+    assert (warning.account_id, warning.record_id, warning.code) == (closing.account, "1003", PNL_MISMATCH)
+    assert warning.message == (
+        f"{closing.symbol}, closing execution: brokersync's FIFO P&L net of commissions is {net:.2f} USD, "
+        f"IB reports fifoPnlRealized {net + 5:.2f} USD (difference 5.00 USD)"
+    )
+    assert run.warnings == result.warnings and run.warning_count == 1  # type: ignore[attr-defined]
+
+
 def test_an_expired_token_marks_the_connection_for_reauth(tmp_path: Path, fake: FakeFlex, vt: VirtualTime) -> None:
     async def main() -> None:
         async with engine(tmp_path, fake, vt) as bs:
@@ -156,6 +198,28 @@ def test_cli_connect_and_sync_against_the_fake_on_loopback(env: dict[str, str], 
         assert TOKEN not in synced.stdout + synced.stderr + connected.stdout + connected.stderr
     assert [r.step for r in fake.requests] == ["SendRequest", "GetStatement"] * 2
     assert all(r.params["v"] == "3" for r in fake.requests)
+    assert result["warnings"] == [] and result["warning_count"] == 0
+
+
+def test_cli_sync_shows_a_fifo_pnl_mismatch(env: dict[str, str]) -> None:
+    fake = FakeFlex(statements={QUERY: tampered_statement("1003", Decimal("-2.50"))}, polls=0, enforce_limits=False)
+    with fake.serve() as url:
+        env = {**env, "BROKERSYNC_BASE_URLS": f"ibkr={url}", "BROKERSYNC_CREDENTIAL_TOKEN": TOKEN}
+        connected = cli(env, "connect", "ibkr", "--set", f"query_id={QUERY}", "--json")
+        assert connected.returncode == 0, connected.stderr
+        connection_id = json.loads(connected.stdout)["connection_id"]
+        synced = cli(env, "sync", connection_id)
+        runs = cli(env, "runs", "--json")
+    assert synced.returncode == 0, synced.stderr  # a warning is not a failure
+    closing = fills_of("1003")
+    assert f"{connection_id}: 1 warning:" in synced.stderr
+    assert (
+        f"warning: [{PNL_MISMATCH}] account {closing.account}, record 1003: {closing.symbol}, closing execution: "
+        in synced.stderr
+    )
+    assert "(difference -2.50 USD)" in synced.stderr
+    [run] = json.loads(runs.stdout)
+    assert run["warning_count"] == 1 and run["warnings"][0]["record_id"] == "1003"
 
 
 def test_a_downloaded_flex_xml_converges_with_the_api_sync(tmp_path: Path, fake: FakeFlex, vt: VirtualTime) -> None:
