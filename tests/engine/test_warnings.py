@@ -6,13 +6,25 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import brokersync
 import fakebroker
 import pytest
-from brokersync import Account, AuthResult, BrokerApiError, BrokerSync, RunStatus, TradePage, hookimpl
+from brokersync import (
+    Account,
+    AuthResult,
+    AuthType,
+    BrokerApiError,
+    BrokerMetadata,
+    BrokerSync,
+    CredentialField,
+    RunStatus,
+    TradePage,
+    hookimpl,
+)
 from brokersync.results import MAX_WARNINGS, SyncWarning
 from engine_support import Clock
 from sqlalchemy import text
@@ -165,3 +177,99 @@ def test_brokersync_runs_shows_the_warning_count_and_lists_them_as_json(
         "code": "fake.fx_fee",
     }
     assert fakebroker.PASSWORD not in table.output + listed.output
+
+
+QUIET = "quietbroker"
+
+
+class QuietPlugin:
+    """A broker without an API to call (its data is built in): one account, one trade, ``count`` warnings."""
+
+    count = 0
+
+    @hookimpl
+    def broker_metadata(self) -> BrokerMetadata:
+        return BrokerMetadata(
+            key=QUIET,
+            name="Quiet Broker",
+            auth_type=AuthType.API_KEY,
+            credential_fields=(CredentialField(name="login"),),
+            environments={"live": "https://quiet.test"},
+        )
+
+    @hookimpl
+    def authenticate(self, ctx: Any, credentials: Any) -> AuthResult:
+        return AuthResult(access_token="none")
+
+    @hookimpl
+    def get_accounts(self, ctx: Any, auth: AuthResult) -> list[Account]:
+        return [Account(id="Q-1", currency="USD")]
+
+    @hookimpl
+    async def get_trades(self, ctx: Any, account: Account) -> AsyncIterator[TradePage]:
+        at = "2025-03-01T15:00:00+00:00"
+        yield TradePage(
+            records=[
+                {
+                    "broker_trade_id": "q1",
+                    "symbol": "ES",
+                    "direction": "long",
+                    "opened_at": at,
+                    "closed_at": at,
+                    "entry_price": "1",
+                    "exit_price": "2",
+                    "quantity": "1",
+                    "realized_pnl": "1",
+                    "fees": "0",
+                    "currency": "USD",
+                }
+            ]
+        )
+        for n in range(self.count):
+            ctx.warn(f"fill {n} has no exchange", record_id=f"F-{n}", code="quiet.no_exchange")
+
+
+@pytest.fixture
+def quiet() -> Iterator[type[QuietPlugin]]:
+    brokersync.register_broker(QUIET, QuietPlugin(), replace=True)
+    yield QuietPlugin
+    brokersync.unregister_broker(QUIET)
+    QuietPlugin.count = 0
+
+
+def test_brokersync_sync_lists_the_first_warnings_and_says_how_many_more(
+    db_url: str, keys: str, tmp_path: Path, quiet: type[QuietPlugin]
+) -> None:
+    from brokersync._cli import cli
+    from click.testing import CliRunner
+
+    quiet.count = MAX_WARNINGS + 20
+    env = {"BROKERSYNC_ENCRYPTION_KEYS": keys, "BROKERSYNC_DATA_DIR": str(tmp_path), "COLUMNS": "250"}
+    base = ["--database-url", db_url, "--user", "alice"]
+    upgraded = CliRunner().invoke(cli, ["db", "upgrade", "--database-url", db_url], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    connected = CliRunner().invoke(cli, ["connect", QUIET, "--set", "login=me", *base, "--json"], env=env)
+    assert connected.exit_code == 0, connected.output
+    connection_id = json.loads(connected.stdout)["connection_id"]
+
+    synced = CliRunner().invoke(cli, ["sync", connection_id, *base], env=env)
+
+    assert synced.exit_code == 0, synced.output  # warnings are no failure
+    listed = CliRunner().invoke(cli, ["runs", *base, "--json"], env=env)
+    [run] = json.loads(listed.stdout)
+    lines = synced.stderr.splitlines()
+    start = lines.index(f"{connection_id}: 120 warnings:")
+    assert lines[start + 1 : start + 12] == [
+        *(f"  warning: [quiet.no_exchange] account Q-1, record F-{n}: fill {n} has no exchange" for n in range(10)),
+        f"  and 110 more (`brokersync runs --json` lists those the run {run['id']} kept)",
+    ]
+    as_json = CliRunner().invoke(cli, ["sync", connection_id, *base, "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    [result] = json.loads(as_json.stdout)
+    assert (result["warning_count"], len(result["warnings"])) == (120, MAX_WARNINGS)
+    assert result["warnings"][99] == {
+        "message": "fill 99 has no exchange",
+        "account_id": "Q-1",
+        "record_id": "F-99",
+        "code": "quiet.no_exchange",
+    }
