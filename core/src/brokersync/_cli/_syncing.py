@@ -68,6 +68,10 @@ def sync(
     SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it cleanly: stored trades are kept, the run is recorded
     as interrupted, the connection is free again; exit status 130, 143 and 129. Exit status 1 when
     a sync failed, 2 for usage and configuration errors.
+
+    Data-quality warnings a broker plugin reported (e.g. IB's own P&L disagreeing with brokersync's)
+    are counted in the table and the first ten of each run listed on stderr; they do not change the
+    exit status. `brokersync runs --json` keeps them.
     """
     if [bool(connection_id), sync_all, sync_failed].count(True) != 1:
         raise click.UsageError("give one of a CONNECTION_ID, --all or --failed")
