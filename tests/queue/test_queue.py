@@ -81,6 +81,7 @@ async def test_worker_syncs_exactly_the_brokers_trades(
         assert job is not None and job.status == "complete" and job.outcome == "synced"
         assert job.result is not None
         assert job.result["imported"] == TRADES_PER_CONNECTION and job.result["status"] == "succeeded"
+        assert (job.result["cancelled"], job.result["warning_count"]) == (0, 0)
         assert job.result["run_id"] == (await engine.list_runs(connection_id=connection_id))[0].id
 
 
