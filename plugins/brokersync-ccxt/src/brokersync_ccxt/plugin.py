@@ -193,7 +193,7 @@ class CcxtExchangeBroker:
                         trades = await self._call(ctx, pages.__anext__())
                     except StopAsyncIteration:
                         break
-                    executions = self._executions(ctx, exchange, account, trades)
+                    executions = self._executions(ctx, exchange, account, trades, kind)
                     state["markets"][market_key] = market_state.to_json()
                     state["searched"] = searched
                     yield TradePage(executions=executions, cursor=json.dumps(state, sort_keys=True))
@@ -216,8 +216,9 @@ class CcxtExchangeBroker:
         return max(begin, floor) if floor is not None else begin
 
     def _executions(
-        self, ctx: BrokerContext, exchange: Any, account: Account, trades: list[dict[str, Any]]
+        self, ctx: BrokerContext, exchange: Any, account: Account, trades: list[dict[str, Any]], kind: str
     ) -> list[Execution | Mapping[str, Any]]:
+        from brokersync_ccxt._history import UNTYPED
         from brokersync_ccxt._parse import to_execution
 
         out: list[Execution | Mapping[str, Any]] = []
@@ -226,6 +227,12 @@ class CcxtExchangeBroker:
             if self.exchange_id == "bybit" and info.get("execType") not in (None, "Trade"):
                 continue  # funding, settlement and ADL rows are not fills
             market = exchange.markets.get(trade.get("symbol")) if trade.get("symbol") else None
+            if market is not None and self.exchange_id not in UNTYPED and not _of_kind(market, kind):
+                # A row without its category and a pair id its perpetual shares (Bybit's BTCUSDT): ccxt
+                # may resolve a spot fill to the perpetual. The walk asked for one market type: parse again.
+                right = _market_of_kind(exchange, market["id"], kind)
+                if right is not None:
+                    trade, market = exchange.parse_trade(info, right), right
             if market is None:
                 ctx.logger.warning(
                     "{exchange}: fill {id} of unknown market {symbol} skipped",
@@ -296,6 +303,20 @@ class CcxtExchangeBroker:
         # Markets searched before keep being searched (a coin sold to zero still has its history).
         found.update(k.split("|", 1)[1] for k in state["markets"] if k.startswith(f"{kind}|") and not k.endswith("*"))
         return sorted(found)
+
+
+def _of_kind(market: Mapping[str, Any], kind: str) -> bool:
+    """Whether a ccxt market is of the market type a walk asked for (``spot`` or ``linear``)."""
+    if kind == "spot":
+        return bool(market.get("spot"))
+    return bool(market.get("contract")) and bool(market.get(kind, True))
+
+
+def _market_of_kind(exchange: Any, market_id: str, kind: str) -> dict[str, Any] | None:
+    """The market with exchange id ``market_id`` and the walk's market type, if the exchange has one."""
+    found = exchange.markets_by_id.get(market_id) or []
+    candidates = found if isinstance(found, list) else [found]
+    return next((m for m in candidates if _of_kind(m, kind)), None)
 
 
 def _nonzero(value: Any) -> bool:
