@@ -25,7 +25,7 @@ from brokersync import (
     hookimpl,
 )
 
-from brokersync_ccxt._metadata import UNBOUNDED_DAYS, limits_for, metadata_for
+from brokersync_ccxt._metadata import OPTION_FIELDS, UNBOUNDED_DAYS, limits_for, metadata_for
 
 if TYPE_CHECKING:
     from brokersync import BrokerContext
@@ -45,6 +45,11 @@ def _ms(value: dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _settings(ctx: BrokerContext, credentials: Mapping[str, str]) -> dict[str, Any]:
+    """Return the plugin's options: ``ctx.options`` (library use), overridden by the connection's option fields."""
+    return {**ctx.options, **{name: credentials[name] for name in OPTION_FIELDS if credentials.get(name)}}
+
+
 def _option_list(options: Mapping[str, Any], name: str) -> list[str] | None:
     value = options.get(name)
     if value is None:
@@ -59,7 +64,8 @@ def _option_list(options: Mapping[str, Any], name: str) -> list[str] | None:
 class CcxtExchangeBroker:
     """The brokersync plugin of one ccxt exchange (``CcxtExchangeBroker("binance")``).
 
-    Options (``ctx.options``): ``symbols`` (extra markets to search, e.g. ``"SOL/USDT,ETH/BTC"``),
+    Options (``ctx.options``; ``symbols`` and ``market_types`` also as the connection's optional
+    credential fields, which win): ``symbols`` (extra markets to search, e.g. ``"SOL/USDT,ETH/BTC"``),
     ``market_types`` (``spot``, ``linear``), ``discover`` (sources of symbol discovery:
     ``balance,deposits,withdrawals,ledger``), ``history_start`` (ISO date where time-windowed walks
     start when the exchange publishes no depth).
@@ -144,10 +150,11 @@ class CcxtExchangeBroker:
 
         credentials = dict(auth.state.get("credentials") or {})
         exchange = self._exchange(ctx, credentials)
+        options = _settings(ctx, credentials)
         state = _load_cursor(cursor, ctx.broker)
         await self._call(ctx, exchange.load_markets())
         now_ms = _ms(ctx.now())
-        kinds = _option_list(ctx.options, "market_types") or [
+        kinds = _option_list(options, "market_types") or [
             kind for kind, lim in limits_for(self.exchange_id).items() if kind == "spot" or not lim["symbol_required"]
         ]
         if self.exchange_id in UNTYPED:
@@ -162,7 +169,7 @@ class CcxtExchangeBroker:
                 )
             symbols: list[str | None]
             if limits["symbol_required"]:
-                symbols = list(await self._symbols(ctx, exchange, kind, state))
+                symbols = list(await self._symbols(ctx, exchange, kind, state, options))
             else:
                 symbols = [None]
             searched[kind] = [s or "*" for s in symbols]
@@ -173,7 +180,7 @@ class CcxtExchangeBroker:
                 kind=kind,
                 symbols=", ".join(s or "all" for s in symbols),
             )
-            start_ms = self._start_ms(ctx, limits, since, now_ms)
+            start_ms = self._start_ms(options, limits, since, now_ms)
             for symbol in symbols:
                 market_key = f"{kind}|{symbol or '*'}"
                 market_state = MarketState.from_json(state["markets"].get(market_key, {}))
@@ -202,10 +209,12 @@ class CcxtExchangeBroker:
         state["now"] = now_ms
         yield TradePage(cursor=json.dumps(state, sort_keys=True))
 
-    def _start_ms(self, ctx: BrokerContext, limits: Mapping[str, Any], since: dt.datetime | None, now_ms: int) -> int:
+    def _start_ms(
+        self, options: Mapping[str, Any], limits: Mapping[str, Any], since: dt.datetime | None, now_ms: int
+    ) -> int:
         days_back = limits.get("days_back")
         floor = now_ms - int(days_back) * DAY_MS if days_back and days_back < UNBOUNDED_DAYS else None
-        raw_start = ctx.options.get("history_start")
+        raw_start = options.get("history_start")
         try:
             start = dt.datetime.fromisoformat(str(raw_start)) if raw_start else DEFAULT_HISTORY_START
         except ValueError as exc:
@@ -249,9 +258,11 @@ class CcxtExchangeBroker:
                 )
         return out
 
-    async def _symbols(self, ctx: BrokerContext, exchange: Any, kind: str, state: dict[str, Any]) -> list[str]:
+    async def _symbols(
+        self, ctx: BrokerContext, exchange: Any, kind: str, state: dict[str, Any], options: Mapping[str, Any]
+    ) -> list[str]:
         """Markets to search where the exchange needs a symbol: from what the account holds and moved."""
-        sources = _option_list(ctx.options, "discover") or list(_DISCOVERY)
+        sources = _option_list(options, "discover") or list(_DISCOVERY)
         currencies: set[str] = set()
         if "balance" in sources and exchange.has.get("fetchBalance"):
             balance = ctx.cache.get("brokersync_ccxt.balance") or await self._call(ctx, exchange.fetch_balance())
@@ -292,7 +303,7 @@ class CcxtExchangeBroker:
             and (kind == "spot" or market.get("linear"))
             and market.get("base") in currencies
         }
-        extra = _option_list(ctx.options, "symbols") or []
+        extra = _option_list(options, "symbols") or []
         unknown = [s for s in extra if s not in exchange.markets]
         if unknown:
             raise ConfigurationError(
@@ -313,7 +324,7 @@ def _of_kind(market: Mapping[str, Any], kind: str) -> bool:
 
 
 def _market_of_kind(exchange: Any, market_id: str, kind: str) -> dict[str, Any] | None:
-    """The market with exchange id ``market_id`` and the walk's market type, if the exchange has one."""
+    """Return the market with exchange id ``market_id`` and the walk's market type, if the exchange has one."""
     found = exchange.markets_by_id.get(market_id) or []
     candidates = found if isinstance(found, list) else [found]
     return next((m for m in candidates if _of_kind(m, kind)), None)
