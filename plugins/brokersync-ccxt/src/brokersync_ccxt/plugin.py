@@ -20,6 +20,7 @@ from brokersync import (
     ConfigurationError,
     Credentials,
     Execution,
+    PluginError,
     RecordValidationError,
     TradePage,
     hookimpl,
@@ -287,7 +288,9 @@ class CcxtExchangeBroker:
             try:
                 rows = await self._call(ctx, fetch())
             except Exception as exc:
-                ctx.logger.warning(
+                # ccxt's "not supported" (Binance's ledger is the futures wallets' only): expected, every sync.
+                log = ctx.logger.info if isinstance(exc, PluginError) else ctx.logger.warning
+                log(
                     "{exchange}: symbol discovery from {source} failed: {error}",
                     exchange=ctx.broker,
                     source=source,
