@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import urllib.parse
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fakes import NOW_MS, FakeBinance, FakeBybit, FakeCoinbase, FakeExchange, FakeKraken, FakeOkx
 
 KEY = {"api_key": "key-1", "secret": "c2VjcmV0LXNlY3JldA=="}
@@ -145,5 +145,16 @@ def _trade(i: int) -> dict[str, str]:
     ][i]
 
 
-def transport_of(fake: FakeExchange) -> httpx.AsyncBaseTransport:
-    return fake.transport()
+def history_starts(key: str, fake: FakeExchange) -> list[int]:
+    """Where each fill-history request the fake received begins: ms (Binance: the ``fromId``)."""
+    if key == "binance":
+        return [int(r.url.params["fromId"]) for r in fake.paths("/myTrades")]
+    if key == "kraken":
+        forms = [dict(urllib.parse.parse_qsl(r.content.decode())) for r in fake.paths("/TradesHistory")]
+        return [int(Decimal(f.get("start", "0")) * 1000) for f in forms]
+    if key == "coinbase":
+        asks = [r.url.params.get("start_sequence_timestamp") for r in fake.paths("/historical/fills")]
+        return [int(dt.datetime.fromisoformat(a.replace("Z", "+00:00")).timestamp() * 1000) if a else 0 for a in asks]
+    if key == "bybit":
+        return [int(r.url.params.get("startTime", 0)) for r in fake.paths("/v5/execution/list")]
+    return [int(r.url.params.get("begin", 0)) for r in fake.paths("/trade/fills-history")]
