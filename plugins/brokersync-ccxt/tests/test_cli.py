@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_support import fifo
+from engine_support import credentials, fifo, make_fake
 from fakes import FakeBinance
 from loopback import FakeServer
 
@@ -118,3 +118,36 @@ def test_connect_and_sync_store_every_fill_and_the_round_trips(env, fake, tmp_pa
     database = Path(env["BROKERSYNC_DATA_DIR"]) / "brokersync.db"
     blob = b"".join(p.read_bytes() for p in database.parent.glob("brokersync.db*"))
     assert SECRET.encode() not in blob and b"key-1" not in blob
+
+
+@pytest.mark.parametrize("key", ["kraken", "coinbase"])
+def test_connect_and_sync_other_exchanges_through_the_cli(tmp_path, key) -> None:
+    """Kraken (POST, API-Sign, nonces; ~30 s waiting for its real limits) and Coinbase (a JWT per request).
+
+    Bybit and OKX are left to the engine tests: the CLI runs on the real clock, and the fakes' histories
+    are dated around the tests' fixed one (OKX serves 90 days back from now; Bybit's walk is ~200
+    requests of 7-day windows on the real limiter).
+    """
+    fake = make_fake(key)
+    secrets = {f"BROKERSYNC_CREDENTIAL_{k.upper()}": v for k, v in credentials(key, fake).items()}
+    with FakeServer(fake) as server:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BROKERSYNC_")}
+        env = base | {
+            "BROKERSYNC_DATA_DIR": str(tmp_path / "data"),
+            "BROKERSYNC_PLUGINS": key,
+            "BROKERSYNC_BASE_URLS": f"{key}={server.base_url}",
+        }
+        connected = cli(env | secrets, "connect", key, "--json")
+        assert connected.returncode == 0, connected.stderr
+        first = cli(env, "sync", json.loads(connected.stdout)["connection_id"], "--json")
+        assert first.returncode == 0, first.stderr
+        trips, _ = fifo(fake.truth())  # type: ignore[attr-defined]
+        assert json.loads(first.stdout)[0]["imported"] == len(trips)
+        exported = cli(env, "trades", "--format", "json")
+        rows = {r["broker_trade_id"]: r for r in json.loads(exported.stdout)}
+        assert {k: (Decimal(str(r["realized_pnl"])), r["currency"]) for k, r in rows.items()} == {
+            k: (t["realized_pnl"], t["currency"]) for k, t in trips.items()
+        }
+        again = cli(env, "sync", "--all", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)[0]["imported"] == 0
