@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from brokersync import BrokerError, BrokerSync, Vault
 from brokersync.testing import FakeClock
@@ -28,7 +29,7 @@ from engine_support import (
     stored_executions,
     trip_rows,
 )
-from fakes import DAY_MS, FakeExchange, FakeKraken, reply
+from fakes import DAY_MS, FakeExchange, reply
 
 pytestmark = pytest.mark.anyio
 
@@ -171,31 +172,50 @@ async def test_scheduled_syncs_take_only_new_fills_and_none_sharing_the_last_one
     await scheduled(late)
 
 
-@pytest.mark.parametrize("connected", ["kraken"], indirect=True)
-async def test_a_sync_stopped_halfway_loses_nothing_on_the_next(connected) -> None:
+def _stop(key: str, request: httpx.Request, pages: dict[str, int]) -> httpx.Response | None:
+    """A refusal no retry gets past, in the middle of the history walk (after a page of several)."""
+    params = dict(request.url.params)
+    if key == "kraken" and request.url.path == "/0/private/TradesHistory":
+        pages["n"] += 1
+        return reply(200, {"error": ["EGeneral:Invalid arguments"]}) if pages["n"] == 3 else None
+    if key == "bybit" and "cursor" in params and params.get("category") == "spot":
+        body = {"retCode": 10001, "retMsg": "params error", "result": {}, "retExtInfo": {}, "time": NOW_MS}
+        return reply(200, body)
+    if key == "coinbase" and "cursor" in params:
+        return reply(400, {"error": "INVALID_ARGUMENT", "message": "Invalid arguments"})
+    if key == "okx" and "after" in params and params.get("instType") == "SPOT":
+        return reply(400, {"code": "51000", "msg": "Parameter after error", "data": []})
+    return None
+
+
+@pytest.mark.parametrize("connected", ["kraken", "coinbase", "bybit", "okx"], indirect=True)
+async def test_a_sync_stopped_halfway_stores_no_gap_and_the_next_loses_nothing(connected) -> None:
+    """Newest-first pages are held back until their window is complete, then stored oldest first."""
     setup, engine, cid = connected
     fake = setup.fake
-    assert isinstance(fake, FakeKraken)
     route = fake.route
-    served = {"pages": 0}
+    pages = {"n": 0}
 
-    def failing_after_two_pages(request):  # the third history page: a refusal no retry gets past
-        if request.url.path == "/0/private/TradesHistory":
-            served["pages"] += 1
-            if served["pages"] == 3:
-                return reply(200, {"error": ["EGeneral:Invalid arguments"]})
-        return route(request)
+    def stopping(request: httpx.Request) -> httpx.Response:
+        return _stop(setup.key, request, pages) or route(request)
 
-    fake.route = failing_after_two_pages  # type: ignore[method-assign]
-    with pytest.raises(BrokerError, match="Invalid arguments"):
+    fake.route = stopping  # type: ignore[method-assign]
+    with pytest.raises(BrokerError):
         await engine.sync_broker_trades(cid, "ann")
-    assert stored_executions(setup.database, cid) == {}  # the newest pages were held back, not stored out of order
+    stored = set(stored_executions(setup.database, cid))
+    truth = fake.truth()  # type: ignore[attr-defined]
+    for symbol in {r["symbol"] for r in truth}:  # what is stored of a market is its oldest fills, no gap
+        kept = [r["time"] for r in truth if r["symbol"] == symbol and r["id"] in stored]
+        missing = [r["time"] for r in truth if r["symbol"] == symbol and r["id"] not in stored]
+        assert not kept or not missing or max(kept) <= min(missing), symbol
+    if setup.key == "bybit":
+        assert stored  # the 7-day windows completed before the stop are kept
 
     fake.route = route  # type: ignore[method-assign]
     result = await engine.sync_broker_trades(cid, "ann", trigger="scheduled")
     assert result.status.value == "succeeded"
-    assert sorted(stored_executions(setup.database, cid)) == sorted(r["id"] for r in fake.truth())
-    assert await trips_of(engine, cid) == fifo(fake.truth())[0]
+    assert sorted(stored_executions(setup.database, cid)) == sorted(r["id"] for r in truth)
+    assert await trips_of(engine, cid) == fifo(truth)[0]
 
 
 def test_the_ground_truth_has_what_the_tests_claim() -> None:
