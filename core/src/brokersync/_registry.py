@@ -101,6 +101,28 @@ def _candidate_functions(plugin: Any) -> list[str]:
     return names
 
 
+_SPEC_OPTS: dict[str, Any] | None = None
+
+
+class _Manager(pluggy.PluginManager):
+    """A plugin manager that reads brokersync's hookspecs from a table parsed once per process.
+
+    Every broker gets a manager of its own (a call reaches one broker only); parsing the hookspecs
+    module anew for each (~100 with brokersync-ccxt) costs more than the rest of a listing's
+    registrations. The table is what ``parse_hookspec_opts`` (pluggy's extension point) returns.
+    """
+
+    def parse_hookspec_opts(self, module_or_class: Any, name: str) -> Any:
+        global _SPEC_OPTS
+        if module_or_class is not hookspecs:
+            return super().parse_hookspec_opts(module_or_class, name)
+        table = _SPEC_OPTS
+        if table is None:
+            parse = super().parse_hookspec_opts
+            table = _SPEC_OPTS = {n: o for n in dir(hookspecs) if (o := parse(hookspecs, n)) is not None}
+        return table.get(name)
+
+
 def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMetadata, tuple[str, ...]]:
     """Register ``plugin`` in a fresh manager for ``key`` and validate it against the contract.
 
@@ -114,7 +136,7 @@ def build_manager(key: str, plugin: Any) -> tuple[pluggy.PluginManager, BrokerMe
             raise PluginError(
                 f"broker {key!r}: cannot instantiate plugin class: {_describe_exception(exc)}", broker=key
             ) from exc
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager = _Manager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     try:
         manager.register(plugin, name=key)
@@ -238,32 +260,46 @@ class BrokerRegistry:
             self._scanned = True
             if not self._use_entry_points:
                 return
+            # A distribution's name and version come from its METADATA file, parsed again on every
+            # ``dist.name``/``dist.version``: read them once per distribution (ccxt alone has ~95 entry points).
+            names: dict[int, tuple[str | None, str | None]] = {}
+
+            def dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
+                dist = ep.dist
+                if dist is None:
+                    return None, None
+                found = names.get(id(dist))
+                if found is None:
+                    metadata = dist.metadata
+                    found = names[id(dist)] = (metadata["Name"], metadata["Version"])
+                return found
+
             points = sorted(
                 importlib.metadata.entry_points(group=self._group),
-                key=lambda ep: (ep.name, ep.dist.name if ep.dist else ""),
+                key=lambda ep: (ep.name, dist_of(ep)[0] or ""),
             )
-            points = [ep for ep in points if _allowed(self._allow, ep.name, ep.dist.name if ep.dist else None)]
+            points = [ep for ep in points if _allowed(self._allow, ep.name, dist_of(ep)[0])]
             claimants: dict[str, list[importlib.metadata.EntryPoint]] = {}
             for ep in points:
                 claimants.setdefault(ep.name, []).append(ep)
             for key, eps in claimants.items():
                 if len(eps) > 1:
                     # Picking one silently would be arbitrary: refuse every claimant and say how to choose.
-                    names = [f"{ep.dist.name if ep.dist else '?'} ({ep.value})" for ep in eps]
+                    labels = [f"{dist_of(ep)[0] or '?'} ({ep.value})" for ep in eps]
                     for ep in eps:
+                        dist, version = dist_of(ep)
                         self._failures.append(
                             PluginFailure(
                                 key=key,
-                                distribution=ep.dist.name if ep.dist else None,
-                                version=ep.dist.version if ep.dist else None,
-                                error=f"broker key {key!r} is claimed by several distributions: {', '.join(names)}; "
+                                distribution=dist,
+                                version=version,
+                                error=f"broker key {key!r} is claimed by several distributions: {', '.join(labels)}; "
                                 f"none is used. Uninstall one, or choose with {_ALLOW_ENV}={key}=<distribution>",
                             )
                         )
                     continue
                 ep = eps[0]
-                dist = ep.dist.name if ep.dist else None
-                version = ep.dist.version if ep.dist else None
+                dist, version = dist_of(ep)
                 try:
                     self._load_entry_point(ep, dist, version)
                 except PluginError as exc:

@@ -29,6 +29,30 @@ def reply(status: int, body: Any, headers: dict[str, str] | None = None) -> http
     )
 
 
+def fill_record(
+    execution_id: str,
+    symbol: str,
+    f: dict[str, Any],
+    *,
+    fee_currency: str,
+    currency: str,
+    multiplier: str = "1",
+) -> dict[str, Any]:
+    """What the exchange's fill should become: the ground truth the end-to-end tests compare with."""
+    return {
+        "id": execution_id,
+        "symbol": symbol,
+        "side": f["side"],
+        "quantity": Decimal(f["qty"]),
+        "price": Decimal(f["price"]),
+        "time": f["time"],
+        "fee": Decimal(f["fee"]),
+        "fee_currency": fee_currency,
+        "currency": currency,
+        "multiplier": Decimal(multiplier),
+    }
+
+
 class FakeExchange:
     """Shared plumbing: request log, scripted failures, the fills served."""
 
@@ -76,13 +100,19 @@ class FakeExchange:
 def spot_history(
     symbols: list[tuple[str, str, str]], *, start_ms: int, count: int, step_ms: int, same_time_at: int, same_time_n: int
 ) -> list[dict[str, Any]]:
-    """A deterministic fill history: (market id, base, quote) round-robin, every fill 0.001 more."""
+    """A deterministic fill history: (market id, base, quote) round-robin, every fill 0.001 more.
+
+    Per market, two buys then two sells: the later, larger fills close more than is open and reverse
+    the position, so pairing meets partial closes, reversals and shorts.
+    """
     fills = []
     t = start_ms
+    per_market: dict[str, int] = {}
     for i in range(count):
         market_id, base, quote = symbols[i % len(symbols)]
         if not (same_time_at <= i < same_time_at + same_time_n - 1):
             t += step_ms
+        k = per_market[market_id] = per_market.get(market_id, -1) + 1
         fills.append(
             {
                 "n": i + 1,
@@ -90,7 +120,7 @@ def spot_history(
                 "base": base,
                 "quote": quote,
                 "time": t,
-                "side": "buy" if i % 3 else "sell",
+                "side": "buy" if k % 4 < 2 else "sell",
                 "qty": str(Decimal("0.01") + Decimal(i) / 1000),
                 "price": str(Decimal("30000.10") + i),
                 "fee": str(Decimal("0.00001") * (i + 1)),
@@ -126,7 +156,8 @@ class FakeBinance(FakeExchange):
             self.futures, start_ms=NOW_MS - 60 * DAY_MS, count=1203, step_ms=4_000_000, same_time_at=997, same_time_n=6
         )
         for index, f in enumerate(self.futures_fills):
-            f["id"] = 7_000_000 + index  # futures trade ids: the symbol's own sequence, not starting at 0
+            # USDⓈ-M numbers its trades per symbol too, apart from spot: the same numbers as BTCUSDT spot fills.
+            f["id"] = 900 + index
 
     def is_public(self, request: httpx.Request) -> bool:
         return request.url.path in ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo")
@@ -313,6 +344,19 @@ class FakeBinance(FakeExchange):
             ],
         )
 
+    def truth(self) -> list[dict[str, Any]]:
+        """Every fill the account has: spot (ids per symbol from 1) and USDⓈ-M (``swap:`` in front)."""
+        out = []
+        counters: dict[str, int] = {}
+        for f in self.fills:
+            counters[f["market"]] = n = counters.get(f["market"], 0) + 1
+            symbol = f"{f['base']}/{f['quote']}"
+            out.append(fill_record(f"{f['market']}:{n}", symbol, f, fee_currency="BNB", currency=f["quote"]))
+        for f in self.futures_fills:
+            symbol = f"{f['base']}/{f['quote']}:{f['quote']}"
+            out.append(fill_record(f"swap:{f['market']}:{f['id']}", symbol, f, fee_currency="USDT", currency="USDT"))
+        return out
+
 
 # --- Kraken (POST /0/private/TradesHistory, ofs paging of 50, API-Sign, increasing nonce) ------------
 
@@ -406,6 +450,16 @@ class FakeKraken(FakeExchange):
             }
             return reply(200, {"error": [], "result": {"trades": trades, "count": len(rows)}})
         return reply(200, {"error": ["EGeneral:Unknown method"]})
+
+    def truth(self) -> list[dict[str, Any]]:
+        """Every fill: Kraken's pair names (XXBTZUSD) become ccxt's symbols; the fee is in the quote currency."""
+        names = {"XXBT": "BTC", "XETH": "ETH", "ZUSD": "USD", "ZEUR": "EUR"}
+        out = []
+        for f in self.fills:
+            base, quote = names[f["base"]], names[f["quote"]]
+            fid = f"{f['market']}:T{f['n']:05d}-ABCDE-FGHIJ"
+            out.append(fill_record(fid, f"{base}/{quote}", f, fee_currency=quote, currency=quote))
+        return out
 
 
 # --- Bybit v5 (GET /v5/execution/list by category, 7-day windows, cursor pages, X-BAPI-SIGN) ---------
@@ -625,7 +679,10 @@ class FakeBybit(FakeExchange):
                         "execType": f["exec_type"],
                         "execValue": str(Decimal(f["qty"]) * Decimal(f["price"])),
                         "execTime": str(f["time"]),
-                        "feeCurrency": f["quote"] if f["category"] == "spot" else "",
+                        # Spot: a buy pays its fee in the coin bought, a sell in the coin received.
+                        "feeCurrency": (f["base"] if f["side"] == "buy" else f["quote"])
+                        if f["category"] == "spot"
+                        else "",
                         "isMaker": False,
                         "feeRate": "0.001",
                         "markPrice": f["price"],
@@ -636,6 +693,26 @@ class FakeBybit(FakeExchange):
                 ],
             }
         )
+
+    def truth(self) -> list[dict[str, Any]]:
+        """Every trade (no funding row): spot pairs, and the linear perpetual with ``swap:`` in front of its id."""
+        out = []
+        for f in self.fills:
+            if f["exec_type"] != "Trade":
+                continue
+            if f["category"] == "spot":
+                paid_in = f["base"] if f["side"] == "buy" else f["quote"]
+                record = fill_record(
+                    f"{f['market']}:{f['exec_id']}", f"{f['base']}/{f['quote']}", f, fee_currency=paid_in,
+                    currency=f["quote"],
+                )  # fmt: skip
+            else:
+                record = fill_record(
+                    f"swap:{f['market']}:{f['exec_id']}", f"{f['base']}/{f['quote']}:{f['quote']}", f,
+                    fee_currency=f["quote"], currency=f["quote"],
+                )  # fmt: skip
+            out.append(record)
+        return out
 
 
 # --- OKX v5 (GET /api/v5/trade/fills-history: 3 months, ``after`` = bill id, OK-ACCESS-SIGN) ----------
@@ -802,6 +879,26 @@ class FakeOkx(FakeExchange):
                 for f in page
             ]
         )
+
+    def truth(self) -> list[dict[str, Any]]:
+        """The fills the API still serves (90 days): spot fees in the currency received, swaps 0.01 BTC a contract."""
+        out = []
+        for f in self.fills:
+            if f["time"] < NOW_MS - self.depth_ms:
+                continue
+            tid = 900_000 + f["n"]
+            if f["inst_type"] == "SPOT":
+                record = fill_record(
+                    f"{f['market']}:{tid}", f"{f['base']}/{f['quote']}", f, fee_currency=f["fee_ccy"],
+                    currency=f["quote"],
+                )  # fmt: skip
+            else:
+                record = fill_record(
+                    f"swap:{f['market']}:{tid}", "BTC/USDT:USDT", f, fee_currency="USDT", currency="USDT",
+                    multiplier="0.01",
+                )  # fmt: skip
+            out.append(record)
+        return out
 
 
 # --- Coinbase Advanced Trade (GET /api/v3/brokerage/orders/historical/fills, ``cursor``, ES256 JWT) ----
@@ -1005,3 +1102,10 @@ class FakeCoinbase(FakeExchange):
             for f in page
         ]
         return reply(200, {"fills": fills, "cursor": _opaque(offset + limit, asked) if more else ""})
+
+    def truth(self) -> list[dict[str, Any]]:
+        """Every fill; Coinbase gives the commission without a currency: it is the quote currency (USD)."""
+        return [
+            fill_record(f"{f['market']}:t-{f['n']:06d}", f"{f['base']}/USD", f, fee_currency="USD", currency="USD")
+            for f in self.fills
+        ]

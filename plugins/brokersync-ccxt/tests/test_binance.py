@@ -146,13 +146,18 @@ async def test_linear_perpetual_fills_by_from_id_from_the_oldest(open_broker) ->
     async with open_broker("binance", fake.transport(), market_types="spot,linear", symbols="BTC/USDT:USDT") as broker:
         executions, cursor = await collect(broker, CREDS)
     perps = [e for e in executions if e.instrument.symbol == "BTC/USDT:USDT"]
-    assert sorted(e.broker_execution_id for e in perps) == sorted(f"BTCUSDT:{f['id']}" for f in fake.futures_fills)
+    assert sorted(e.broker_execution_id for e in perps) == sorted(f"swap:BTCUSDT:{f['id']}" for f in fake.futures_fills)
     asks = [dict(r.url.params) for r in fake.paths("/fapi/v1/userTrades")]
-    assert [a["fromId"] for a in asks] == ["0", "7001000"]  # 1203 fills: 1000, then 203; no time range sent
+    assert [a["fromId"] for a in asks] == ["0", "1900"]  # 1203 fills: 1000, then 203; no time range sent
     assert all("startTime" not in a and "endTime" not in a for a in asks)
     assert fake.split_groups() == 1  # fills 1000 and 1001 share a millisecond and stay on both sides of a page
-    one = next(e for e in perps if e.broker_execution_id == "BTCUSDT:7000000")
+    one = next(e for e in perps if e.broker_execution_id == "swap:BTCUSDT:900")
     assert one.instrument.multiplier == Decimal(1) and one.instrument.currency == "USDT"
+    # USDⓈ-M numbers its trades apart from spot (BTCUSDT:900 is a spot fill too) and reuses the pair's id:
+    # the perpetual is an instrument of its own, never paired with the spot pair.
+    assert one.instrument.instrument_id == "swap:BTCUSDT" and "BTCUSDT:900" in {
+        e.broker_execution_id for e in executions
+    }
     assert one.fees == Decimal(fake.futures_fills[0]["fee"]) and one.fee_currency == "USDT"
     assert '"linear|BTC/USDT:USDT"' in cursor
     # spot still synced beside it, by its own fromId walk

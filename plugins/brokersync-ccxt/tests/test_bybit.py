@@ -14,7 +14,7 @@ CREDS = {"api_key": "key-1", "secret": "c2VjcmV0LXNlY3JldA=="}
 
 
 def trade_ids(fake: FakeBybit) -> set[str]:
-    return {f"{f['market']}:{f['exec_id']}" for f in fake.fills if f["exec_type"] == "Trade"}
+    return {r["id"] for r in fake.truth()}
 
 
 async def test_full_history_walks_7_day_windows_by_cursor_and_skips_funding(open_broker) -> None:
@@ -30,11 +30,12 @@ async def test_full_history_walks_7_day_windows_by_cursor_and_skips_funding(open
     assert min(int(a["startTime"]) for a in asks) >= NOW_MS - 730 * DAY_MS
     assert sum(1 for a in asks if "cursor" in a) >= 2  # windows with more than a page were followed by cursor
     assert fake.split_groups() >= 1  # a page boundary fell inside fills sharing one timestamp
-    perp = next(e for e in executions if e.broker_execution_id.startswith("BTCUSDT:l-"))
+    perp = next(e for e in executions if e.broker_execution_id.startswith("swap:BTCUSDT:l-"))
     assert perp.instrument.symbol == "BTC/USDT:USDT" and perp.instrument.multiplier == Decimal(1)
     spot = next(e for e in executions if e.broker_execution_id == "BTCUSDT:s-000001")
     assert spot.price == Decimal("30000.10") and spot.quantity == Decimal("0.010")
-    assert spot.fees == Decimal("0.00001") and spot.fee_currency == "USDT"
+    assert spot.fees == Decimal("0.00001") and spot.fee_currency == "BTC"  # a spot buy pays in the coin bought
+    assert spot.instrument.instrument_id == "BTCUSDT" and perp.instrument.instrument_id == "swap:BTCUSDT"
     assert '"linear|*"' in cursor
 
 

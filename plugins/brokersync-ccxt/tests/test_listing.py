@@ -24,8 +24,18 @@ def test_listing_brokers_does_not_import_ccxt() -> None:
 
 def test_each_exchange_is_a_broker_with_its_own_credentials_and_limits() -> None:
     okx = brokersync.get_registry().metadata("okx")
-    assert [f.name for f in okx.credential_fields] == ["api_key", "secret", "password"]
+    assert [f.name for f in okx.credential_fields] == ["api_key", "secret", "password", "market_types"]
     assert okx.secret_fields == {"api_key", "secret", "password"}
+    assert [f.name for f in okx.credential_fields if f.required] == ["api_key", "secret", "password"]
+    binance = brokersync.get_registry().metadata("binance")
+    # Binance answers per market: the extra markets are a field of the connection, optional and not secret.
+    assert [(f.name, f.required, f.secret) for f in binance.credential_fields] == [
+        ("api_key", True, True),
+        ("secret", True, True),
+        ("symbols", False, False),
+        ("market_types", False, False),
+    ]
+    assert [f.name for f in brokersync.get_registry().metadata("kraken").credential_fields] == ["api_key", "secret"]
     assert okx.capabilities.max_history_days == 90
     assert brokersync.get_registry().metadata("binance").environments["sandbox"].startswith("https://testnet")
     assert "window 1 days" in brokersync.get_registry().metadata("binance").description

@@ -15,7 +15,7 @@ CREDS = {"api_key": "key-1", "secret": "c2VjcmV0LXNlY3JldA==", "password": "pass
 
 def served_ids(fake: FakeOkx) -> set[str]:
     """What the API can still give: fills of the last 90 days (older ones need the export file)."""
-    return {f"{f['market']}:{900_000 + f['n']}" for f in fake.fills if f["time"] >= NOW_MS - 90 * DAY_MS}
+    return {r["id"] for r in fake.truth()}
 
 
 async def test_full_history_of_three_months_pages_by_bill_id(open_broker) -> None:
@@ -31,7 +31,7 @@ async def test_full_history_of_three_months_pages_by_bill_id(open_broker) -> Non
     spot_afters = [a.get("after") for a in asks if a["instType"] == "SPOT"]
     assert spot_afters[0] is None and len(spot_afters) == 2  # 189 fills: 100, then the 89 older than bill id
     assert fake.split_groups() == 1  # the page boundary fell inside fills sharing one timestamp
-    swap = next(e for e in executions if e.broker_execution_id.startswith("BTC-USDT-SWAP:"))
+    swap = next(e for e in executions if e.broker_execution_id.startswith("swap:BTC-USDT-SWAP:"))
     assert swap.instrument.symbol == "BTC/USDT:USDT" and swap.instrument.multiplier == Decimal("0.01")
     assert swap.instrument.currency == "USDT"
     first = next(f for f in fake.fills if f["time"] >= NOW_MS - 90 * DAY_MS and f["inst_type"] == "SPOT")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from brokersync_ccxt._errors import NonceRejected, translate
-from brokersync_ccxt._metadata import CREDENTIAL_NAMES, metadata_for, rate_limit_for
+from brokersync_ccxt._metadata import CREDENTIAL_NAMES, OPTION_FIELDS, metadata_for, rate_limit_for
 
 if TYPE_CHECKING:
     import httpx
@@ -170,7 +170,8 @@ def build_exchange(ctx: BrokerContext, exchange_id: str, credentials: Mapping[st
     config: dict[str, Any] = {"enableRateLimit": False}
     by_field = {field: name for name, field in CREDENTIAL_NAMES.items()}
     for field, value in credentials.items():
-        config[by_field.get(field, field)] = value
+        if field not in OPTION_FIELDS:  # ``symbols`` is a ccxt attribute of its own: never hand it over
+            config[by_field.get(field, field)] = value
     exchange = cls(config)
     exchange.number = str  # ccxt's string-number mode: amounts, prices and fees stay the exchange's text
     exchange.has["fetchCurrencies"] = False  # not needed for fills; saves private calls on every run
@@ -178,7 +179,8 @@ def build_exchange(ctx: BrokerContext, exchange_id: str, credentials: Mapping[st
     exchange.options.update(_MARKET_OPTIONS.get(exchange_id, {}))
     if exchange_id in _BINANCE_FAMILY:
         # Binance loads each product's markets from its own API: only those of the market types synced.
-        kinds = str(ctx.options.get("market_types") or "spot").replace(" ", "").split(",")
+        wanted = credentials.get("market_types") or ctx.options.get("market_types") or "spot"
+        kinds = str(wanted).replace(" ", "").split(",")
         exchange.options["fetchMarkets"] = {"types": [k for k in ("spot", "linear") if k in kinds] or ["spot"]}
     exchange.bs_ctx = ctx
     exchange.bs_scope = key_scope(credentials.get("api_key"))

@@ -11,6 +11,12 @@ windows no longer than ccxt's ``features`` allow:
   dropping ids already seen, so trades sharing a timestamp at a page boundary are never lost.
 
 The position of each walk is kept in :class:`MarketState` inside the opaque cursor.
+
+Kraken, Coinbase, Bybit and OKX page newest first. Their fills are gathered for a whole window (Kraken:
+the whole walk) and handed on oldest first, the position moving with each page handed on: pairing then
+meets fills in time order (no round trip made and undone within one sync), and a sync stopped halfway
+resumes from a position below which everything was stored (a newest-first page would have moved it
+past every older fill still unread).
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ _STRATEGY = {
 _CURSOR_FIELD = {"coinbase": "cursor", "bybit": "nextPageCursor"}
 _KRAKEN_PAGE = 50
 _OKX_PAGE = 100
+#: Strategies whose pages come newest first: gathered per window, handed on oldest first.
+_NEWEST_FIRST = frozenset({"ofs", "cursor", "after"})
+#: Fills per page handed on from a gathered window.
+CHUNK = 500
 
 
 @attrs.define
@@ -105,14 +115,47 @@ async def walk(
     limits: Mapping[str, Any],
     seen: set[str],
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Yield pages of new ccxt trades (ids not in ``seen``), updating ``state`` and ``seen``."""
+    """Yield pages of new ccxt trades (ids not in ``seen``), oldest first, updating ``state`` and ``seen``."""
     strategy = strategy_for(exchange.id)
+    pages = _walk(exchange, strategy, kind=kind, symbol=symbol, state=state, start_ms=start_ms, now_ms=now_ms,
+                  limits=limits, seen=seen)  # fmt: skip
+    if strategy not in _NEWEST_FIRST:
+        async for new in pages:
+            state.advance(new)
+            yield new
+        return
+    gathered: list[dict[str, Any]] = []
+    async for new in pages:
+        if new:
+            gathered.extend(new)
+            continue
+        # the end of a window: hand its fills on in time order
+        gathered.sort(key=lambda t: (t.get("timestamp") or 0, str(t["id"])))
+        for start in range(0, len(gathered), CHUNK):
+            chunk = gathered[start : start + CHUNK]
+            state.advance(chunk)
+            yield chunk
+        gathered = []
+
+
+async def _walk(
+    exchange: Any,
+    strategy: str,
+    *,
+    kind: str,
+    symbol: str | None,
+    state: MarketState,
+    start_ms: int,
+    now_ms: int,
+    limits: Mapping[str, Any],
+    seen: set[str],
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The exchange's pages of new trades as they come; an empty list closes a window (newest-first strategies)."""
     seen.update(state.ids_at_last)
 
     def fresh(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
         new = [t for t in trades if str(t["id"]) not in seen]
         seen.update(str(t["id"]) for t in new)
-        state.advance(new)
         return new
 
     # A symbol names its market's type; without one, ccxt needs the type (and passes unknown keys on as query).
@@ -140,6 +183,7 @@ async def walk(
             if new:
                 yield new
             if len(trades) < _KRAKEN_PAGE:
+                yield []
                 return
             offset += len(trades)
     until_days = limits.get("until_days")
@@ -150,6 +194,8 @@ async def walk(
         window_end = min(window_start + step - 1, now_ms) if step else now_ms
         async for new in _window(exchange, strategy, symbol, params, window_start, window_end, limits, fresh):
             yield new
+        if strategy in _NEWEST_FIRST:
+            yield []
         window_start = window_end + 1
 
 

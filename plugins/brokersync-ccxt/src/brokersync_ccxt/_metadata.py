@@ -10,7 +10,7 @@ from brokersync import AuthType, BrokerMetadata, Capabilities, CredentialField, 
 
 from brokersync_ccxt._table import EXCHANGES
 
-__all__ = ["CREDENTIAL_NAMES", "exchange_ids", "limits_for", "metadata_for", "rate_limit_for"]
+__all__ = ["CREDENTIAL_NAMES", "OPTION_FIELDS", "exchange_ids", "limits_for", "metadata_for", "rate_limit_for"]
 
 #: ccxt credential name -> brokersync credential field name (field names are snake_case).
 CREDENTIAL_NAMES = {
@@ -28,13 +28,16 @@ CREDENTIAL_NAMES = {
 #: The API key too: it is not enough to sign, but it names the account and should not reach logs.
 _SECRET = {"apiKey", "secret", "password", "twofa", "privateKey", "token"}
 _LABELS = {
-    "apiKey": ("API key", "A read-only API key (no trading, no withdrawal permission is needed)."),
+    "apiKey": ("API key", "A read-only API key (no trading, no withdrawal permission is needed); ccxt's apiKey."),
     "secret": ("API secret", "The secret of the API key."),
-    "password": ("API passphrase", "The passphrase chosen when the key was created."),
+    "password": ("API passphrase", "The passphrase chosen when the key was created; ccxt's password."),
     "uid": ("User id", "The exchange's user or account id that goes with the key."),
     "privateKey": ("Private key", "The private key that signs requests."),
     "walletAddress": ("Wallet address", "The wallet address the key belongs to."),
 }
+#: Optional, non-secret fields that are options of the connection, not credentials of the exchange:
+#: stored with the connection (``brokersync connect ... --set symbols=ETH/BTC``), read by every sync.
+OPTION_FIELDS = ("symbols", "market_types")
 #: The limiter counts ccxt's endpoint cost units over this window (a burst of at most one window).
 WINDOW_SECONDS = 10.0
 #: "No limit" in ccxt's features.
@@ -77,6 +80,35 @@ def _describe(exchange_id: str, entry: dict[str, Any]) -> str:
     return f"{entry['name']} fills through ccxt ({'; '.join(parts) or 'limits not published'})"
 
 
+def _option_fields(entry: dict[str, Any]) -> list[CredentialField]:
+    """``symbols`` where a market type needs a symbol, ``market_types`` where there is more than one."""
+    fields = []
+    kinds = entry["types"]
+    if any(limits["symbol_required"] for limits in kinds.values()):
+        fields.append(
+            CredentialField(
+                name="symbols",
+                label="Extra markets to search (optional)",
+                required=False,
+                default="",
+                description="Markets searched besides those found from balances and transfers, comma separated "
+                "ccxt symbols (ETH/BTC,SOL/USDT; perpetuals BTC/USDT:USDT).",
+            )
+        )
+    if len(kinds) > 1:
+        fields.append(
+            CredentialField(
+                name="market_types",
+                label="Market types (optional)",
+                required=False,
+                default="",
+                description=f"Which fills to sync, comma separated: {', '.join(sorted(kinds))} (default: "
+                f"{', '.join(k for k, lim in sorted(kinds.items()) if k == 'spot' or not lim['symbol_required'])}).",
+            )
+        )
+    return fields
+
+
 @functools.cache
 def metadata_for(exchange_id: str) -> BrokerMetadata:
     """The :class:`brokersync.BrokerMetadata` of one exchange."""
@@ -90,6 +122,7 @@ def metadata_for(exchange_id: str) -> BrokerMetadata:
         )
         for name in sorted(entry["credentials"], key=lambda n: list(CREDENTIAL_NAMES).index(n))
     ]
+    fields.extend(_option_fields(entry))
     environments = {"live": entry["live_url"]}
     if entry["sandbox_url"]:
         environments["sandbox"] = entry["sandbox_url"]

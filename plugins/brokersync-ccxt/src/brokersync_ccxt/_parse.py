@@ -10,7 +10,7 @@ from typing import Any
 from brokersync import AssetClass, Execution, Instrument, RecordValidationError
 from brokersync.parsing import parse_decimal, parse_decimal_optional
 
-__all__ = ["execution_id", "plain", "to_execution"]
+__all__ = ["execution_id", "market_key", "plain", "to_execution"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -51,9 +51,21 @@ def _one_fee(fees: list[tuple[Decimal, str | None]], quote: Any) -> tuple[Decima
     return sum((cost for cost, cur in charged if cur == chosen), Decimal(0)), chosen
 
 
+def market_key(market: Mapping[str, Any]) -> str:
+    """The exchange's market id, with ccxt's market type in front for a derivative (``swap:BTCUSDT``).
+
+    Binance and Bybit give a pair's perpetual the spot pair's id (``BTCUSDT``), and Binance numbers the
+    trades of each product separately: without the type, a perpetual would be paired with the spot
+    pair and its fills would collide with spot fills of the same number.
+    """
+    if market.get("spot", market.get("type") == "spot"):
+        return str(market["id"])
+    return f"{market.get('type') or 'contract'}:{market['id']}"
+
+
 def execution_id(trade: Mapping[str, Any], market: Mapping[str, Any]) -> str:
-    """Stable id: the market id with the exchange's trade id (some exchanges number trades per market)."""
-    return f"{market['id']}:{trade['id']}"
+    """Stable id: the market key with the exchange's trade id (some exchanges number trades per market)."""
+    return f"{market_key(market)}:{trade['id']}"
 
 
 def to_execution(
@@ -86,7 +98,7 @@ def to_execution(
             asset_class=AssetClass.CRYPTO,
             currency=str(market.get("settle") if contract and market.get("settle") else market["quote"]),
             multiplier=multiplier,
-            instrument_id=str(market["id"]),
+            instrument_id=market_key(market),
             exchange=exchange_id,
         ),
         side=str(trade["side"]).lower(),

@@ -20,12 +20,13 @@ from brokersync import (
     ConfigurationError,
     Credentials,
     Execution,
+    PluginError,
     RecordValidationError,
     TradePage,
     hookimpl,
 )
 
-from brokersync_ccxt._metadata import UNBOUNDED_DAYS, limits_for, metadata_for
+from brokersync_ccxt._metadata import OPTION_FIELDS, UNBOUNDED_DAYS, limits_for, metadata_for
 
 if TYPE_CHECKING:
     from brokersync import BrokerContext
@@ -45,6 +46,11 @@ def _ms(value: dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _settings(ctx: BrokerContext, credentials: Mapping[str, str]) -> dict[str, Any]:
+    """Return the plugin's options: ``ctx.options`` (library use), overridden by the connection's option fields."""
+    return {**ctx.options, **{name: credentials[name] for name in OPTION_FIELDS if credentials.get(name)}}
+
+
 def _option_list(options: Mapping[str, Any], name: str) -> list[str] | None:
     value = options.get(name)
     if value is None:
@@ -59,7 +65,8 @@ def _option_list(options: Mapping[str, Any], name: str) -> list[str] | None:
 class CcxtExchangeBroker:
     """The brokersync plugin of one ccxt exchange (``CcxtExchangeBroker("binance")``).
 
-    Options (``ctx.options``): ``symbols`` (extra markets to search, e.g. ``"SOL/USDT,ETH/BTC"``),
+    Options (``ctx.options``; ``symbols`` and ``market_types`` also as the connection's optional
+    credential fields, which win): ``symbols`` (extra markets to search, e.g. ``"SOL/USDT,ETH/BTC"``),
     ``market_types`` (``spot``, ``linear``), ``discover`` (sources of symbol discovery:
     ``balance,deposits,withdrawals,ledger``), ``history_start`` (ISO date where time-windowed walks
     start when the exchange publishes no depth).
@@ -144,10 +151,11 @@ class CcxtExchangeBroker:
 
         credentials = dict(auth.state.get("credentials") or {})
         exchange = self._exchange(ctx, credentials)
+        options = _settings(ctx, credentials)
         state = _load_cursor(cursor, ctx.broker)
         await self._call(ctx, exchange.load_markets())
         now_ms = _ms(ctx.now())
-        kinds = _option_list(ctx.options, "market_types") or [
+        kinds = _option_list(options, "market_types") or [
             kind for kind, lim in limits_for(self.exchange_id).items() if kind == "spot" or not lim["symbol_required"]
         ]
         if self.exchange_id in UNTYPED:
@@ -162,7 +170,7 @@ class CcxtExchangeBroker:
                 )
             symbols: list[str | None]
             if limits["symbol_required"]:
-                symbols = list(await self._symbols(ctx, exchange, kind, state))
+                symbols = list(await self._symbols(ctx, exchange, kind, state, options))
             else:
                 symbols = [None]
             searched[kind] = [s or "*" for s in symbols]
@@ -173,7 +181,7 @@ class CcxtExchangeBroker:
                 kind=kind,
                 symbols=", ".join(s or "all" for s in symbols),
             )
-            start_ms = self._start_ms(ctx, limits, since, now_ms)
+            start_ms = self._start_ms(options, limits, since, now_ms)
             for symbol in symbols:
                 market_key = f"{kind}|{symbol or '*'}"
                 market_state = MarketState.from_json(state["markets"].get(market_key, {}))
@@ -193,7 +201,7 @@ class CcxtExchangeBroker:
                         trades = await self._call(ctx, pages.__anext__())
                     except StopAsyncIteration:
                         break
-                    executions = self._executions(ctx, exchange, account, trades)
+                    executions = self._executions(ctx, exchange, account, trades, kind)
                     state["markets"][market_key] = market_state.to_json()
                     state["searched"] = searched
                     yield TradePage(executions=executions, cursor=json.dumps(state, sort_keys=True))
@@ -202,10 +210,12 @@ class CcxtExchangeBroker:
         state["now"] = now_ms
         yield TradePage(cursor=json.dumps(state, sort_keys=True))
 
-    def _start_ms(self, ctx: BrokerContext, limits: Mapping[str, Any], since: dt.datetime | None, now_ms: int) -> int:
+    def _start_ms(
+        self, options: Mapping[str, Any], limits: Mapping[str, Any], since: dt.datetime | None, now_ms: int
+    ) -> int:
         days_back = limits.get("days_back")
         floor = now_ms - int(days_back) * DAY_MS if days_back and days_back < UNBOUNDED_DAYS else None
-        raw_start = ctx.options.get("history_start")
+        raw_start = options.get("history_start")
         try:
             start = dt.datetime.fromisoformat(str(raw_start)) if raw_start else DEFAULT_HISTORY_START
         except ValueError as exc:
@@ -216,8 +226,9 @@ class CcxtExchangeBroker:
         return max(begin, floor) if floor is not None else begin
 
     def _executions(
-        self, ctx: BrokerContext, exchange: Any, account: Account, trades: list[dict[str, Any]]
+        self, ctx: BrokerContext, exchange: Any, account: Account, trades: list[dict[str, Any]], kind: str
     ) -> list[Execution | Mapping[str, Any]]:
+        from brokersync_ccxt._history import UNTYPED
         from brokersync_ccxt._parse import to_execution
 
         out: list[Execution | Mapping[str, Any]] = []
@@ -226,6 +237,12 @@ class CcxtExchangeBroker:
             if self.exchange_id == "bybit" and info.get("execType") not in (None, "Trade"):
                 continue  # funding, settlement and ADL rows are not fills
             market = exchange.markets.get(trade.get("symbol")) if trade.get("symbol") else None
+            if market is not None and self.exchange_id not in UNTYPED and not _of_kind(market, kind):
+                # A row without its category and a pair id its perpetual shares (Bybit's BTCUSDT): ccxt
+                # may resolve a spot fill to the perpetual. The walk asked for one market type: parse again.
+                right = _market_of_kind(exchange, market["id"], kind)
+                if right is not None:
+                    trade, market = exchange.parse_trade(info, right), right
             if market is None:
                 ctx.logger.warning(
                     "{exchange}: fill {id} of unknown market {symbol} skipped",
@@ -242,9 +259,11 @@ class CcxtExchangeBroker:
                 )
         return out
 
-    async def _symbols(self, ctx: BrokerContext, exchange: Any, kind: str, state: dict[str, Any]) -> list[str]:
+    async def _symbols(
+        self, ctx: BrokerContext, exchange: Any, kind: str, state: dict[str, Any], options: Mapping[str, Any]
+    ) -> list[str]:
         """Markets to search where the exchange needs a symbol: from what the account holds and moved."""
-        sources = _option_list(ctx.options, "discover") or list(_DISCOVERY)
+        sources = _option_list(options, "discover") or list(_DISCOVERY)
         currencies: set[str] = set()
         if "balance" in sources and exchange.has.get("fetchBalance"):
             balance = ctx.cache.get("brokersync_ccxt.balance") or await self._call(ctx, exchange.fetch_balance())
@@ -269,7 +288,9 @@ class CcxtExchangeBroker:
             try:
                 rows = await self._call(ctx, fetch())
             except Exception as exc:
-                ctx.logger.warning(
+                # ccxt's "not supported" (Binance's ledger is the futures wallets' only): expected, every sync.
+                log = ctx.logger.info if isinstance(exc, PluginError) else ctx.logger.warning
+                log(
                     "{exchange}: symbol discovery from {source} failed: {error}",
                     exchange=ctx.broker,
                     source=source,
@@ -285,7 +306,7 @@ class CcxtExchangeBroker:
             and (kind == "spot" or market.get("linear"))
             and market.get("base") in currencies
         }
-        extra = _option_list(ctx.options, "symbols") or []
+        extra = _option_list(options, "symbols") or []
         unknown = [s for s in extra if s not in exchange.markets]
         if unknown:
             raise ConfigurationError(
@@ -296,6 +317,20 @@ class CcxtExchangeBroker:
         # Markets searched before keep being searched (a coin sold to zero still has its history).
         found.update(k.split("|", 1)[1] for k in state["markets"] if k.startswith(f"{kind}|") and not k.endswith("*"))
         return sorted(found)
+
+
+def _of_kind(market: Mapping[str, Any], kind: str) -> bool:
+    """Whether a ccxt market is of the market type a walk asked for (``spot`` or ``linear``)."""
+    if kind == "spot":
+        return bool(market.get("spot"))
+    return bool(market.get("contract")) and bool(market.get(kind, True))
+
+
+def _market_of_kind(exchange: Any, market_id: str, kind: str) -> dict[str, Any] | None:
+    """Return the market with exchange id ``market_id`` and the walk's market type, if the exchange has one."""
+    found = exchange.markets_by_id.get(market_id) or []
+    candidates = found if isinstance(found, list) else [found]
+    return next((m for m in candidates if _of_kind(m, kind)), None)
 
 
 def _nonzero(value: Any) -> bool:
