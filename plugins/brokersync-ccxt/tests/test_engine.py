@@ -228,3 +228,36 @@ def test_the_ground_truth_has_what_the_tests_claim() -> None:
         assert any(t["direction"] == "short" for t in trips.values()), key  # a sell beyond the position reverses it
         if key in ("binance", "bybit", "okx"):
             assert {"BTC/USDT", "BTC/USDT:USDT"} <= {r["symbol"] for r in truth}, key
+
+
+@pytest.mark.parametrize("connected", ["binance", "kraken"], indirect=True)
+async def test_the_sync_result_says_which_markets_were_searched_where_the_exchange_needs_a_symbol(
+    connected,
+) -> None:
+    setup, engine, cid = connected
+    result = await engine.sync_broker_trades(cid, "ann")
+    searched = [w for w in result.warnings if w.code == "ccxt.markets_searched"]
+    if setup.key == "kraken":  # one call answers for every market: nothing to name
+        assert searched == []
+        return
+    traded = {r["symbol"] for r in setup.fake.truth()}  # type: ignore[attr-defined]
+    named = " ".join(w.message for w in searched)
+    assert traded and all(symbol in named for symbol in traded), named
+    assert all("--set symbols=" in w.message and w.account_id for w in searched)
+    runs = await engine.list_runs(connection_id=cid)
+    assert [w.code for w in runs[0].warnings] == [w.code for w in result.warnings]
+
+
+@pytest.mark.parametrize("connected", ["okx", "kraken"], indirect=True)
+async def test_a_first_sync_says_when_the_exchange_keeps_less_history_than_asked_for(connected) -> None:
+    setup, engine, cid = connected
+    first = await engine.sync_broker_trades(cid, "ann")
+    depth = [w.message for w in first.warnings if w.code == "ccxt.history_depth"]
+    if setup.key == "kraken":  # Kraken's trade history has no documented depth limit
+        assert depth == []
+        return
+    assert depth and all("reaches back" in m and "days" in m for m in depth), first.warnings
+    setup.clock.advance(hours=2)
+    again = await engine.sync_broker_trades(cid, "ann", trigger="scheduled")  # from the cursor: nothing older asked
+    assert again.status.value == "succeeded"
+    assert [w for w in again.warnings if w.code == "ccxt.history_depth"] == []

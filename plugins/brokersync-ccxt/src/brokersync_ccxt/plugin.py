@@ -174,14 +174,26 @@ class CcxtExchangeBroker:
             else:
                 symbols = [None]
             searched[kind] = [s or "*" for s in symbols]
-            ctx.logger.info(
-                "{exchange}: searching {count} {kind} market(s): {symbols}",
-                exchange=ctx.broker,
-                count=len(symbols),
-                kind=kind,
-                symbols=", ".join(s or "all" for s in symbols),
-            )
+            if limits["symbol_required"]:
+                # The user must know which markets were looked at: a market never traded from a
+                # balance or transfer the exchange reports is not searched unless named.
+                ctx.warn(
+                    f"{ctx.broker}: searched {len(symbols)} {kind} market(s) found from balances, transfers "
+                    f"and the symbols option ({', '.join(str(s) for s in symbols) or 'none'}); fills in other "
+                    f"{kind} markets are not fetched: add them with --set symbols=...",
+                    account_id=account.id,
+                    code="ccxt.markets_searched",
+                )
+            else:
+                ctx.logger.info("{exchange}: searching every {kind} market", exchange=ctx.broker, kind=kind)
             start_ms = self._start_ms(options, limits, since, now_ms)
+            if cursor is None and since is None and start_ms > self._start_ms(options, {}, since, now_ms):
+                ctx.warn(
+                    f"{ctx.broker}: {kind} history reaches back {limits['days_back']} days at this exchange; "
+                    "older fills cannot be fetched through its API",
+                    account_id=account.id,
+                    code="ccxt.history_depth",
+                )
             for symbol in symbols:
                 market_key = f"{kind}|{symbol or '*'}"
                 market_state = MarketState.from_json(state["markets"].get(market_key, {}))
@@ -289,13 +301,19 @@ class CcxtExchangeBroker:
                 rows = await self._call(ctx, fetch())
             except Exception as exc:
                 # ccxt's "not supported" (Binance's ledger is the futures wallets' only): expected, every sync.
-                log = ctx.logger.info if isinstance(exc, PluginError) else ctx.logger.warning
-                log(
-                    "{exchange}: symbol discovery from {source} failed: {error}",
-                    exchange=ctx.broker,
-                    source=source,
-                    error=str(exc),
-                )
+                if isinstance(exc, PluginError):
+                    ctx.logger.info(
+                        "{exchange}: symbol discovery from {source} is not supported: {error}",
+                        exchange=ctx.broker,
+                        source=source,
+                        error=str(exc),
+                    )
+                else:
+                    ctx.warn(
+                        f"{ctx.broker}: finding markets from {source} failed ({exc}); markets seen only there "
+                        "are not searched this time",
+                        code="ccxt.discovery_failed",
+                    )
                 continue
             currencies.update(str(r["currency"]) for r in rows if r.get("currency"))
         wanted_type = "spot" if kind == "spot" else "swap"
