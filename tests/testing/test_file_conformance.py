@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from acme_files import FILE_VARIANTS, HEADER, Fills, XmlFills, fills_csv, fills_xml
+from brokersync import AuthType, BrokerMetadata, hookimpl
 from brokersync.files import FileFormat
 from brokersync.testing import FILE_RULES, ConformanceFailure, FileFormatConformance, FileSample
 
@@ -65,22 +66,90 @@ def test_every_file_rule_is_shown_failing_by_some_variant() -> None:
     assert {rule for _, rule in FILE_VARIANTS.values()} == set(FILE_RULES)
 
 
-def test_a_sample_another_installed_format_claims_is_ambiguous() -> None:
-    # A format whose export looks like brokersync's generic CSV: import would ask for --format.
-    lookalike = "Date,Time,Symbol,Quantity,Price,Side"
+class _LooseFills(Fills):
+    def sniff(self, head: str) -> bool:
+        return "Symbol" in head
 
+
+class TwoFormats:
+    """A file-only plugin with two formats whose sniffs both claim the fills CSV."""
+
+    @hookimpl
+    def broker_metadata(self) -> BrokerMetadata:
+        return BrokerMetadata(
+            key="acmefiles",
+            name="Acme Files",
+            description="Acme exports",
+            auth_type=AuthType.FILE,
+            credential_fields=(),
+            environments={},
+            docs_url="https://acme-broker.test/docs/exports",
+        )
+
+    @hookimpl
+    def file_formats(self) -> list[FileFormat]:
+        return [Fills().format(), _LooseFills(name="acme-any").format()]
+
+
+class _Plugin(FileFormatConformance):
+    broker_key = "acmefiles"
+    plugin = TwoFormats()
+
+    def samples(self) -> list[FileSample]:
+        return [FileSample(data=fills_csv(), name="fills.csv")]
+
+
+def test_a_sample_another_format_of_the_plugin_claims_is_ambiguous() -> None:
+    class Suite(_Plugin):
+        format_name = "acme-fills"
+
+    message = _check(Suite(), "file-sniff-accepts")
+    assert message is not None and "could be acme-fills, acme-any: say which with --format" in message
+    assert "broker 'acmefiles'" in message
+
+
+def test_a_format_the_plugin_does_not_declare_is_named() -> None:
+    class Suite(_Plugin):
+        format_name = "acme-statement"
+
+    message = _check(Suite(), "file-format-declared")
+    assert message is not None and "returns no format named 'acme-statement'" in message
+
+
+def test_the_generic_csv_does_not_make_a_broker_format_ambiguous() -> None:
+    # A broker export with the generic layout's columns is read as the broker's (import prefers it).
     class Lookalike(Fills):
         def sniff(self, head: str) -> bool:
-            return head.lstrip("\ufeff").startswith(lookalike)
+            return head.lstrip("\ufeff").startswith("Date,Time,Symbol,Quantity,Price,Side")
 
     class Suite(FileFormatConformance):
-        file_format = Lookalike().format()
+        file_format = Lookalike(name="acme-lookalike").format()
 
         def samples(self) -> list[FileSample]:
             return [FileSample(data=GENERIC_LOOKALIKE, name="lookalike.csv")]
 
-    message = _check(Suite(), "file-sniff-accepts")
-    assert message is not None and "is also claimed by generic-csv" in message
+    assert _check(Suite(), "file-sniff-accepts") is None
+
+
+def test_a_format_that_reads_the_whole_file_must_say_why() -> None:
+    make, _ = FILE_VARIANTS["OnePage"]
+
+    class Honest(FileFormatConformance):
+        file_format = make()
+        reads_whole_file = "the export lists fills newest first and pairs need them oldest first"
+
+        def samples(self) -> list[FileSample]:
+            return [FileSample(data=fills_csv(), name="fills.csv")]
+
+    assert _check(Honest(), "file-parse-streams") is None
+    Honest.reads_whole_file = "yes"
+    message = _check(Honest(), "file-parse-streams")
+    assert message is not None and "must say why" in message
+    # It still must read in pieces.
+    Honest.file_format = FILE_VARIANTS["ReadsWholeFile"][0]()
+    Honest.reads_whole_file = "the export lists fills newest first and pairs need them oldest first"
+    message = _check(Honest(), "file-parse-streams")
+    assert message is not None and "called read() without a size" in message
 
 
 def test_messages_say_what_to_fix() -> None:

@@ -115,8 +115,11 @@ def _record(kind: str, item: Any) -> Record:
     if kind == "cancellation" and ident is None:
         ident = _get(item, "broker_trade_id")
     raw = _get(item, "raw")
-    line = raw.get("_line") if isinstance(raw, Mapping) else None
-    return Record(kind, item, None if ident is None else str(ident), line if isinstance(line, int) else None)
+    line = None
+    if isinstance(raw, Mapping):  # the documented raw["_line"], else an integer raw["line"]
+        line = raw.get("_line", raw.get("line"))
+    found = line if isinstance(line, int) and not isinstance(line, bool) else None
+    return Record(kind, item, None if ident is None else str(ident), found)
 
 
 @attrs.define
@@ -150,6 +153,9 @@ class FileSuiteBase:
     file_format: FileFormat | None = None
     #: Size of the generated file that ``file-parse-streams`` reads.
     streaming_bytes: int = 4 * 1024 * 1024
+    #: Why the format must read the whole file before its first page (``None``: it streams). Then
+    #: ``file-parse-streams`` checks only that it reads in pieces; document the limit for users.
+    reads_whole_file: str | None = None
 
     # -- what the author provides ----------------------------------------------------------------
 

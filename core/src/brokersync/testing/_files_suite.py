@@ -39,6 +39,9 @@ class FileFormatConformance(FileChecks):
         file_format: A :class:`~brokersync.files.FileFormat` to check without a plugin (with
             ``broker_key = None``), e.g. brokersync's own generic CSV.
         streaming_bytes: The size of the file ``file-parse-streams`` builds (default 4 MiB).
+        reads_whole_file: Why the format cannot yield a page before the end of the file (e.g. an
+            export listed newest first whose later rows decide earlier ones); ``None`` (the default)
+            means it streams. A format that sets it is still checked to read in pieces.
 
     Methods to override: :meth:`samples` (required), :meth:`foreign_samples`, :meth:`corrupt_row`
     (how a row is garbled; default: its digits become ``x``) and :meth:`big_sample` (for formats
