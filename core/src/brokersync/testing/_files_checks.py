@@ -287,8 +287,9 @@ class FileChecks(FileSuiteBase):
                 f"{bad.error}; report the row with source.problem(line, reason) and go on with the next",
             )
         reasons = [p.reason for p in bad.problems if p.line == line]
-        invalid = {id(r): self._invalid(sample, r) for r in bad.records}
-        reasons += [why for why in invalid.values() if why and re.search(rf"\bline {line}\b", why)]
+        records = bad.records
+        invalid = [self._invalid(sample, r) for r in records]
+        reasons += [why for why in invalid if why and re.search(rf"\bline {line}\b", why)]
         if not reasons:
             found = f"problems at lines {[p.line for p in bad.problems]}" if bad.problems else "no problem reported"
             raise self._fail(
@@ -300,7 +301,7 @@ class FileChecks(FileSuiteBase):
             raise self._fail(rule, f"the problem reported for line {line} gives no reason ({reasons[0]!r})")
         # Counted, not compared by id: an identical row after the bad one takes its occurrence number.
         # A row that needed the bad one (an expiry of the option it opened) may be reported in turn.
-        kept = sum(1 for r in bad.records if invalid[id(r)] is None and r.line != line)
+        kept = sum(1 for r, why in zip(records, invalid, strict=True) if why is None and r.line != line)
         others = sum(1 for r in base.records if r.line != line)
         reported = sum(1 for p in bad.problems if p.line != line)
         if kept + reported < others:
