@@ -45,9 +45,6 @@ def formats_for(facade: Broker) -> tuple[FileFormat, ...]:
 def choose_format(source: FileSource, formats: Iterable[FileFormat], wanted: str | None) -> FileFormat:
     """The format named by ``wanted``, else the one format whose sniff accepts the file.
 
-    The generic CSV is the fallback: when it and exactly one of the broker's own formats accept the
-    file, the broker's format is chosen.
-
     Raises:
         FileFormatError: unknown name, no match (listing the installed formats), or several
             matches (listing them and asking for ``--format``).
@@ -62,9 +59,6 @@ def choose_format(source: FileSource, formats: Iterable[FileFormat], wanted: str
     matches = detect_format(source.head, known)
     if not matches:
         raise FileFormatError(f"{source.name} is not in a format brokersync knows here; the formats are {names}")
-    own = [f for f in matches if f is not GENERIC_CSV]
-    if len(matches) > 1 and len(own) == 1:
-        return own[0]  # the broker's own export wins over the generic fallback (a Schwab CSV has its columns too)
     if len(matches) > 1:
         raise FileFormatError(f"{source.name} could be {', '.join(f.name for f in matches)}: say which with --format")
     return matches[0]
