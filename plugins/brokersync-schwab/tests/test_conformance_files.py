@@ -33,7 +33,15 @@ class TestTransactionsCsv(FileFormatConformance):
     )
 
     def samples(self) -> list[FileSample]:
-        return [FileSample(data=files._transactions(), name="Individual_XXX123_Transactions.csv", account_id="XXX123")]
+        trades = sum(1 for event in files.EVENTS if event[1] != "Qualified Dividend")  # a dividend is no trade
+        return [
+            FileSample(
+                data=files._transactions(),
+                name="Individual_XXX123_Transactions.csv",
+                account_id="XXX123",
+                executions=trades,
+            )
+        ]
 
     def foreign_samples(self) -> list[bytes]:
         return [files.STATEMENT.encode()]
