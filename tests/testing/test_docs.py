@@ -13,7 +13,7 @@ import httpx
 import pytest
 from acme_broker import USERS, FakeAcmeApi
 from brokersync import hookspecs
-from brokersync.testing import RULES, BrokerConformance, ConformanceFailure
+from brokersync.testing import FILE_RULES, RULES, BrokerConformance, ConformanceFailure
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 HOOKS_MD = DOCS / "hooks.md"
@@ -96,6 +96,12 @@ def test_hook_examples_form_a_plugin_that_passes_the_conformance_suite() -> None
 def test_tutorial_explains_every_conformance_rule() -> None:
     text = TUTORIAL_MD.read_text(encoding="utf-8")
     missing = [rule for rule in RULES if f"| `{rule}` |" not in text]
+    assert missing == []
+
+
+def test_tutorial_explains_every_file_conformance_rule() -> None:
+    text = TUTORIAL_MD.read_text(encoding="utf-8")
+    missing = [rule for rule in FILE_RULES if f"| `{rule}` |" not in text]
     assert missing == []
 
 

@@ -79,12 +79,14 @@ async def test_a_timeout_on_the_loopback_server_reaches_the_plugin_as_a_network_
 
 def test_brokersync_plugins_lists_the_sim_plugin_with_its_hooks():
     import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from brokersync._cli import cli
-    from click.testing import CliRunner
-
-    result = CliRunner().invoke(cli, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
+    # The installed command, as a user runs it (the CLI module is the core's private business).
+    command = Path(sys.executable).parent / "brokersync"
+    result = subprocess.run([str(command), "plugins", "--json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
     (entry,) = [p for p in json.loads(result.stdout) if p["distribution"] == "brokersync-sim"]
     assert entry["brokers"] == ["sim"]
     assert "refresh_token" in entry["hooks"]

@@ -15,13 +15,17 @@ Run the whole suite from a plugin's own tests::
             return FakeAcmeApi().transport()
 
 Each check is its own pytest test, named after its rule (see :data:`RULES`); a failure names the
-rule, the broker and the offending record. This package imports httpx: import it from tests only.
+rule, the broker and the offending record. An export file format (the ``file_formats`` hook) is
+checked the same way by :class:`FileFormatConformance` (rules in :data:`FILE_RULES`), fed with
+:class:`FileSample` files. This package imports httpx: import it from tests only.
 """
 
 from __future__ import annotations
 
 from brokersync.testing._clock import FakeClock
-from brokersync.testing._rules import RULES, ConformanceFailure, Rule
+from brokersync.testing._files_base import FileSample
+from brokersync.testing._files_suite import FileFormatConformance
+from brokersync.testing._rules import FILE_RULES, RULES, ConformanceFailure, Rule
 from brokersync.testing._suite import BrokerConformance
 from brokersync.testing._transport import (
     BypassRecord,
@@ -32,11 +36,14 @@ from brokersync.testing._transport import (
 )
 
 __all__ = [
+    "FILE_RULES",
     "RULES",
     "BrokerConformance",
     "BypassRecord",
     "ConformanceFailure",
     "FakeClock",
+    "FileFormatConformance",
+    "FileSample",
     "ObservedTransport",
     "RecordedRequest",
     "Rule",

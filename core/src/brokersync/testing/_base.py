@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from brokersync._registry import BrokerRegistry
 from brokersync.errors import PluginError
+from brokersync.testing._faults import StepOutcome
 from brokersync.testing._harness import Fetch, Scenario, fetch_trades, load_registry
 from brokersync.testing._rules import ConformanceFailure
 from brokersync.testing._transport import network_guard
@@ -17,7 +18,7 @@ from brokersync.testing._transport import network_guard
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["SuiteBase"]
+__all__ = ["NOTHING_MET", "SuiteBase"]
 
 T = TypeVar("T")
 
@@ -107,3 +108,34 @@ class SuiteBase:
             for error in fetch.errors:
                 if re.search(pattern, error.reason, re.IGNORECASE):
                     raise self._fail(rule, f"account {fetch.account.id!r}: {error.reason}", error)
+
+    def _judge_faults(
+        self, rule: str, outcomes: list[StepOutcome], expected: tuple[type[BaseException], ...], what: str, fix: str
+    ) -> None:
+        """Fail ``rule`` unless every step whose request met the injected failure raised ``expected``."""
+        names = " or ".join(e.__name__ for e in expected)
+        for outcome in outcomes:
+            error = outcome.error
+            if error is not None and isinstance(error, expected):
+                continue
+            if outcome.met and error is None:
+                raise self._fail(
+                    rule,
+                    f"{outcome.step} returned normally ({outcome.records} record(s)) although {outcome.met} of its "
+                    f"requests got {what}: the plugin swallowed it; {fix}",
+                )
+            if error is not None and (outcome.met or outcome.judged):
+                raise self._fail(
+                    rule,
+                    f"{what} during {outcome.step} surfaced as {type(error).__name__}: {error}; expected {names}; "
+                    f"{fix}",
+                ) from error
+        if not any(o.met for o in outcomes):
+            raise self._fail(rule, NOTHING_MET.format(what=what))
+
+
+#: The failure when no request of the sync met the injected failure (the rule cannot be checked).
+NOTHING_MET = (
+    "no request after authenticate() met {what}: neither get_accounts() nor get_trades() (with or without "
+    "what get_accounts left in ctx.cache) sent one through ctx.http; fetch the broker's data in those hooks"
+)

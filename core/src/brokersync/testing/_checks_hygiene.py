@@ -14,6 +14,7 @@ from typing import Any
 
 from brokersync.errors import BrokerRateLimitError
 from brokersync.testing._base import SuiteBase
+from brokersync.testing._faults import faulted_steps
 from brokersync.testing._harness import Scenario
 from brokersync.testing._raw import RawPage, raw_pages
 from brokersync.testing._transport import network_guard
@@ -107,33 +108,15 @@ class HygieneChecks(SuiteBase):
     def test_rate_limit_persistent(self) -> None:
         """Rule ``rate-limit-persistent``."""
         rule = "rate-limit-persistent"
-
-        async def body(scenario: Scenario) -> BaseException | int:
-            auth = await scenario.authenticate(self.valid_credentials, rule)
-            account = (await scenario.accounts(auth, rule))[0]
-            scenario.transport.inject_always((429, {"Retry-After": f"{self.retry_after_seconds:g}"}))
-            try:
-                count = 0
-                async for batch in scenario.broker.iter_trades(auth, account):
-                    count += len(batch.trades)
-            except Exception as exc:
-                return exc
-            return count
-
-        outcome = self._run(rule, body)
-        if isinstance(outcome, BrokerRateLimitError):
-            return
-        if isinstance(outcome, BaseException):
-            raise self._fail(
-                rule,
-                f"a broker answering 429 to every request surfaced as {type(outcome).__name__}: {outcome}; let the "
-                "core client's BrokerRateLimitError propagate (or raise BrokerRateLimitError(retry_after=...)) so "
-                "the engine waits and reports a rate limit instead of a failure",
-            )
-        raise self._fail(
+        retry = (429, {"Retry-After": f"{self.retry_after_seconds:g}"})
+        outcomes = faulted_steps(self._run, self.valid_credentials, rule, retry)
+        self._judge_faults(
             rule,
-            f"get_trades() returned normally ({outcome} trades) although every request got HTTP 429: the plugin "
-            "swallowed the rate limit; let BrokerRateLimitError propagate",
+            outcomes,
+            (BrokerRateLimitError,),
+            "HTTP 429",
+            "let the core client's BrokerRateLimitError propagate (or raise BrokerRateLimitError(retry_after=...)) "
+            "so the engine waits and reports a rate limit instead of a failure",
         )
 
     def test_no_secret_output(self) -> None:

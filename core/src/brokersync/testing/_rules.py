@@ -8,7 +8,7 @@ import attrs
 
 from brokersync._redact import redact
 
-__all__ = ["RULES", "ConformanceFailure", "Rule", "describe_record"]
+__all__ = ["FILE_RULES", "RULES", "ConformanceFailure", "Rule", "describe_record"]
 
 
 @attrs.frozen
@@ -67,24 +67,64 @@ _RULE_LIST = (
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULE_LIST}
 
 
+_FILE_RULE_LIST = (
+    Rule("file-format-declared", "the format has a short name, a one-line description and file extensions"),
+    Rule(
+        "file-sniff-accepts",
+        "sniff() answers True from the first bytes of every sample, and no other installed format claims it",
+    ),
+    Rule(
+        "file-sniff-rejects",
+        "sniff() answers False, without raising, for empty, junk and other formats' files and for a very long line",
+    ),
+    Rule("file-parse-streams", "parse() yields pages while reading: it never reads the whole file before the first"),
+    Rule(
+        "file-records-valid",
+        "every record of a sample is a valid trade, execution or cancellation: Decimal money, UTC times, an account",
+    ),
+    Rule("file-ids-stable", "parsing the same file twice gives the same record ids, in the same order"),
+    Rule(
+        "file-identical-rows-kept",
+        "two identical rows stay two records (distinct ids unless the row carries the broker's id); others keep theirs",
+    ),
+    Rule(
+        "file-bad-row-reported",
+        "a malformed row is reported with its line number and a reason, and every other row is still read",
+    ),
+    Rule(
+        "file-junk-refused",
+        "an empty file, junk, binary data or another format's file gives FileFormatError or no record, never a crash",
+    ),
+    Rule("file-long-line-refused", "a 50 MB line is refused with FileFormatError after reading a bounded part of it"),
+    Rule(
+        "file-entities-refused",
+        "a DOCTYPE with entities (billion laughs, external entity) is refused, or read without expanding any",
+    ),
+)
+
+#: Every rule of the file-format suite (:class:`~brokersync.testing.FileFormatConformance`), by id.
+FILE_RULES: dict[str, Rule] = {rule.id: rule for rule in _FILE_RULE_LIST}
+
+
 class ConformanceFailure(AssertionError):
     """A plugin broke a conformance rule. The message names the rule, the broker and the record.
 
     Args:
-        rule: The id of the broken rule (a key of :data:`RULES`).
+        rule: The id of the broken rule (a key of :data:`RULES` or :data:`FILE_RULES`).
         broker: The broker key.
         detail: What was wrong.
         record: The offending record, when there is one (shown with its repr).
     """
 
     def __init__(self, rule: str, broker: str, detail: str, *, record: Any = None) -> None:
-        if rule not in RULES:
+        known = RULES.get(rule) or FILE_RULES.get(rule)
+        if known is None:
             raise ValueError(f"unknown conformance rule {rule!r}")
         self.rule = rule
         self.broker = broker
         self.detail = detail
         self.record = record
-        message = f"broker {broker!r} breaks conformance rule '{rule}' ({RULES[rule].summary}): {detail}"
+        message = f"broker {broker!r} breaks conformance rule '{rule}' ({known.summary}): {detail}"
         if record is not None:
             message += f"\n    offending record: {describe_record(record)}"
         super().__init__(redact(message))

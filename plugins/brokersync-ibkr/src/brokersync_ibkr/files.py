@@ -154,9 +154,9 @@ def iter_activity_csv(
                 currency=info.get("Base Currency") if account == info.get("Account") else None,
             )
         try:
-            yield _execution(fields, account, instruments, tz, seen)
+            yield _execution(fields, account, instruments, tz, seen, line)
         except (ValueError, TypeError) as exc:
-            yield RowError(account_id=account, row=order, key=None, reason=f"line {line}: {exc}")
+            yield RowError(account_id=account, row=order, key=None, reason=f"line {line}: {exc}", line=line)
     if not announced and default_account:
         yield Account(id=default_account, name=info.get("Name"), currency=info.get("Base Currency"))
 
@@ -167,6 +167,7 @@ def _execution(
     instruments: dict[tuple[str, str], dict[str, str]],
     tz: str,
     seen: Counter[str],
+    line: int,
 ) -> Execution:
     category = fields.get("Asset Category", "")
     symbol = (fields.get("Symbol") or "").strip()
@@ -224,5 +225,5 @@ def _execution(
         fee_currency=commission_currency,
         open_close=open_close,
         kind=kind,
-        raw={**fields, "time_zone": tz, "occurrence": seen[content]},
+        raw={**fields, "time_zone": tz, "occurrence": seen[content], "_line": line},
     )

@@ -128,6 +128,8 @@ class RowError:
     """The row's position among the statement's ``Trade``/``TradeConfirm`` rows (1-based)."""
     key: str | None
     reason: str
+    line: int | None = None
+    """The row's line in the file, when known."""
 
     def __str__(self) -> str:
         which = f" (id {self.key})" if self.key else ""
@@ -510,6 +512,7 @@ def iter_statement(
     tz: str | dt.tzinfo = DEFAULT_TIME_ZONE,
     account_id: str | None = None,
     accounts_only: bool = False,
+    lines: bool = False,
 ) -> Iterator[StatementItem]:
     """Stream a Flex statement: statement headers, accounts, executions, cancellations, row errors.
 
@@ -518,6 +521,8 @@ def iter_statement(
         tz: The statement's time zone (IANA name) for times without an abbreviation.
         account_id: Only this account's rows (other accounts' statements are skipped cheaply).
         accounts_only: Read the statement headers and accounts only (no row is converted).
+        lines: Put each row's line in the file into its record's ``raw["_line"]`` (file imports
+            keep it as the record's source row); row errors always carry it.
 
     Yields:
         A :class:`StatementInfo` at the start of each ``FlexStatement``, its
@@ -539,6 +544,7 @@ def iter_statement(
         # Rows go straight from expat to the handler: no SAX attribute wrapper, no per-element
         # frame in between (a third of the parse time). defusedxml's refusing handlers stay.
         expat = getattr(parser, "_parser", None)
+        handler.expat, handler.lines = expat, lines
         if expat is not None:
             expat.StartElementHandler = handler.start
             expat.EndElementHandler = handler.end
@@ -587,6 +593,8 @@ class _Handler(ContentHandler):
         self.row = 0
         self.cancels: list[ExecutionCancellation] = []
         self.corrected: set[str] = set()
+        self.expat: Any = None  # the expat parser, for line numbers
+        self.lines = False
 
     def startElement(self, name: str, attrs: AttributesImpl) -> None:
         """SAX start tag (used when the expat parser is not reachable directly)."""
@@ -602,7 +610,11 @@ class _Handler(ContentHandler):
             if self.statement is not None:
                 self.row += 1
                 if not self.skipping and not self.accounts_only:
+                    if self.lines and self.expat is not None:
+                        attrib["_line"] = self.expat.CurrentLineNumber
                     item = _row(self.reader, attrib, self.statement, self.row, self.cancels, self.corrected)
+                    if isinstance(item, RowError) and self.expat is not None:  # expat is still on this row
+                        item = attrs.evolve(item, line=self.expat.CurrentLineNumber)
                     if item is not None:
                         self.pending.append(item)
             return

@@ -250,7 +250,7 @@ def parse_orders(
                     price=parse_decimal(row["avgPrice"], field="avgPrice"),
                     executed_at=parse_time(row["Fill Time"], tz=tz),
                     order_id=order or None,
-                    raw=row,
+                    raw={**row, "line": line},
                 )
             except (TypeError, ValueError) as exc:
                 yield {

@@ -8,7 +8,9 @@ again by the core (``pair_executions=False``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import attrs
 from brokersync import TradePage
 from brokersync.files import FileFormat, FileFormatError, FileSource
 
@@ -19,7 +21,30 @@ def _header(head: str) -> str:
     return next((line for line in head.lstrip("\ufeff").splitlines() if line.strip()), "")
 
 
+def _readable(source: FileSource, record: Any) -> bool:
+    """Tell whether ``record`` was read; a row the parser could not read is reported as a problem instead.
+
+    (As a record, the core would report only that it lacks a symbol, not which row or why.)
+    """
+    raw = record.get("raw") if isinstance(record, dict) else None
+    problem = raw.get("problem") if isinstance(raw, dict) else None
+    if problem is None:
+        return True
+    line = int(raw.get("line") or 0)  # type: ignore[union-attr]
+    source.problem(line, str(problem).removeprefix(f"line {line}: "))
+    return False
+
+
 def _parse(source: FileSource, kind: str) -> Iterator[TradePage]:
+    for page in _pages(source, kind):
+        yield attrs.evolve(
+            page,
+            records=[r for r in page.records if _readable(source, r)],
+            executions=[e for e in page.executions if _readable(source, e)],
+        )
+
+
+def _pages(source: FileSource, kind: str) -> Iterator[TradePage]:
     from brokersync_tradovate import files
 
     tz = source.require_timezone(f"Tradovate {kind}")
