@@ -46,6 +46,7 @@ from brokersync._store._execution_rows import (
     ToWrite,
     execution_fingerprint,
     record_execution_tombstones,
+    start_executions,
     write_executions,
 )
 from brokersync._store._instruments import instrument_json
@@ -132,10 +133,12 @@ async def store_executions(
         busted = await stored_executions(conn, connection_id, account_id, new_busts)
         for execution_id, (_, key, executed) in busted.items():
             affects(key, (lite.utc(executed), execution_id))
-    await write_executions(conn, connection_id, todo, now)
     if not pair or not (fresh or points):
+        await write_executions(conn, connection_id, todo, now)
         return BatchCounts(0, skipped, 0, 0)
 
+    # what pairing reads does not depend on the page's executions: read it first, then write them
+    # on SQLite's thread while this one pairs (see _pairing_sqlite.queue_rows)
     method = await pairing_method(conn, connection_id)
     states = await pairing_states(conn, connection_id, account_id, [key for key in fresh if key not in points])
     for key, new in fresh.items():
@@ -146,13 +149,17 @@ async def store_executions(
     work = Work()
     incremental = [key for key in fresh if key not in points]
     lots_before = await open_lots_of(conn, connection_id, account_id, incremental) if incremental else {}
-    for key in incremental:
-        fills = sorted(fresh[key], key=fill_order)
-        trips, left = pair_fills(fills, lots_before.get(key, []), method)
-        work.trips.extend((key, trip) for trip in trips)
-        work.lots[key] = left
-        last = fills[-1]
-        work.last[key] = (instrument_json(last[9]), last[0], last[1])
+    writing = await start_executions(conn, connection_id, todo, now)
+    try:
+        for key in incremental:
+            fills = sorted(fresh[key], key=fill_order)
+            trips, left = pair_fills(fills, lots_before.get(key, []), method)
+            work.trips.extend((key, trip) for trip in trips)
+            work.lots[key] = left
+            last = fills[-1]
+            work.last[key] = (instrument_json(last[9]), last[0], last[1])
+    finally:
+        await lite.finish(writing)
     counts = await write_work(conn, connection_id, account_id, work, now)
     for key in sorted(points):
         more = await repair_from(conn, connection_id, account_id, key, points[key], method, now, pinned)

@@ -166,5 +166,13 @@ async def open_lots_of(
 
 async def pairing_method(conn: AsyncConnection, connection_id: str) -> PairingMethod:
     """The connection's pairing method (NULL or unknown connection: FIFO)."""
-    value = (await conn.execute(select(connections.c.pairing_method).where(connections.c.id == connection_id))).scalar()
+    if conn.dialect.name == "sqlite":  # once per page: on the driver, not through a compiled statement
+        rows = await lite.run(
+            await lite.driver_of(conn), "SELECT pairing_method FROM connections WHERE id = ?", (connection_id,)
+        )
+        value = rows[0][0] if rows else None
+    else:
+        value = (
+            await conn.execute(select(connections.c.pairing_method).where(connections.c.id == connection_id))
+        ).scalar()
     return PairingMethod(value) if value else PairingMethod.FIFO
