@@ -275,3 +275,33 @@ async def test_migration_0008_gives_stored_round_trips_their_closing_time(db_url
 def _stored_time(db_url: str, value: dt.datetime) -> object:
     """A time as the database stores it (SQLite: the fixed-width UTC text)."""
     return value.strftime("%Y-%m-%d %H:%M:%S.%f") if db_url.startswith("sqlite") else value
+
+
+async def test_a_re_pair_longer_than_a_slice_equals_pairing_from_scratch(store: Store) -> None:
+    """More executions after the point than one slice holds (2,048): boundaries, a bust, a moved fill."""
+    method = await _method(store)
+    pattern = [("buy", 2), ("buy", 3), ("sell", 1), ("sell", 3), ("sell", 1), ("sell", 2), ("buy", 2)]
+    history = [_fill(n, *pattern[n % 7], str(100 + n % 11), n * 10) for n in range(5000)]
+    await store.store_batch(connection_id="c1", account_id=ACCOUNT, batch=(), executions=history, now=NOW)
+    late = _fill(9000, "sell", 4, "120", 4005)  # early: ~4,600 executions after it, over three slices
+    moved = _fill(2100, "buy", 3, "99", 45_005)  # a correction: from slice one to the last one
+    bust = ExecutionCancellation(account_id=ACCOUNT, broker_execution_id="X3000", cancelled_at=LATER)
+    counts = await store.store_batch(
+        connection_id="c1",
+        account_id=ACCOUNT,
+        batch=(),
+        executions=[late, moved],
+        execution_cancellations=[bust],
+        now=LATER,
+    )
+    final = {e.broker_execution_id: e for e in [*history, late, moved] if e.broker_execution_id != "X3000"}
+    result = pair_executions(final.values(), method=method)
+    before = _values({t.broker_trade_id: t for t in pair_executions(history, method=method).round_trips})
+    expected = _values({t.broker_trade_id: t for t in result.round_trips})
+    stored = {t.broker_trade_id: t async for t in store.iter_trades(connection_ids=["c1"])}
+    assert _values(stored) == expected
+    (position,) = await store.positions(connection_ids=["c1"], account_id=ACCOUNT)
+    assert position.quantity == result.position
+    assert counts.cancelled == len(before.keys() - expected.keys())
+    assert counts.imported == len(expected.keys() - before.keys())
+    assert counts.updated == sum(1 for k in before.keys() & expected.keys() if before[k] != expected[k])
