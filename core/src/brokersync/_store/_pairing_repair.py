@@ -326,21 +326,23 @@ async def repair_from(
         before = {trip_id for trip_id, closing in stored if closing not in pinned.corrected}
         trips, queue = pair_fills(fills, lots, method)
         lots = list(queue)
-        work = Work(trips=[(key, trip) for trip in trips], remember=[])
+        remember: list[tuple[str, Trade]] = []  # sources to record: new ones, and every moved one
+        revived: list[str] = []
         after: set[str] = set()
         for trip in trips:
             trip_id = trip.broker_trade_id
             if trip.raw["closing_execution_id"] in pinned.corrected:
                 pinned.after.add(trip_id)
                 known = trip_id in pinned.before
-                work.remember.append((key, trip))  # type: ignore[union-attr]  # set above
+                remember.append((key, trip))  # its closing time or instrument may have moved
             else:
                 after.add(trip_id)
                 known = trip_id in before
                 if not known:
-                    work.remember.append((key, trip))  # type: ignore[union-attr]
+                    remember.append((key, trip))
             if not known:
-                work.revived.append(trip_id)
+                revived.append(trip_id)
+        work = Work(trips=[(key, trip) for trip in trips], remember=remember, revived=revived)
         work.gone = sorted(before - after)
         counts = add_counts(counts, await write_work(conn, connection_id, account_id, work, now))
         if fills and last_instrument is not None:
