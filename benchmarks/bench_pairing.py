@@ -11,7 +11,10 @@ In one process, on one fresh SQLite file each, the same run measures:
    trips written as trades, cursor, in one transaction per page;
 2. ``round trips``: N ready-made round trips through today's path (``Store.store_batch(batch=...)``);
 3. ``incremental``: 1% more executions, later than everything stored (continues from open lots);
-4. ``full re-pair``: the same 1% delivered as a late fill per instrument (re-pairs each instrument).
+4. ``full re-pair``: one late fill per instrument, before everything stored (re-pairs each
+   instrument from its first execution, in slices);
+5. ``re-pair from a point``: one late fill per instrument 1% back in the history: each instrument
+   is re-paired from that fill on (ADR 0010 amendment), the 99% before it is neither read nor written.
 
 Two rates per path: end to end (building the ``Execution``/``Trade`` objects, what a plugin does,
 included) and store only (the time spent inside ``Store.store_batch``). Peak RSS (ru_maxrss) is
@@ -42,12 +45,14 @@ ACCOUNT = "ACC-1"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def executions(count: int, instruments: int, start: int = 0, late: bool = False) -> Iterator[Execution]:
+def executions(
+    count: int, instruments: int, start: int = 0, late: bool = False, at: float | None = None
+) -> Iterator[Execution]:
     symbols = [Instrument(symbol=f"SYM{i:04d}", currency="USD") for i in range(instruments)]
     for n in range(start, start + count):
         instrument = symbols[n % instruments]
         k = n // instruments
-        seconds = -1 - n if late else n
+        seconds = at if at is not None else -1 - n if late else n
         yield Execution(
             broker_execution_id=f"X{n:09d}",
             account_id=ACCOUNT,
@@ -131,6 +136,9 @@ async def main(size: int, instruments: int, batch: int) -> None:
         inc, _, _ = await _feed(store, executions(extra, instruments, start=size), batch, "executions")
         late, _, _ = await _feed(store, executions(instruments, instruments, start=size + extra, late=True), batch,
                                  "executions")  # fmt: skip
+        point = size - size // 100 + 0.5  # between two stored executions, 1% back
+        recent, _, _ = await _feed(store, executions(instruments, instruments, start=size + extra + instruments,
+                                                     at=point), batch, "executions")  # fmt: skip
         await store.aclose()
         baseline = await _store(directory, "trades.db")
         trade_seconds, _, trade_storing = await _feed(baseline, trades(size), batch, "trades")
@@ -139,7 +147,8 @@ async def main(size: int, instruments: int, batch: int) -> None:
     print(f"| {size:,} | {size / seconds:,.0f} exec/s ({trips:,} round trips); store only {size / storing:,.0f} "
           f"| {size / trade_seconds:,.0f} trades/s; store only {size / trade_storing:,.0f} "
           f"| {trade_seconds / seconds:.2f}; store only {trade_storing / storing:.2f} | {extra:,} new: {inc:.2f} s | "
-          f"{instruments} late fills (full re-pair of every instrument): {late:.2f} s | {rss:,.0f} MB |")  # fmt: skip
+          f"{instruments} late fills (full re-pair of every instrument): {late:.2f} s | "
+          f"{instruments} late fills 1% back (re-pair from there): {recent:.2f} s | {rss:,.0f} MB |")  # fmt: skip
     load_after = os.getloadavg()
     print(f"python {platform.python_version()}, {sys.platform}, {os.cpu_count()} CPUs, load average (1 min) "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after", file=sys.stderr)  # fmt: skip

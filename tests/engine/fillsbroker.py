@@ -10,7 +10,8 @@ The API keeps an event log per account, like a broker's execution journal:
   as brokers send money; a fill may be malformed on purpose (the tests add such rows).
 
 ``reports`` picks what the plugin declares: executions for the core to pair (the default), or
-round trips with a position snapshot (``positions`` rows) for a broker that pairs by itself.
+round trips with a position snapshot (``positions`` rows) for a broker that pairs by itself;
+``account_reports`` overrides it per account (``Account.reports``).
 """
 
 from __future__ import annotations
@@ -128,8 +129,11 @@ def _execution(fill: dict[str, Any], account: str) -> dict[str, Any]:
 
 
 class FillsPlugin:
-    def __init__(self, reports: Reports = Reports.EXECUTIONS) -> None:
+    def __init__(
+        self, reports: Reports = Reports.EXECUTIONS, account_reports: dict[str, Reports] | None = None
+    ) -> None:
         self.reports = reports
+        self.account_reports = account_reports or {}
 
     @hookimpl
     def broker_metadata(self) -> BrokerMetadata:
@@ -152,7 +156,10 @@ class FillsPlugin:
     @hookimpl
     async def get_accounts(self, ctx: Any, auth: AuthResult) -> list[Account]:
         response = await ctx.http.get("/accounts", headers={"Authorization": f"Bearer {auth.access_token}"})
-        return [Account(id=a["id"], currency=a["currency"]) for a in response.json()]
+        return [
+            Account(id=a["id"], currency=a["currency"], reports=self.account_reports.get(a["id"]))
+            for a in response.json()
+        ]
 
     @hookimpl
     async def get_trades(
@@ -168,7 +175,7 @@ class FillsPlugin:
             executions = [_execution(f, account.id) for f in body["fills"]]
             busts = [{"broker_execution_id": b["id"], "cancelled_at": b["time"]} for b in body["busts"]]
             positions = None
-            if self.reports is not Reports.EXECUTIONS:
+            if (account.reports or self.reports) is not Reports.EXECUTIONS:
                 positions = [
                     {"instrument": {"symbol": p["symbol"], "currency": "USD"}, "quantity": p["qty"],
                      "average_price": p["price"]}
@@ -180,8 +187,8 @@ class FillsPlugin:
             after = body["cursor"]
 
 
-def register(reports: Reports = Reports.EXECUTIONS) -> None:
-    brokersync.register_broker(KEY, FillsPlugin(reports), replace=True)
+def register(reports: Reports = Reports.EXECUTIONS, account_reports: dict[str, Reports] | None = None) -> None:
+    brokersync.register_broker(KEY, FillsPlugin(reports, account_reports), replace=True)
 
 
 def unregister() -> None:

@@ -18,6 +18,7 @@ import fillsbroker
 import pytest
 from _postgres import fresh_database
 from brokersync import BrokerSync, Execution, Reports, Vault
+from brokersync.errors import PluginContractError
 from brokersync.pairing import pair_executions
 from engine_support import Clock, engine_factory
 from hypothesis import HealthCheck, given, settings
@@ -160,6 +161,54 @@ async def test_a_broker_that_pairs_by_itself_reports_its_positions_and_is_never_
     fills.fill("U1", "S2", "sell", 1, "12", 3)  # a new page carries the (now empty) snapshot
     await sync_engine.sync_broker_trades(connection.connection_id, "u1")
     assert await sync_engine.positions(user_id="u1") == []
+
+
+# --- what each account reports (Account.reports over Capabilities.reports) -----------------------
+
+
+@pytest.fixture
+async def mixed(db_url: str) -> AsyncIterator[tuple[BrokerSync, fillsbroker.FillsApi]]:
+    api = fillsbroker.FillsApi(accounts=("U1", "U2"))
+    async with engine_factory(
+        db_url, keys=Vault.generate_key("k1"), transports={fillsbroker.KEY: api.transport()}, clock=Clock()
+    ) as make:
+        engine = make()
+        await engine.upgrade_database()
+        yield engine, api
+    fillsbroker.unregister()
+
+
+async def test_an_account_declared_round_trips_only_that_sends_executions_fails_with_a_plugin_error(
+    mixed: tuple[BrokerSync, fillsbroker.FillsApi],
+) -> None:
+    engine, api = mixed
+    fillsbroker.register(account_reports={"U2": Reports.ROUND_TRIPS})
+    connection = await engine.connect_broker("u1", fillsbroker.KEY, fillsbroker.CREDENTIALS)
+    api.fill("U2", "B1", "buy", 1, "10", 1)
+    with pytest.raises(PluginContractError) as raised:
+        await engine.sync_broker_trades(connection.connection_id, "u1")
+    message = str(raised.value)
+    assert "account 'U2', which reports round trips only (Account.reports is 'round_trips')" in message
+    assert "Reports.EXECUTIONS" in message
+    (run,) = await engine.list_runs(connection_id=connection.connection_id)
+    assert (run.status.value, run.error_type) == ("failed", "validation")  # how plugin contract errors classify
+
+
+async def test_a_broker_with_fill_accounts_and_self_pairing_accounts_pairs_only_the_fills(
+    mixed: tuple[BrokerSync, fillsbroker.FillsApi],
+) -> None:
+    engine, api = mixed
+    fillsbroker.register(account_reports={"U2": Reports.BOTH})
+    connection = await engine.connect_broker("u1", fillsbroker.KEY, fillsbroker.CREDENTIALS)
+    for account in ("U1", "U2"):
+        api.fill(account, f"{account}-B1", "buy", 2, "10", 1)
+        api.fill(account, f"{account}-S1", "sell", 1, "11", 2)
+    api.positions["U2"] = [{"symbol": "AAPL", "qty": "1", "price": "10"}]
+    result = await engine.sync_broker_trades(connection.connection_id, "u1")
+    assert (result.status.value, result.imported) == ("succeeded", 1)
+    assert set(await _trips(engine)) == {"U1-B1>U1-S1"}  # U2's fills are kept, never paired
+    positions = {(p.account_id, p.source, p.quantity) for p in await engine.positions(user_id="u1")}
+    assert positions == {("U1", "lots", Decimal(1)), ("U2", "broker snapshot", Decimal(1))}
 
 
 # --- the property, on both databases ------------------------------------------------------------

@@ -31,6 +31,7 @@ from brokersync.models import (
     Execution,
     ExecutionCancellation,
     Position,
+    Reports,
     Trade,
     TradeCancellation,
     TradePage,
@@ -68,6 +69,7 @@ class TradeBatch:
     executions: tuple[Execution, ...] = ()
     execution_cancellations: tuple[ExecutionCancellation, ...] = ()
     positions: tuple[Position, ...] | None = None  # None: the page carries no position snapshot
+    reports: Reports | None = None  # the account's own declaration (Account.reports); None: the broker's
 
 
 def trace_enabled() -> bool:
@@ -406,6 +408,14 @@ class Broker:
         if cursor is not None and not isinstance(cursor, str):
             raise self._contract("get_trades", f"returned a cursor of type {type(cursor).__name__}, expected str")
         executions = valid(page.executions, normalize_execution) if page is not None else ()
+        if executions and (account.reports or self.metadata.capabilities.reports) is Reports.ROUND_TRIPS:
+            whose = "Account.reports" if account.reports is not None else "capabilities.reports"
+            raise self._contract(
+                "get_trades",
+                f"returned executions for account {account.id!r}, which reports round trips only ({whose} is "
+                "'round_trips'): declare Reports.EXECUTIONS for the core to pair them, or Reports.BOTH to keep "
+                "the fills behind round trips the broker paired",
+            )
         positions = None
         if page is not None and page.positions is not None:
             positions = valid(page.positions, normalize_position)
@@ -417,4 +427,5 @@ class Broker:
             executions=executions,
             execution_cancellations=tuple(c for c in cancelled if isinstance(c, ExecutionCancellation)),
             positions=positions,
+            reports=account.reports,
         )

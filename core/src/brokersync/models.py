@@ -107,15 +107,26 @@ class CursorKind(enum.StrEnum):
 # --- accounts and trades ----------------------------------------------------------------------------
 
 
+def _as_reports_optional(value: Reports | str | None) -> Reports | None:
+    return None if value is None else Reports(value)
+
+
 @attrs.frozen(kw_only=True)
 class Account:
-    """One account at a broker, as the broker identifies it."""
+    """One account at a broker, as the broker identifies it.
+
+    ``reports`` declares what this account's ``get_trades`` pages carry when it differs from the
+    broker's :attr:`Capabilities.reports` (a broker with both fill accounts and accounts it pairs by
+    itself); ``None`` (the default) means the broker's declaration.
+    """
 
     id: str = attrs.field(converter=as_text, validator=check_text)
     name: str | None = attrs.field(default=None, converter=as_text_optional, validator=check_text)
     currency: str | None = attrs.field(default=None, converter=as_currency_optional, validator=check_currency)
     type: str | None = attrs.field(default=None, converter=as_text_optional, validator=check_text)
     raw: Mapping[str, Any] = attrs.field(factory=dict, converter=as_mapping, validator=check_mapping, repr=False)
+    reports: Reports | None = attrs.field(default=None, converter=_as_reports_optional)
+    """Round trips, executions or both for this account; ``None``: ``Capabilities.reports`` of the broker."""
 
 
 def _check_trade(instance: Trade, attribute: attrs.Attribute[Any], value: Any) -> None:

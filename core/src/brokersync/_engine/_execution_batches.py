@@ -1,4 +1,8 @@
-"""What the sync step hands the store beside a page's trades, by what the broker reports.
+"""What the sync step hands the store beside a page's trades, by what the account reports.
+
+The account's own declaration (``Account.reports``) wins over the broker's (``Capabilities.reports``);
+an account that declares round trips only and sends executions is refused earlier, by the facade
+(a plugin contract error naming the account).
 
 - ``Reports.EXECUTIONS``: the core stores the executions and pairs them; positions are the open
   lots (a snapshot the page may carry is ignored: it would show the position twice).
@@ -21,7 +25,7 @@ __all__ = ["execution_kwargs"]
 
 def execution_kwargs(capabilities: Capabilities, batch: TradeBatch) -> dict[str, Any]:
     """The keyword arguments of ``Store.store_batch`` for the page's executions, busts and positions."""
-    pairs = capabilities.reports is Reports.EXECUTIONS
+    pairs = (batch.reports or capabilities.reports) is Reports.EXECUTIONS
     return {
         "executions": batch.executions,
         "execution_cancellations": batch.execution_cancellations,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,13 @@ from brokersync._store._types import utc_text
 from brokersync._store._upsert import dialect_insert
 from brokersync.models import Execution, ExecutionCancellation
 
-__all__ = ["ToWrite", "execution_fingerprint", "record_execution_tombstones", "write_executions"]
+__all__ = [
+    "ToWrite",
+    "execution_fingerprint",
+    "record_execution_tombstones",
+    "start_executions",
+    "write_executions",
+]
 
 
 def execution_fingerprint(e: Execution, instrument: str, executed: str) -> str:
@@ -103,11 +110,19 @@ _SQLITE_EXECUTIONS_CONFLICT = (
 
 
 async def write_executions(conn: AsyncConnection, connection_id: str, todo: list[ToWrite], now: dt.datetime) -> None:
+    await lite.finish(await start_executions(conn, connection_id, todo, now))
+
+
+async def start_executions(
+    conn: AsyncConnection, connection_id: str, todo: list[ToWrite], now: dt.datetime
+) -> list[asyncio.Future[Any]]:
+    """Write ``todo``; on SQLite only queue the statements (the caller computes meanwhile, then
+    passes the result to ``_pairing_sqlite.finish``)."""
     if not todo:
-        return
+        return []
     if conn.dialect.name != "sqlite":
         await _upsert_executions(conn, [_execution_row(item[0], connection_id, now) for item in todo])
-        return
+        return []
     text = lite.money_text
     rows = [
         (
@@ -129,7 +144,7 @@ async def write_executions(conn: AsyncConnection, connection_id: str, todo: list
         for e, instrument, key, executed, fp in todo
     ]
     now_text = lite.time_text(now)
-    await lite.insert_rows(
+    return await lite.queue_rows(
         await lite.driver_of(conn),
         _SQLITE_EXECUTIONS,
         _SQLITE_EXECUTIONS_CONFLICT,

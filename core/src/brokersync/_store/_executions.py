@@ -11,10 +11,12 @@ Per page (the caller's one transaction also stores the page's trades, cursor and
    - incremental, when its new executions all come after the instrument's last paired execution
      (``pairing_state``) and none was corrected or busted: pairing continues from the persisted
      open lots, at a cost of O(new executions + open lots);
-   - otherwise (a late execution, a correction, a bust) the instrument is re-paired from its
-     first live execution (a full re-pair of that one instrument). Round trips whose values change
-     are updated, round trips that no longer exist get a tombstone (``trade_cancellations``,
-     reason :data:`REPAIRED`), and a round trip that comes back loses that tombstone.
+   - otherwise (a late execution, a correction, a bust) the instrument is re-paired from the
+     earliest execution the change affects (``_pairing_repair``): the late execution, the
+     corrected execution where it was and where it is now, the busted one. Round trips closed
+     before that point are neither read nor written; of the others, those whose values change
+     are updated, those that no longer exist get a tombstone (``trade_cancellations``, reason
+     :data:`REPAIRED`), and a round trip that comes back loses that tombstone.
 
 Round trips are ordinary ``trades`` rows, so listings, exports, audit and counts treat them like
 reported trades; ``round_trips`` records which executions and instrument each came from.
@@ -23,8 +25,9 @@ Counts: ``imported``/``updated`` count round trips written; ``skipped`` counts e
 broker sent again unchanged; ``cancelled`` counts round trips that disappeared (new tombstones).
 
 This module decides; its parts do the I/O: ``_execution_rows`` (executions and their busts),
-``_pairing_reads`` (lookups), ``_pairing_writes`` (lots, pairing state, round-trip sources and their
-tombstones), ``_instruments`` (instruments as JSON); ``_positions`` reads the open lots back.
+``_pairing_reads`` (lookups), ``_pairing_repair`` (re-pairing from a point), ``_pairing_writes``
+(lots, pairing state, round-trip sources and their tombstones), ``_instruments`` (instruments as
+JSON); ``_positions`` reads the open lots back.
 """
 
 from __future__ import annotations
@@ -33,35 +36,29 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 
-import attrs
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from brokersync._pairing import Fill, OpenLot, PairingMethod, fill_of, fill_order, pair_fills
+from brokersync._pairing import Fill, fill_of, fill_order, pair_fills
+from brokersync._store import _pairing_sqlite as lite
 from brokersync._store._cancellations import BatchCounts
 from brokersync._store._execution_rows import (
     ToWrite,
     execution_fingerprint,
     record_execution_tombstones,
+    start_executions,
     write_executions,
 )
-from brokersync._store._instruments import instrument_json, instrument_of
+from brokersync._store._instruments import instrument_json
 from brokersync._store._pairing_reads import (
-    live_fills,
     open_lots_of,
     pairing_method,
     pairing_states,
     stored_executions,
-    stored_round_trips,
     tombstoned,
 )
-from brokersync._store._pairing_writes import (
-    LastPaired,
-    forget_round_trips,
-    remember_round_trips,
-    replace_lots,
-    revive_round_trips,
-)
+from brokersync._store._pairing_repair import Pinned, Point, Work, add_counts, repair_from, trips_closed_by, write_work
+from brokersync._store._pairing_writes import forget_round_trips
 from brokersync._store._schema import (
     execution_cancellations,
     executions,
@@ -71,8 +68,7 @@ from brokersync._store._schema import (
     round_trips,
 )
 from brokersync._store._types import utc_text
-from brokersync._store._upsert import upsert_trades
-from brokersync.models import Execution, ExecutionCancellation, Trade
+from brokersync.models import Execution, ExecutionCancellation
 
 __all__ = ["delete_pairing", "repair_connection", "store_executions"]
 
@@ -100,10 +96,16 @@ async def store_executions(
     stored = await stored_executions(conn, connection_id, account_id, ids)
     new_busts = await record_execution_tombstones(conn, connection_id, account_id, busts, now) if busts else []
     dead = await tombstoned(conn, connection_id, account_id, ids) if ids else set()
-    full: set[str] = set()
+    points: dict[str, Point] = {}  # instrument key -> the earliest execution a change affects
+
+    def affects(key: str, point: Point) -> None:
+        known = points.get(key)
+        if known is None or point < known:
+            points[key] = point
+
     fresh: dict[str, list[Fill]] = defaultdict(list)
     todo: list[ToWrite] = []
-    moved = False  # a correction moved an execution to another instrument
+    pinned = Pinned()
     described: dict[int, tuple[str, str]] = {}  # id(instrument) -> (JSON, pairing key): the page's objects
     for execution_id, e in latest.items():
         instrument = e.instrument
@@ -120,115 +122,52 @@ async def store_executions(
                 fresh[key].append(fill_of(e))
         elif previous[0] == fp:
             skipped += 1
-        else:  # a correction: re-pair where it was and where it is now
+        else:  # a correction: re-pair from where it was and from where it is now
             todo.append((e, text, key, executed, fp))
-            full.update((previous[1], key))
-            moved = moved or previous[1] != key
-    if new_busts:  # a stored execution busted now: re-pair its instrument without it
+            was = (lite.utc(previous[2]), execution_id)
+            affects(previous[1], was)
+            affects(key, (e.executed_at, execution_id))
+            pinned.corrected.add(execution_id)
+            pinned.before |= await trips_closed_by(conn, connection_id, account_id, previous[1], was)
+    if new_busts:  # a stored execution busted now: re-pair its instrument without it, from where it was
         busted = await stored_executions(conn, connection_id, account_id, new_busts)
-        full.update(instrument_key for _, instrument_key in busted.values())
-    await write_executions(conn, connection_id, todo, now)
-    if not pair or not (fresh or full):
+        for execution_id, (_, key, executed) in busted.items():
+            affects(key, (lite.utc(executed), execution_id))
+    if not pair or not (fresh or points):
+        await write_executions(conn, connection_id, todo, now)
         return BatchCounts(0, skipped, 0, 0)
 
+    # what pairing reads does not depend on the page's executions: read it first, then write them
+    # on SQLite's thread while this one pairs (see _pairing_sqlite.queue_rows)
     method = await pairing_method(conn, connection_id)
-    states = await pairing_states(conn, connection_id, account_id, list(fresh))
+    states = await pairing_states(conn, connection_id, account_id, [key for key in fresh if key not in points])
     for key, new in fresh.items():
         state = states.get(key)
-        if state is not None and min(map(fill_order, new)) <= state:
-            full.add(key)  # a late execution: it comes before what was paired already
-    work = _Work()
-    incremental = [key for key in fresh if key not in full]
+        first = min(map(fill_order, new))
+        if key in points or (state is not None and first <= state):
+            affects(key, first)  # a late execution: it comes before what was paired already
+    work = Work()
+    incremental = [key for key in fresh if key not in points]
     lots_before = await open_lots_of(conn, connection_id, account_id, incremental) if incremental else {}
-    for key in incremental:
-        fills = sorted(fresh[key], key=fill_order)
-        trips, left = pair_fills(fills, lots_before.get(key, []), method)
-        work.trips.extend((key, trip) for trip in trips)
-        work.lots[key] = left
-        last = fills[-1]
-        work.last[key] = (instrument_json(last[9]), last[0], last[1])
-    if moved:
-        # a round trip may move between instruments: one write of everything (its tombstone and revival)
-        for key in sorted(full):
-            await _repair(conn, connection_id, account_id, key, method, work)
-        counts = await _write(conn, connection_id, account_id, work, now)
-    else:
-        counts = await _write(conn, connection_id, account_id, work, now)
-        counts = await _repair_each(conn, connection_id, account_id, sorted(full), method, now, counts)
+    writing = await start_executions(conn, connection_id, todo, now)
+    try:
+        for key in incremental:
+            fills = sorted(fresh[key], key=fill_order)
+            trips, left = pair_fills(fills, lots_before.get(key, []), method)
+            work.trips.extend((key, trip) for trip in trips)
+            work.lots[key] = left
+            last = fills[-1]
+            work.last[key] = (instrument_json(last[9]), last[0], last[1])
+    finally:
+        await lite.finish(writing)
+    counts = await write_work(conn, connection_id, account_id, work, now)
+    for key in sorted(points):
+        more = await repair_from(conn, connection_id, account_id, key, points[key], method, now, pinned)
+        counts = add_counts(counts, more)
+    gone = sorted(pinned.before - pinned.after)  # closed by a corrected execution, and no more
+    cancelled = await forget_round_trips(conn, connection_id, account_id, gone, now)
     # re-paired round trips that did not change are not news: only executions sent again count as skipped
-    return BatchCounts(counts.imported, skipped, counts.updated, counts.cancelled)
-
-
-@attrs.define
-class _Work:
-    """What pairing a page produced, written out by :func:`_write`."""
-
-    trips: list[tuple[str, Trade]] = attrs.Factory(list)
-    lots: dict[str, Sequence[OpenLot]] = attrs.Factory(dict)
-    last: dict[str, LastPaired | None] = attrs.Factory(dict)
-    gone: list[str] = attrs.Factory(list)
-    revived: list[str] = attrs.Factory(list)
-
-
-async def _repair(
-    conn: AsyncConnection, connection_id: str, account_id: str, key: str, method: PairingMethod, work: _Work
-) -> None:
-    """Re-pair one instrument from its first live execution (from scratch)."""
-    fills, last_instrument = await live_fills(conn, connection_id, account_id, key)
-    fills.sort(key=fill_order)  # already in this order from the database (linear on sorted input)
-    trips, left = pair_fills(fills, [], method)
-    before = await stored_round_trips(conn, connection_id, account_id, key)
-    after = {trip.broker_trade_id for trip in trips}
-    work.gone.extend(sorted(before - after))
-    work.revived.extend(sorted(after - before))
-    work.trips.extend((key, trip) for trip in trips)
-    work.lots[key] = left
-    if fills and last_instrument is not None:
-        work.last[key] = (instrument_json(instrument_of(last_instrument)), fills[-1][0], fills[-1][1])
-    else:
-        work.last[key] = None
-
-
-async def _repair_each(
-    conn: AsyncConnection,
-    connection_id: str,
-    account_id: str,
-    keys: Sequence[str],
-    method: PairingMethod,
-    now: dt.datetime,
-    counts: BatchCounts,
-) -> BatchCounts:
-    """Re-pair and write one instrument at a time: memory holds one instrument's round trips, not all.
-
-    Only when no execution changed instrument: then every round trip's two executions are in one
-    instrument before and after, the instruments' round trips are disjoint, and writing them one
-    instrument at a time ends in the same rows and counts as one write of them all.
-    """
-    for key in keys:
-        work = _Work()
-        await _repair(conn, connection_id, account_id, key, method, work)
-        more = await _write(conn, connection_id, account_id, work, now)
-        counts = BatchCounts(
-            counts.imported + more.imported,
-            counts.skipped + more.skipped,
-            counts.updated + more.updated,
-            counts.cancelled + more.cancelled,
-        )
-    return counts
-
-
-async def _write(
-    conn: AsyncConnection, connection_id: str, account_id: str, work: _Work, now: dt.datetime
-) -> BatchCounts:
-    cancelled = await forget_round_trips(conn, connection_id, account_id, work.gone, now)
-    if work.revived:
-        await revive_round_trips(conn, connection_id, account_id, work.revived)
-    counts = await upsert_trades(
-        conn, connection_id=connection_id, account_id=account_id, batch=[trip for _, trip in work.trips], now=now
-    )
-    await remember_round_trips(conn, connection_id, account_id, work.trips)
-    await replace_lots(conn, connection_id, account_id, work.lots, work.last, now)
-    return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
+    return BatchCounts(counts.imported, skipped, counts.updated, counts.cancelled + cancelled)
 
 
 async def repair_connection(conn: AsyncConnection, *, connection_id: str, now: dt.datetime) -> int:
@@ -246,8 +185,9 @@ async def repair_connection(conn: AsyncConnection, *, connection_id: str, now: d
         by_account[account_id].append(key)
     changed = 0
     for account_id, keys in by_account.items():
-        counts = await _repair_each(conn, connection_id, account_id, keys, method, now, BatchCounts(0, 0, 0, 0))
-        changed += counts.imported + counts.updated + counts.cancelled
+        for key in keys:
+            counts = await repair_from(conn, connection_id, account_id, key, None, method, now, Pinned())
+            changed += counts.imported + counts.updated + counts.cancelled
     return changed
 
 

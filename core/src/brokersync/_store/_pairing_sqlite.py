@@ -19,10 +19,12 @@ per statement). A driver error is raised as the ``DBAPIError`` SQLAlchemy would 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import itertools
 import sqlite3
+import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,7 +34,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from brokersync._store._sql import dbapi_error
 from brokersync._store._types import parse_utc, utc_text
 
-__all__ = ["delete_in", "driver_of", "insert_rows", "money", "money_text", "run", "select_in", "time_text", "utc"]
+__all__ = [
+    "delete_in",
+    "driver_of",
+    "finish",
+    "insert_rows",
+    "money",
+    "money_text",
+    "queue_rows",
+    "run",
+    "select_in",
+    "time_text",
+    "utc",
+]
 
 _MAX_ROWS = 256  # rows per INSERT (a power of two)
 _MAX_PARAMS = 32_000  # SQLite >= 3.32 binds at most 32,766 parameters per statement
@@ -84,6 +98,73 @@ async def insert_rows(
         if count > len(chunk):
             params.extend(itertools.chain.from_iterable(itertools.repeat(chunk[-1], count - len(chunk))))
         await run(driver, _insert_sql(head, len(shared), width, count, tail), params)
+
+
+class _Bound:
+    """The last parameter of a queued insert: tells this thread the driver's thread has bound it.
+
+    As in the trade upsert (``_upsert._BoundSignal``): sqlite3 adapts an unknown parameter type by
+    calling its ``__conform__`` while it binds, in the driver's thread, right before it runs the
+    statement without the GIL.
+    """
+
+    __slots__ = ("event", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.event = threading.Event()
+
+    def __conform__(self, protocol: object) -> Any:
+        self.event.set()
+        return self.value
+
+
+_HANDOVER_TIMEOUT = 0.05  # the longest this thread blocks for the driver's thread to take a statement
+
+
+async def queue_rows(
+    driver: Any, head: str, tail: str, shared: tuple[Any, ...], rows: Sequence[tuple[Any, ...]]
+) -> list[asyncio.Future[Any]]:
+    """:func:`insert_rows`, queued on the driver's thread: the caller computes while SQLite writes.
+
+    Each chunk's statement is queued, then this thread blocks (bounded, releasing the GIL) until
+    the driver's thread has bound the chunk's last parameter; from then on SQLite runs without the
+    GIL. Pass the result to :func:`finish` before the next statement that needs these rows.
+    """
+    tasks: list[asyncio.Future[Any]] = []
+    if not rows:
+        return tasks
+    width = len(rows[0])
+    per = _MAX_ROWS
+    while per > 1 and per * (width + len(shared)) > _MAX_PARAMS:
+        per //= 2
+    try:
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            count = 1 << (len(chunk) - 1).bit_length()
+            params: list[Any] = [*shared, *itertools.chain.from_iterable(chunk)]
+            if count > len(chunk):
+                params.extend(itertools.chain.from_iterable(itertools.repeat(chunk[-1], count - len(chunk))))
+            bound = _Bound(params[-1])
+            params[-1] = bound
+            tasks.append(asyncio.ensure_future(run(driver, _insert_sql(head, len(shared), width, count, tail), params)))
+            await asyncio.sleep(0)  # the task queues the statement in the driver's thread
+            if not tasks[-1].done():
+                bound.event.wait(_HANDOVER_TIMEOUT)  # blocking on purpose: see the docstring
+    except BaseException:
+        await finish(tasks)
+        raise
+    return tasks
+
+
+async def finish(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for queued statements; raise the first failure (after all of them ended)."""
+    if not tasks:
+        return
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=64)

@@ -145,23 +145,38 @@ async def replace_lots(
 async def remember_round_trips(
     conn: AsyncConnection, connection_id: str, account_id: str, trips: Sequence[tuple[str, Trade]]
 ) -> None:
+    """Record which executions, instrument and closing time each round trip has.
+
+    A round trip already recorded takes the instrument and closing time given (a correction may
+    move its closing execution in time or to another instrument; its id stays).
+    """
     if not trips:
         return
     if conn.dialect.name == "sqlite":
+        time = lite.time_text
         await lite.insert_rows(
             await lite.driver_of(conn),
             "INSERT INTO round_trips (connection_id, account_id, broker_trade_id, instrument_key, "
-            "opening_execution_id, closing_execution_id)",
-            "ON CONFLICT (connection_id, account_id, broker_trade_id) DO NOTHING",
+            "opening_execution_id, closing_execution_id, closed_at)",
+            "ON CONFLICT (connection_id, account_id, broker_trade_id) DO UPDATE SET "
+            "instrument_key = excluded.instrument_key, closed_at = excluded.closed_at",
             (connection_id, account_id),
             [
-                (trip.broker_trade_id, key, trip.raw["opening_execution_id"], trip.raw["closing_execution_id"])
+                (
+                    trip.broker_trade_id,
+                    key,
+                    trip.raw["opening_execution_id"],
+                    trip.raw["closing_execution_id"],
+                    time(trip.closed_at),  # type: ignore[arg-type]  # a round trip is closed
+                )
                 for key, trip in trips
             ],
         )
         return
-    stmt = dialect_insert(conn.dialect.name)(round_trips).on_conflict_do_nothing(
-        index_elements=[round_trips.c.connection_id, round_trips.c.account_id, round_trips.c.broker_trade_id]
+    stmt = dialect_insert(conn.dialect.name)(round_trips)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[round_trips.c.connection_id, round_trips.c.account_id, round_trips.c.broker_trade_id],
+        set_={"instrument_key": stmt.excluded.instrument_key, "closed_at": stmt.excluded.closed_at},
     )
     await conn.execute(
         stmt,
@@ -173,6 +188,7 @@ async def remember_round_trips(
                 "instrument_key": key,
                 "opening_execution_id": trip.raw["opening_execution_id"],
                 "closing_execution_id": trip.raw["closing_execution_id"],
+                "closed_at": trip.closed_at,
             }
             for key, trip in trips
         ],

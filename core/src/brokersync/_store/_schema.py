@@ -260,7 +260,11 @@ round_trips = Table(
     Column("instrument_key", String(255), nullable=False),
     Column("opening_execution_id", String(255), nullable=False),
     Column("closing_execution_id", String(255), nullable=False),
-    Index("ix_round_trips_instrument", "connection_id", "account_id", "instrument_key"),
+    Column("closed_at", UTCDateTime, nullable=False),  # the closing execution's time (revision 0008)
+    # a re-pair from a point reads the round trips closed at or after it (revision 0008)
+    Index(
+        "ix_round_trips_closing", "connection_id", "account_id", "instrument_key", "closed_at", "closing_execution_id"
+    ),
 )
 
 # Open positions as a broker that pairs by itself reports them (a snapshot per account).

@@ -76,9 +76,9 @@ METADATA = BrokerMetadata(
     ),
     environments={"sim": SIM_BASE_URL, "local": LOCAL_BASE_URL},
     default_environment="sim",
-    # Capabilities are per broker and the core pairs only a broker that reports EXECUTIONS; its
-    # round-trip accounts' trades are stored as reported all the same, and the fills account's
-    # executions are paired by the core (``Reports.BOTH`` would store them unpaired).
+    # The fills account reports executions for the core to pair (the broker's declaration); the
+    # other accounts report round trips, which ``get_accounts`` declares per account
+    # (``Account.reports``), so an execution from one of them would be refused, not paired.
     capabilities=Capabilities(
         refresh_token=True,
         historical=True,
@@ -118,9 +118,16 @@ async def refresh_token(ctx: BrokerContext, auth: AuthResult) -> AuthResult | No
 
 @hookimpl
 async def get_accounts(ctx: BrokerContext, auth: AuthResult) -> list[Account]:
-    """List the user's accounts."""
+    """List the user's accounts: the fills account reports executions, the others round trips."""
     return [
-        Account(id=a["id"], name=a.get("name"), currency=a.get("currency"), type=a.get("type"), raw=a)
+        Account(
+            id=a["id"],
+            name=a.get("name"),
+            currency=a.get("currency"),
+            type=a.get("type"),
+            raw=a,
+            reports=Reports.EXECUTIONS if a.get("type") == "fills" else Reports.ROUND_TRIPS,
+        )
         for a in await SimClient(ctx).accounts(auth)
     ]
 
