@@ -1,32 +1,19 @@
 """The Tradovate exports pass brokersync's file-format conformance suite.
 
 The samples are written from the fake Tradovate's standard book, as this plugin's own tests write
-them (``test_files.py``'s Position History writer and column lists, loaded under a name of their
-own): each export holds the same fills and pairs the API sync stores.
+them (``tradovate_exports.py``'s Position History writer and column lists): each export holds
+the same fills and pairs the API sync stores.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.util
 import io
-import types
-from pathlib import Path
 
 from brokersync.testing import FileFormatConformance, FileSample
+from tradovate_exports import PERFORMANCE, position_history
 from tradovate_fake import FakeTradovate, standard_book
-
-
-def _sibling(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_tradovate_tests_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-files = _sibling("test_files")
 
 
 def _book() -> FakeTradovate:
@@ -34,7 +21,7 @@ def _book() -> FakeTradovate:
 
 
 def position_history_csv() -> bytes:
-    return files.position_history(_book(), bom=True).encode("utf-8")
+    return position_history(_book(), bom=True).encode("utf-8")
 
 
 def _live_pairs(fake: FakeTradovate, account: int) -> list[dict]:
@@ -47,7 +34,7 @@ def performance_csv() -> bytes:
     e = fake.entities
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(files.PERFORMANCE)
+    writer.writerow(PERFORMANCE)
     for pair in _live_pairs(fake, 70001):
         contract = e["contract"][e["position"][pair["positionId"]]["contractId"]]
         buy, sell = e["fill"][pair["buyFillId"]], e["fill"][pair["sellFillId"]]

@@ -8,6 +8,7 @@ from decimal import Decimal
 import brokersync
 import pytest
 from ground_truth import expected_trades, stored_fields
+from tradovate_exports import position_history
 from tradovate_fake import T0, USER, FakeTradovate, standard_book
 
 pytestmark = pytest.mark.anyio
@@ -107,8 +108,6 @@ async def test_faults_cost_nothing_and_an_expired_session_is_renewed_not_relogge
 
 
 async def test_a_position_history_export_converges_with_the_api_and_keeps_its_fees(tmp_path, fake):
-    from test_files import position_history
-
     export = tmp_path / "Position History.csv"
     export.write_text(position_history(fake, "America/Chicago", bom=True), encoding="utf-8")
     truth = expected_trades(fake)
