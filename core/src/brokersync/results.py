@@ -28,6 +28,7 @@ __all__ = [
     "LeaseInfo",
     "ProgressCallback",
     "QueuedSync",
+    "RecordSource",
     "RunStatus",
     "StoredCancellation",
     "StoredPosition",
@@ -99,11 +100,64 @@ class ConnectionInfo:
 
 
 @attrs.frozen(kw_only=True)
+class RecordSource:
+    """Where a stored record came from: the broker's API, or a row of an imported export file.
+
+    A record keeps the source of the arrival that stored its current values: the first one. The
+    same record arriving again unchanged from elsewhere (an API sync after an import of the same
+    fills, or the other way round) is counted ``skipped`` and keeps it; an arrival that changes the
+    record (a correction, or the API's fees over an export that has none) replaces it.
+
+    Attributes:
+        kind: ``"api"`` or ``"file"``.
+        file: The file's name (``kind == "file"``).
+        sha256: The SHA-256 of the whole file, hex.
+        format: The format it was read as (e.g. ``"ibkr-flex-xml"``).
+        line: The line of the file the record was read from, where the format knows it.
+    """
+
+    kind: str
+    file: str | None = None
+    sha256: str | None = None
+    format: str | None = None
+    line: int | None = None
+
+    @classmethod
+    def of_raw(cls, raw: Mapping[str, Any] | None) -> RecordSource:
+        """Return the source recorded in a stored raw record (``brokersync_source``); ``api`` when there is none."""
+        found = raw.get("brokersync_source") if isinstance(raw, Mapping) else None
+        if not isinstance(found, Mapping) or found.get("kind") != "file":
+            return _API
+        line = found.get("line")
+        return cls(
+            kind="file",
+            file=str(found.get("file") or "") or None,
+            sha256=str(found.get("sha256") or "") or None,
+            format=str(found.get("format") or "") or None,
+            line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+        )
+
+    def __str__(self) -> str:
+        if self.kind != "file":
+            return self.kind
+        return f"{self.file}:{self.line}" if self.line is not None else str(self.file)
+
+
+_API = RecordSource(kind="api")
+
+
+@attrs.frozen(kw_only=True)
 class StoredTrade:
     """A trade as stored: the normalized fields, where it came from, and when it was seen.
 
     ``cancelled_at`` and ``cancel_reason`` are set when the broker cancelled (busted) the trade;
     listings leave such trades out unless asked to include them.
+
+    ``source`` says where the trade came from (see :class:`RecordSource`): for a round trip the
+    broker reported, its own record's; for a round trip brokersync paired from executions, the
+    closing execution's, with the opening execution's in ``opening_source`` (``None`` for a
+    reported round trip). Trades listed by the engine carry both; built without them, ``source``
+    is read from ``raw``.
     """
 
     connection_id: str
@@ -124,6 +178,12 @@ class StoredTrade:
     cancelled_at: dt.datetime | None = None
     cancel_reason: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    source: RecordSource = attrs.field(repr=False)
+    opening_source: RecordSource | None = attrs.field(default=None, repr=False)
+
+    @source.default
+    def _source_of_raw(self) -> RecordSource:
+        return RecordSource.of_raw(self.raw)
 
     @property
     def is_cancelled(self) -> bool:

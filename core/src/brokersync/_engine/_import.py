@@ -118,20 +118,28 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def _tag(record: Any, source: dict[str, Any]) -> Any:
+    """``record`` with ``raw["brokersync_source"]`` set: the file's name, SHA-256, format and line.
+
+    A model object (``Execution``, ``Trade``) owns its ``raw`` (its converter copies it into a new
+    dict), so the stamp goes into that dict in place: no second object per row.
+    """
     if isinstance(record, dict):
         raw = dict(record.get("raw") or {k: v for k, v in record.items() if k != "raw"})
         return {**record, "raw": {**raw, "brokersync_source": {**source, "line": raw.get("_line")}}}
-    raw = dict(getattr(record, "raw", {}) or {})
+    raw = getattr(record, "raw", None)
+    if type(raw) is dict:
+        raw["brokersync_source"] = {**source, "line": raw.get("_line")}
+        return record
+    raw = dict(raw or {})
     return attrs.evolve(record, raw={**raw, "brokersync_source": {**source, "line": raw.get("_line")}})
 
 
 def _with_source(page: TradePage, source: dict[str, Any]) -> TradePage:
     """Each record keeps where it came from: the file's name, SHA-256, format and line (in ``raw``)."""
-    return attrs.evolve(
-        page,
-        records=[_tag(r, source) for r in page.records],
-        executions=[_tag(e, source) for e in page.executions],
-    )
+    executions = [_tag(e, source) for e in page.executions]
+    if not page.records and all(new is old for new, old in zip(executions, page.executions, strict=True)):
+        return page  # the executions were stamped in place
+    return attrs.evolve(page, records=[_tag(r, source) for r in page.records], executions=executions)
 
 
 async def _pages(
@@ -147,8 +155,10 @@ async def _pages(
     """Parse and validate the whole file; hand each account's normalized page to ``on_page``."""
     with _open(path) as stream:
         source = make_source(stream)
+        stamp = {"kind": "file", "file": path.name, "sha256": sha256, "format": fmt.name}
         for page in fmt.parse(source):
-            page = _with_source(page, {"kind": "file", "file": path.name, "sha256": sha256, "format": fmt.name})
+            if on_page is not None:  # the checking pass stores nothing: no stamp
+                page = _with_source(page, stamp)
             for account, part in _split(page, source.account_id).items():
                 batch = facade.normalize_page(part, account_id=account)
                 tally.accounts.add(account)

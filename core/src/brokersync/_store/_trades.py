@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import JSON, and_, cast, delete, func, literal, select
 
 from brokersync._store._base import Database
 from brokersync._store._cancellations import (
@@ -20,7 +20,7 @@ from brokersync._store._executions import store_executions
 from brokersync._store._positions import replace_positions
 from brokersync._store._records import stored_cancellation, stored_trade
 from brokersync._store._runs import release_lease, renew_lease, take_lease
-from brokersync._store._schema import sync_cursors, trades
+from brokersync._store._schema import executions, round_trips, sync_cursors, trades
 from brokersync._store._sql import run_sql
 from brokersync._store._upsert import upsert_trades
 from brokersync.models import Execution, ExecutionCancellation, Position, Trade, TradeCancellation
@@ -152,6 +152,10 @@ class TradeStore(Database):
             until=until,
             include_cancelled=include_cancelled,
         ).order_by(trades.c.opened_at, trades.c.id)
+        query = query.add_columns(
+            self._execution_source("opening_execution_id").label("opening_source"),
+            self._execution_source("closing_execution_id").label("closing_source"),
+        )
         if limit is not None:
             query = query.limit(limit)
         async with self.read() as conn:
@@ -159,6 +163,33 @@ class TradeStore(Database):
             async for partition in result.partitions(_STREAM_CHUNK):
                 for row in partition:
                     yield stored_trade(row)
+
+    def _execution_source(self, end: str) -> Any:
+        """For a paired round trip, the ``brokersync_source`` of its opening or closing execution's raw, as
+        JSON text ('' when it has none: it came by API); ``NULL`` for a trade that was not paired."""
+        execution = executions.alias(f"{end}_row")
+        if self.dialect == "postgresql":
+            found: Any = func.json_extract_path_text(cast(execution.c.raw, JSON), "brokersync_source")
+        else:
+            found = func.json_extract(execution.c.raw, "$.brokersync_source")
+        joined = round_trips.join(
+            execution,
+            and_(
+                execution.c.connection_id == round_trips.c.connection_id,
+                execution.c.account_id == round_trips.c.account_id,
+                execution.c.broker_execution_id == round_trips.c[end],
+            ),
+        )
+        return (
+            select(func.coalesce(found, literal("")))
+            .select_from(joined)
+            .where(
+                round_trips.c.connection_id == trades.c.connection_id,
+                round_trips.c.account_id == trades.c.account_id,
+                round_trips.c.broker_trade_id == trades.c.broker_trade_id,
+            )
+            .scalar_subquery()
+        )
 
     async def list_cancellations(
         self,
