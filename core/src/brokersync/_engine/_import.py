@@ -117,6 +117,14 @@ def _open(path: Path) -> IO[bytes]:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _line_of(raw: Any) -> int | None:
+    """The file line a format recorded in a record's raw: ``_line`` (documented), else an integer ``line``."""
+    line = raw.get("_line")
+    if line is None:
+        line = raw.get("line")
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
+
+
 def _tag(record: Any, source: dict[str, Any]) -> Any:
     """``record`` with ``raw["brokersync_source"]`` set: the file's name, SHA-256, format and line.
 
@@ -125,13 +133,13 @@ def _tag(record: Any, source: dict[str, Any]) -> Any:
     """
     if isinstance(record, dict):
         raw = dict(record.get("raw") or {k: v for k, v in record.items() if k != "raw"})
-        return {**record, "raw": {**raw, "brokersync_source": {**source, "line": raw.get("_line")}}}
+        return {**record, "raw": {**raw, "brokersync_source": {**source, "line": _line_of(raw)}}}
     raw = getattr(record, "raw", None)
     if type(raw) is dict:
-        raw["brokersync_source"] = {**source, "line": raw.get("_line")}
+        raw["brokersync_source"] = {**source, "line": _line_of(raw)}
         return record
     raw = dict(raw or {})
-    return attrs.evolve(record, raw={**raw, "brokersync_source": {**source, "line": raw.get("_line")}})
+    return attrs.evolve(record, raw={**raw, "brokersync_source": {**source, "line": _line_of(raw)}})
 
 
 def _with_source(page: TradePage, source: dict[str, Any]) -> TradePage:
