@@ -135,6 +135,7 @@ def test_file_first_then_the_api_sync_converges(setting, fake: FakeTradovate):
 def test_api_first_then_the_file_converges(setting, fake: FakeTradovate):
     env, connection_id, export, in_file = setting
     truth = expected_trades(fake)
+    assert in_file < set(truth)
 
     [synced] = ok(env, "sync", "--all")
     assert (synced["imported"], synced["updated"], synced["error_count"]) == (13, 0, 0)
