@@ -134,12 +134,12 @@ def _tag(record: Any, source: dict[str, Any]) -> Any:
     if isinstance(record, dict):
         raw = dict(record.get("raw") or {k: v for k, v in record.items() if k != "raw"})
         return {**record, "raw": {**raw, "brokersync_source": {**source, "line": _line_of(raw)}}}
-    raw = getattr(record, "raw", None)
-    if type(raw) is dict:
-        raw["brokersync_source"] = {**source, "line": _line_of(raw)}
+    owned = getattr(record, "raw", None)
+    if type(owned) is dict:
+        owned["brokersync_source"] = {**source, "line": _line_of(owned)}
         return record
-    raw = dict(raw or {})
-    return attrs.evolve(record, raw={**raw, "brokersync_source": {**source, "line": _line_of(raw)}})
+    copied = dict(owned or {})
+    return attrs.evolve(record, raw={**copied, "brokersync_source": {**source, "line": _line_of(copied)}})
 
 
 def _with_source(page: TradePage, source: dict[str, Any]) -> TradePage:
