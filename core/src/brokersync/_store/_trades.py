@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, and_, cast, delete, func, literal, select
+from sqlalchemy import JSON, and_, case, cast, delete, func, literal, null, select
 
 from brokersync._store._base import Database
 from brokersync._store._cancellations import (
@@ -152,10 +152,7 @@ class TradeStore(Database):
             until=until,
             include_cancelled=include_cancelled,
         ).order_by(trades.c.opened_at, trades.c.id)
-        query = query.add_columns(
-            self._execution_source("opening_execution_id").label("opening_source"),
-            self._execution_source("closing_execution_id").label("closing_source"),
-        )
+        query = self._with_execution_sources(query)
         if limit is not None:
             query = query.limit(limit)
         async with self.read() as conn:
@@ -164,32 +161,39 @@ class TradeStore(Database):
                 for row in partition:
                     yield stored_trade(row)
 
-    def _execution_source(self, end: str) -> Any:
-        """For a paired round trip, the ``brokersync_source`` of its opening or closing execution's raw, as
-        JSON text ('' when it has none: it came by API); ``NULL`` for a trade that was not paired."""
-        execution = executions.alias(f"{end}_row")
-        if self.dialect == "postgresql":
-            found: Any = func.json_extract_path_text(cast(execution.c.raw, JSON), "brokersync_source")
-        else:
-            found = func.json_extract(execution.c.raw, "$.brokersync_source")
-        joined = round_trips.join(
-            execution,
-            and_(
+    def _with_execution_sources(self, query: Any) -> Any:
+        """``query`` with, for a paired round trip, the ``brokersync_source`` of its opening and closing
+        executions' raw as JSON text (``''`` when there is none: it came by API), as the columns
+        ``opening_source`` and ``closing_source``; both ``NULL`` for a trade that was not paired."""
+        opening, closing = executions.alias("opening_execution"), executions.alias("closing_execution")
+
+        def source(execution: Any) -> Any:
+            if self.dialect == "postgresql":
+                found: Any = func.json_extract_path_text(cast(execution.c.raw, JSON), "brokersync_source")
+            else:
+                found = func.json_extract(execution.c.raw, "$.brokersync_source")
+            return case((round_trips.c.broker_trade_id.is_(None), null()), else_=func.coalesce(found, literal("")))
+
+        def at(execution: Any, end: str) -> Any:
+            return and_(
                 execution.c.connection_id == round_trips.c.connection_id,
                 execution.c.account_id == round_trips.c.account_id,
                 execution.c.broker_execution_id == round_trips.c[end],
-            ),
-        )
-        return (
-            select(func.coalesce(found, literal("")))
-            .select_from(joined)
-            .where(
-                round_trips.c.connection_id == trades.c.connection_id,
-                round_trips.c.account_id == trades.c.account_id,
-                round_trips.c.broker_trade_id == trades.c.broker_trade_id,
             )
-            .scalar_subquery()
+
+        query = (
+            query.outerjoin(
+                round_trips,
+                and_(
+                    round_trips.c.connection_id == trades.c.connection_id,
+                    round_trips.c.account_id == trades.c.account_id,
+                    round_trips.c.broker_trade_id == trades.c.broker_trade_id,
+                ),
+            )
+            .outerjoin(opening, at(opening, "opening_execution_id"))
+            .outerjoin(closing, at(closing, "closing_execution_id"))
         )
+        return query.add_columns(source(opening).label("opening_source"), source(closing).label("closing_source"))
 
     async def list_cancellations(
         self,
