@@ -170,6 +170,48 @@ def test_each_record_keeps_its_source(tmp_path):
         "format": "ninjatrader-trades",
         "line": 2,
     }
+    # and the listing says so: a round trip NinjaTrader reported, so one source
+    assert trade.source == brokersync.RecordSource(
+        kind="file", file="perf.csv", sha256=result.sha256, format="ninjatrader-trades", line=2
+    )
+    assert trade.opening_source is None and str(trade.source) == "perf.csv:2"
+
+
+def _paired_sources(url: str, tmp_path: Path) -> list[tuple[str, str | None]]:
+    import brokersync
+
+    fills = tmp_path / "fills.csv"
+    fills.write_text(
+        "Date,Time,Symbol,Quantity,Price,Side,Account\n"
+        "2024-11-05,09:30:00,AAPL,2,225.50,Buy,U1\n"
+        "2024-11-05,10:00:00,AAPL,1,226.00,Sell,U1\n"
+        "2024-11-05,11:00:00,AAPL,1,227.00,Sell,U1\n"
+    )
+
+    async def main() -> list[tuple[str, str | None]]:
+        async with brokersync.BrokerSync(url, encryption_keys=brokersync.Vault.generate_key("k1")) as engine:
+            await engine.upgrade_database()
+            result = await engine.import_file(fills, user_id="u", broker="ninjatrader", format="generic-csv",
+                                              timezone="UTC")  # fmt: skip
+            assert result.imported == 2
+            trades = [t async for t in engine.iter_trades(user_id="u")]
+            assert {t.source.sha256 for t in trades} == {result.sha256}
+            return sorted((str(t.source), str(t.opening_source)) for t in trades)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_paired_round_trips_say_which_lines_their_fills_came_from(tmp_path, database):
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/_postgres.py: an embedded server
+        from _postgres import fresh_database
+
+        url = fresh_database()
+    # line 2 opened 2 shares; lines 3 and 4 closed one each
+    assert _paired_sources(url, tmp_path) == [("fills.csv:3", "fills.csv:2"), ("fills.csv:4", "fills.csv:2")]
 
 
 def test_trades_export_as_generic_csv_imports_into_another_installation(env, tmp_path):

@@ -136,3 +136,43 @@ def test_parse_time_refuses_garbage_and_unknown_zones():
         parse_time("yesterday")
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         parse_time("20241105;093012", tz="Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("zone_name", "day"),
+    [
+        ("America/New_York", dt.date(2024, 3, 10)),
+        ("America/New_York", dt.date(2024, 11, 3)),
+        ("Australia/Lord_Howe", dt.date(2024, 4, 7)),  # a 30-minute change
+        ("Australia/Lord_Howe", dt.date(2024, 10, 6)),
+        ("Europe/Dublin", dt.date(2024, 10, 27)),  # "negative" daylight saving in the tz database
+    ],
+)
+def test_local_times_read_per_minute_agree_with_zoneinfo_around_every_change(zone_name, day):
+    # parse_time remembers each zone's offset per wall-clock minute: every second of a day with a
+    # change must still read exactly as zoneinfo says, and a time that happens twice or never must
+    # be refused every time it is read, not only the first.
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    start = dt.datetime.combine(day, dt.time())
+    for step in range(0, 24 * 3600, 97):
+        naive = start + dt.timedelta(seconds=step)
+        text = naive.strftime("%Y-%m-%d %H:%M:%S")
+        first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+        for _ in range(2):
+            if first.utcoffset() != second.utcoffset():
+                with pytest.raises(ValueError, match="ambiguous|does not exist"):
+                    parse_time(text, tz=zone_name)
+            else:
+                assert parse_time(text, tz=zone_name) == first.astimezone(UTC), text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("12", "12"), ("-0.5", "-0.5"), ("+3.25", "3.25"), ("007", "7"), ("1.", "1"), ("-0", "-0"), (" 5", "5"),
+     ("5 ", "5"), ("1e3", "1E+3"), ("1,234.5", "1234.5")],
+)  # fmt: skip
+def test_plain_numbers_keep_their_exact_value_and_scale(text, expected):
+    # the common case ("1234.5") skips the cleaning rules: what it gives must be what they give
+    assert str(parse_decimal(text)) == expected

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from brokersync.files import FileFormat, FileFormatError, FileSource
-from brokersync.models import Execution, TradePage
-from brokersync.parsing import parse_decimal, parse_decimal_optional, parse_side, parse_time
+from brokersync.models import Execution, Instrument, Side, TradePage
+from brokersync.parsing import is_missing, parse_decimal, parse_side, parse_time, zone
 
 __all__ = ["COLUMNS", "EXPORT_COLUMNS", "GENERIC_CSV", "export_rows", "parse_mapping"]
 
@@ -69,13 +69,16 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
     mapping = parse_mapping(source.options.get("map"))
     renamed = {theirs.lower(): ours for ours, theirs in mapping.items()}
     known = {c.lower(): c for c in COLUMNS}
+    names: dict[str, str] = {}  # the file's column -> ours, worked out once per header
+    reader = _Reader(source, tz)
     batch: list[Execution] = []
     for line, raw_row in source.csv_rows(header=lambda cells: any(c.strip() for c in cells)):
-        row: dict[str, str] = {}
-        for column, value in raw_row.items():
-            name = renamed.get(column.lower()) or known.get(column.lower())
-            if name:
-                row[name] = value
+        if not names:
+            for column in raw_row:
+                name = renamed.get(column.lower()) or known.get(column.lower())
+                if name:
+                    names[column] = name
+        row = {names[column]: value for column, value in raw_row.items() if column in names}
         if line == 2 or (not batch and not source.problems and len(row) < len(_REQUIRED)):
             missing = [c for c in _REQUIRED if c not in row]
             if missing:
@@ -86,7 +89,7 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
         if not any(v.strip() for v in row.values()):
             continue
         try:
-            batch.append(_execution(source, row, tz, line))
+            batch.append(reader.execution(row, line))
         except (ValueError, TypeError) as exc:
             source.problem(line, str(exc))
             continue
@@ -97,55 +100,83 @@ def _parse(source: FileSource) -> Iterator[TradePage]:
         yield TradePage(executions=batch)
 
 
-def _execution(source: FileSource, row: dict[str, str], tz: str, line: int) -> Execution:
-    quantity = parse_decimal(row.get("Quantity", ""), field="Quantity", decimal_comma=source.decimal_comma)
-    if row.get("Side", "").strip():
-        side = parse_side(row["Side"])
-        quantity = abs(quantity)
-    elif quantity < 0:
-        side, quantity = parse_side("sell"), -quantity
-    else:
-        side = parse_side("buy")
-    if quantity == 0:
-        raise ValueError("Quantity is 0")
-    date = row.get("Date", "").strip()
-    time = row.get("Time", "").strip()
-    executed_at = parse_time(f"{date} {time}".strip(), tz=tz)
-    fees = sum(
-        (
-            parse_decimal_optional(row.get(c), field=c, decimal_comma=source.decimal_comma) or Decimal(0)
-            for c in ("Commission", "Fees")
-        ),
-        Decimal(0),
-    )
-    symbol = row.get("Symbol", "").strip()
-    if not symbol:
-        raise ValueError("Symbol is empty")
-    price = parse_decimal(row.get("Price", ""), field="Price", decimal_comma=source.decimal_comma)
-    account = row.get("Account", "").strip() or source.account_id
-    if not account:
-        raise ValueError("no Account column and no --account given")
-    instrument: dict[str, Any] = {"symbol": symbol, "currency": row.get("Currency", "").strip() or "USD"}
-    if row.get("Asset Class", "").strip():
-        instrument["asset_class"] = row["Asset Class"].strip().lower().replace(" ", "_")
-    if row.get("Multiplier", "").strip():
-        instrument["multiplier"] = parse_decimal(
-            row["Multiplier"], field="Multiplier", decimal_comma=source.decimal_comma
+class _Reader:
+    """Turns generic CSV rows into executions; remembers the instruments seen (one object per instrument)."""
+
+    def __init__(self, source: FileSource, tz: str) -> None:
+        self._source = source
+        try:
+            self._tz = zone(tz)
+        except ValueError as exc:
+            raise FileFormatError(f"{source.name}: {exc}") from None
+        self._comma: bool | None = None  # the delimiter is known once the header is read
+        self._instruments: dict[tuple[str, ...], Instrument] = {}
+
+    def _decimal(self, text: str, field: str) -> Decimal:
+        assert self._comma is not None
+        return parse_decimal(text, field=field, decimal_comma=self._comma)
+
+    def _instrument(self, row: dict[str, str], symbol: str) -> Instrument:
+        asset_class = row.get("Asset Class", "").strip()
+        multiplier = row.get("Multiplier", "").strip()
+        key = (symbol, row.get("Currency", "").strip() or "USD", asset_class, multiplier)
+        found = self._instruments.get(key)
+        if found is None:
+            fields: dict[str, Any] = {"symbol": symbol, "currency": key[1]}
+            if asset_class:
+                fields["asset_class"] = asset_class.lower().replace(" ", "_")
+            if multiplier:
+                fields["multiplier"] = self._decimal(multiplier, "Multiplier")
+            if len(self._instruments) >= 10_000:  # a file of ever new symbols keeps memory flat
+                self._instruments.clear()
+            found = self._instruments[key] = Instrument(**fields)
+        return found
+
+    def execution(self, row: dict[str, str], line: int) -> Execution:
+        source = self._source
+        if self._comma is None:
+            self._comma = source.decimal_comma
+        quantity = self._decimal(row.get("Quantity", ""), "Quantity")
+        if row.get("Side", "").strip():
+            side = parse_side(row["Side"])
+            quantity = abs(quantity)
+        elif quantity < 0:
+            side, quantity = Side.SELL, -quantity
+        else:
+            side = Side.BUY
+        if quantity == 0:
+            raise ValueError("Quantity is 0")
+        date = row.get("Date", "").strip()
+        time = row.get("Time", "").strip()
+        executed_at = parse_time(f"{date} {time}".strip(), tz=self._tz)
+        fees = Decimal(0)
+        for column in ("Commission", "Fees"):
+            text = row.get(column)
+            if not is_missing(text):
+                assert text is not None
+                fees += self._decimal(text, column)
+        symbol = row.get("Symbol", "").strip()
+        if not symbol:
+            raise ValueError("Symbol is empty")
+        price = self._decimal(row.get("Price", ""), "Price")
+        account = row.get("Account", "").strip() or source.account_id
+        if not account:
+            raise ValueError("no Account column and no --account given")
+        instrument = self._instrument(row, symbol)
+        execution_id = row.get("Execution ID", "").strip() or source.content_id(
+            "csv", account, symbol, side, quantity, price, executed_at
         )
-    execution_id = row.get("Execution ID", "").strip() or source.content_id(
-        "csv", account, symbol, side, quantity, price, executed_at
-    )
-    return Execution(
-        broker_execution_id=execution_id,
-        account_id=account,
-        instrument=instrument,  # converted by Execution
-        side=side,
-        quantity=quantity,
-        price=price,
-        executed_at=executed_at,
-        fees=abs(fees),
-        raw={**row, "_line": line},
-    )
+        return Execution(
+            broker_execution_id=execution_id,
+            account_id=account,
+            instrument=instrument,
+            side=side,
+            quantity=quantity,
+            price=price,
+            executed_at=executed_at,
+            fees=abs(fees),
+            raw={**row, "_line": line},
+        )
 
 
 GENERIC_CSV = FileFormat(

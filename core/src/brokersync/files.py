@@ -295,8 +295,10 @@ class FileSource:
             if delimiter is None:
                 delimiter = _sniff_delimiter(line)
             self.delimiter = delimiter
-            cells = next(csv.reader([line], delimiter=delimiter))
-            cells = [c.strip() for c in cells]
+            if '"' in line:
+                cells = [c.strip() for c in next(csv.reader([line], delimiter=delimiter))]
+            else:  # no quoting: what csv.reader gives, without building a reader per line
+                cells = [c.strip() for c in line.rstrip("\r\n").split(delimiter)]
             if columns is None:
                 if header is not None and not header(cells):
                     continue

@@ -63,6 +63,8 @@ def parse_decimal(
         TypeError: for a ``float`` (it cannot hold the broker's number exactly: pass the text).
         ValueError: for anything that is not a finite number, naming ``field`` when given.
     """
+    if type(value) is str and not decimal_comma and _PLAIN.match(value):
+        return Decimal(value)  # the common case ("1234.5"): nothing to clean, finite by construction
     where = f"{field}: " if field else ""
     if isinstance(value, bool):
         raise TypeError(f"{where}expected a number, got {value!r}")
@@ -81,6 +83,7 @@ def parse_decimal(
     return result
 
 
+_PLAIN = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?\Z")
 _CURRENCY = re.compile(r"(?<![\d.,])[$€£¥]\s?|\s?[$€£¥](?![\d.,])")  # "$2.04", "-$25.00", "12,50 €"
 _GROUPING = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _GROUPING_COMMA = re.compile(r"^[+-]?\d{1,3}([. ']\d{3})+(,\d*)?$")
@@ -325,6 +328,10 @@ def _from_layouts(text: str, original: str) -> dt.datetime:
 def _localize(naive: dt.datetime, zone_: dt.tzinfo, original: object) -> dt.datetime:
     if zone_ is dt.UTC:
         return naive.replace(tzinfo=dt.UTC)
+    if naive.year >= 1980:  # offsets are whole minutes since: one answer per zone and minute
+        offset = _minute_offset(zone_, naive.replace(second=0, microsecond=0))
+        if isinstance(offset, dt.timedelta):
+            return (naive - offset).replace(tzinfo=dt.UTC)
     first = naive.replace(tzinfo=zone_, fold=0)
     second = naive.replace(tzinfo=zone_, fold=1)
     if first.utcoffset() != second.utcoffset():
@@ -336,3 +343,15 @@ def _localize(naive: dt.datetime, zone_: dt.tzinfo, original: object) -> dt.date
             f"{original!r} {problem} in {zone_} (a daylight-saving change); the broker must give an offset"
         )
     return first.astimezone(dt.UTC)
+
+
+@lru_cache(maxsize=4096)
+def _minute_offset(zone_: dt.tzinfo, minute: dt.datetime) -> dt.timedelta | None:
+    """Return the UTC offset of the wall-clock ``minute`` in ``zone_`` (``None``: a DST change makes it ambiguous).
+
+    ``None`` also for a minute a DST change skips. An import reads thousands of rows per minute:
+    this keeps the zone lookups to one per minute.
+    """
+    first = minute.replace(tzinfo=zone_, fold=0).utcoffset()
+    second = minute.replace(tzinfo=zone_, fold=1).utcoffset()
+    return first if first == second else None

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from brokersync._record_source import RecordSource
 from brokersync.errors import ErrorClassification
 from brokersync.models import Account, Direction, Instrument, Trade
 
@@ -29,6 +30,7 @@ __all__ = [
     "LeaseInfo",
     "ProgressCallback",
     "QueuedSync",
+    "RecordSource",
     "RunStatus",
     "StoredCancellation",
     "StoredPosition",
@@ -106,6 +108,12 @@ class StoredTrade:
 
     ``cancelled_at`` and ``cancel_reason`` are set when the broker cancelled (busted) the trade;
     listings leave such trades out unless asked to include them.
+
+    ``source`` says where the trade came from (see :class:`RecordSource`): for a round trip the
+    broker reported, its own record's; for a round trip brokersync paired from executions, the
+    closing execution's, with the opening execution's in ``opening_source`` (``None`` for a
+    reported round trip). Trades listed by the engine carry both; built without them, ``source``
+    is read from ``raw``.
     """
 
     connection_id: str
@@ -126,6 +134,12 @@ class StoredTrade:
     cancelled_at: dt.datetime | None = None
     cancel_reason: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    source: RecordSource = attrs.field(repr=False)
+    opening_source: RecordSource | None = attrs.field(default=None, repr=False)
+
+    @source.default
+    def _source_of_raw(self) -> RecordSource:
+        return RecordSource.of_raw(self.raw)
 
     @property
     def is_cancelled(self) -> bool:

@@ -14,7 +14,30 @@ from brokersync._cli._output import echo_json
 
 if TYPE_CHECKING:
     from brokersync._engine import BrokerSync
-    from brokersync.results import ImportProgress, ImportResult
+    from brokersync.results import ImportProgress, ImportResult, RecordSource, StoredTrade
+
+
+def _source_json(source: RecordSource) -> dict[str, Any]:
+    return {k: v for k, v in (("kind", source.kind), ("file", source.file), ("sha256", source.sha256),
+                              ("format", source.format), ("line", source.line)) if v is not None}  # fmt: skip
+
+
+def source_fields(trade: StoredTrade) -> dict[str, Any]:
+    """A listed trade's source for ``trades --json``: ``source``, and ``opening_source`` for a paired round trip."""
+    fields = {"source": _source_json(trade.source)}
+    if trade.opening_source is not None:
+        fields["opening_source"] = _source_json(trade.opening_source)
+    return fields
+
+
+def source_text(trade: StoredTrade) -> str:
+    """A listed trade's source for the table: ``api``, ``fills.csv:12``, or a paired round trip's two fills."""
+    opening, closing = trade.opening_source, trade.source
+    if opening is None or opening == closing or (opening.kind == closing.kind == "api"):
+        return str(closing)
+    if opening.kind == closing.kind == "file" and opening.file == closing.file:
+        return f"{closing.file}:{opening.line},{closing.line}"
+    return f"{opening} + {closing}"
 
 
 def _options(specs: tuple[str, ...], map_spec: str | None, map_file: str | None) -> dict[str, Any]:

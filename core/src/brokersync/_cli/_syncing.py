@@ -24,6 +24,7 @@ from brokersync._cli._engine import (
     to_jsonable,
     wide_option,
 )
+from brokersync._cli._import import source_fields, source_text
 from brokersync._cli._output import echo_json, print_table
 from brokersync._cli._signals import lease_ttl_option, run_stoppable
 from brokersync._cli._sync_output import summary
@@ -279,9 +280,9 @@ def trades(
                     writer.writerow(values)
                 elif fmt == "json":
                     record = {c: (v or None) for c, v in zip(columns, values, strict=True)}
-                    stream.write(("," if count else "") + "\n  " + json.dumps(record))
+                    stream.write(("," if count else "") + "\n  " + json.dumps({**record, **source_fields(trade)}))
                 else:
-                    rows.append(values)
+                    rows.append([*values, source_text(trade)])
                 count += 1
             if fmt == "json":
                 stream.write("\n]\n" if count else "]\n")
@@ -293,8 +294,8 @@ def trades(
             shown += ["entry_price", "exit_price", "realized_pnl", "fees", "currency"]
             if include_cancelled:
                 shown += CANCELLATION_COLUMNS
-            index = [columns.index(c) for c in shown]
-            print_table(f"Trades (first {limit})", shown, ([r[i] for i in index] for r in rows))
+            index = [*(columns.index(c) for c in shown), -1]  # and the source
+            print_table(f"Trades (first {limit})", [*shown, "source"], ([r[i] for i in index] for r in rows))
         return count
 
     count = run(go, database_url, read_only=True)

@@ -117,21 +117,37 @@ def _open(path: Path) -> IO[bytes]:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _line_of(raw: Any) -> int | None:
+    """The file line a format recorded in a record's raw: ``_line`` (documented), else an integer ``line``."""
+    line = raw.get("_line")
+    if line is None:
+        line = raw.get("line")
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
+
+
 def _tag(record: Any, source: dict[str, Any]) -> Any:
+    """``record`` with ``raw["brokersync_source"]`` set: the file's name, SHA-256, format and line.
+
+    A model object (``Execution``, ``Trade``) owns its ``raw`` (its converter copies it into a new
+    dict), so the stamp goes into that dict in place: no second object per row.
+    """
     if isinstance(record, dict):
         raw = dict(record.get("raw") or {k: v for k, v in record.items() if k != "raw"})
-        return {**record, "raw": {**raw, "brokersync_source": {**source, "line": raw.get("_line")}}}
-    raw = dict(getattr(record, "raw", {}) or {})
-    return attrs.evolve(record, raw={**raw, "brokersync_source": {**source, "line": raw.get("_line")}})
+        return {**record, "raw": {**raw, "brokersync_source": {**source, "line": _line_of(raw)}}}
+    owned = getattr(record, "raw", None)
+    if type(owned) is dict:
+        owned["brokersync_source"] = {**source, "line": _line_of(owned)}
+        return record
+    copied = dict(owned or {})
+    return attrs.evolve(record, raw={**copied, "brokersync_source": {**source, "line": _line_of(copied)}})
 
 
 def _with_source(page: TradePage, source: dict[str, Any]) -> TradePage:
     """Each record keeps where it came from: the file's name, SHA-256, format and line (in ``raw``)."""
-    return attrs.evolve(
-        page,
-        records=[_tag(r, source) for r in page.records],
-        executions=[_tag(e, source) for e in page.executions],
-    )
+    executions = [_tag(e, source) for e in page.executions]
+    if not page.records and all(new is old for new, old in zip(executions, page.executions, strict=True)):
+        return page  # the executions were stamped in place
+    return attrs.evolve(page, records=[_tag(r, source) for r in page.records], executions=executions)
 
 
 async def _pages(
@@ -147,8 +163,10 @@ async def _pages(
     """Parse and validate the whole file; hand each account's normalized page to ``on_page``."""
     with _open(path) as stream:
         source = make_source(stream)
+        stamp = {"kind": "file", "file": path.name, "sha256": sha256, "format": fmt.name}
         for page in fmt.parse(source):
-            page = _with_source(page, {"kind": "file", "file": path.name, "sha256": sha256, "format": fmt.name})
+            if on_page is not None:  # the checking pass stores nothing: no stamp
+                page = _with_source(page, stamp)
             for account, part in _split(page, source.account_id).items():
                 batch = facade.normalize_page(part, account_id=account)
                 tally.accounts.add(account)

@@ -12,6 +12,7 @@ from brokersync.results import (
     AccountInfo,
     ConnectionInfo,
     ConnectionStatus,
+    RecordSource,
     RunStatus,
     StoredCancellation,
     StoredTrade,
@@ -98,7 +99,15 @@ def stored_cancellation(row: Row[Any]) -> StoredCancellation:
     )
 
 
+def _execution_source(text: str | None) -> RecordSource:
+    """The source of a paired round trip's execution, from its raw's ``brokersync_source`` as JSON text ('' = none)."""
+    return RecordSource.of_raw({"brokersync_source": json.loads(text)} if text else None)
+
+
 def stored_trade(row: Row[Any]) -> StoredTrade:
+    """A trades row as a ``StoredTrade``; a listing's row may carry its executions' sources (see ``_trades``)."""
+    raw = json.loads(row.raw) if row.raw else {}
+    closing = getattr(row, "closing_source", None)  # NULL: not a paired round trip (or not asked)
     return StoredTrade(
         connection_id=row.connection_id,
         account_id=row.account_id,
@@ -117,5 +126,7 @@ def stored_trade(row: Row[Any]) -> StoredTrade:
         updated_at=row.updated_at,
         cancelled_at=getattr(row, "cancelled_at", None),
         cancel_reason=getattr(row, "cancel_reason", None),
-        raw=json.loads(row.raw) if row.raw else {},
+        raw=raw,
+        source=RecordSource.of_raw(raw) if closing is None else _execution_source(closing),
+        opening_source=None if closing is None else _execution_source(getattr(row, "opening_source", None)),
     )

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import JSON, and_, case, cast, delete, func, literal, null, select
 
 from brokersync._store._base import Database
 from brokersync._store._cancellations import (
@@ -20,7 +20,7 @@ from brokersync._store._executions import store_executions
 from brokersync._store._positions import replace_positions
 from brokersync._store._records import stored_cancellation, stored_trade
 from brokersync._store._runs import release_lease, renew_lease, take_lease
-from brokersync._store._schema import sync_cursors, trades
+from brokersync._store._schema import executions, round_trips, sync_cursors, trades
 from brokersync._store._sql import run_sql
 from brokersync._store._upsert import upsert_trades
 from brokersync.models import Execution, ExecutionCancellation, Position, Trade, TradeCancellation
@@ -152,6 +152,7 @@ class TradeStore(Database):
             until=until,
             include_cancelled=include_cancelled,
         ).order_by(trades.c.opened_at, trades.c.id)
+        query = self._with_execution_sources(query)
         if limit is not None:
             query = query.limit(limit)
         async with self.read() as conn:
@@ -159,6 +160,40 @@ class TradeStore(Database):
             async for partition in result.partitions(_STREAM_CHUNK):
                 for row in partition:
                     yield stored_trade(row)
+
+    def _with_execution_sources(self, query: Any) -> Any:
+        """``query`` with, for a paired round trip, the ``brokersync_source`` of its opening and closing
+        executions' raw as JSON text (``''`` when there is none: it came by API), as the columns
+        ``opening_source`` and ``closing_source``; both ``NULL`` for a trade that was not paired."""
+        opening, closing = executions.alias("opening_execution"), executions.alias("closing_execution")
+
+        def source(execution: Any) -> Any:
+            if self.dialect == "postgresql":
+                found: Any = func.json_extract_path_text(cast(execution.c.raw, JSON), "brokersync_source")
+            else:
+                found = func.json_extract(execution.c.raw, "$.brokersync_source")
+            return case((round_trips.c.broker_trade_id.is_(None), null()), else_=func.coalesce(found, literal("")))
+
+        def at(execution: Any, end: str) -> Any:
+            return and_(
+                execution.c.connection_id == round_trips.c.connection_id,
+                execution.c.account_id == round_trips.c.account_id,
+                execution.c.broker_execution_id == round_trips.c[end],
+            )
+
+        query = (
+            query.outerjoin(
+                round_trips,
+                and_(
+                    round_trips.c.connection_id == trades.c.connection_id,
+                    round_trips.c.account_id == trades.c.account_id,
+                    round_trips.c.broker_trade_id == trades.c.broker_trade_id,
+                ),
+            )
+            .outerjoin(opening, at(opening, "opening_execution_id"))
+            .outerjoin(closing, at(closing, "closing_execution_id"))
+        )
+        return query.add_columns(source(opening).label("opening_source"), source(closing).label("closing_source"))
 
     async def list_cancellations(
         self,
