@@ -131,3 +131,21 @@ def test_no_module_imports_or_touches_another_modules_private_names() -> None:
 def test_every_core_module_is_small() -> None:
     sizes = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()}
     assert {m: n for m, n in sizes.items() if n >= MAX_LINES} == {}
+
+
+def test_test_support_modules_have_names_of_their_own() -> None:
+    # Test folders share one sys.path (pytest's importlib mode puts each on it): two helper modules
+    # of one name (two plugins' ``engine_support``) make one of them import the other's, depending on
+    # which folder was collected first.
+    repo = PACKAGE.parents[2]
+    folders = [repo / "tests", *sorted((repo / "plugins").glob("*/tests"))]
+    seen: dict[str, list[str]] = {}
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            if path.name.startswith("test_") or path.name in ("conftest.py", "__init__.py"):
+                continue
+            if "packages" in path.relative_to(repo).parts:  # installed test distributions, not on sys.path
+                continue
+            seen.setdefault(path.stem, []).append(str(path.relative_to(repo)))
+    shared = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not shared, f"rename these test helper modules so each name is unique: {shared}"

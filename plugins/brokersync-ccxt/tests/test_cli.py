@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_support import credentials, fifo, make_fake
+from ccxt_engine_support import credentials, fifo, make_fake
 from fakes import FakeBinance
 from loopback import FakeServer
 

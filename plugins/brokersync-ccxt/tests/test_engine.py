@@ -17,7 +17,7 @@ import httpx
 import pytest
 from brokersync import BrokerError, BrokerSync, Vault
 from brokersync.testing import FakeClock
-from engine_support import (
+from ccxt_engine_support import (
     EXCHANGES,
     NOW,
     NOW_MS,
