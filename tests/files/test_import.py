@@ -93,9 +93,10 @@ def test_dry_run_stores_nothing(env, tmp_path):
         (GRID.encode(), ("--broker", "ninjatrader"), "--timezone"),
         (GRID.encode(), ("--broker", "ninjatrader", "--format", "nosuch"), "no file format 'nosuch'"),
         (
-            b"Date,Time,Symbol,Quantity,Price,Side,Instrument,Action,E/X\n2024-11-05,09:30:00,ES,1,1,Buy,ES,Buy,Entry\n",
+            b"Instrument,Action,Quantity,Price,Time,E/X,Trade number,Market pos.,Entry price,Exit price,Entry time\n"
+            b"ES,Buy,1,1,2024-11-05 09:30:00,Entry,1,Long,1,2,2024-11-05 09:30:00\n",
             ("--broker", "ninjatrader", "--timezone", "UTC"),
-            "could be ninjatrader-executions, generic-csv: say which with --format",
+            "could be ninjatrader-executions, ninjatrader-trades: say which with --format",
         ),
         (b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'aaaa'>]><x>&a;</x>", ("--broker", "ninjatrader"), "not in"),
     ],

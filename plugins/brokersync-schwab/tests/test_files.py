@@ -124,3 +124,23 @@ def test_discovered_as_file_only():
         "schwab-transactions",
         "thinkorswim-statement",
     ]
+
+
+@pytest.mark.anyio
+async def test_a_transactions_file_imports_without_naming_its_format(tmp_path):
+    # Its header also has the date, symbol, quantity and price brokersync's generic CSV sniffs for;
+    # the broker's own format wins, so the user need not say --format.
+    path = tmp_path / "Individual_XXX123_Transactions.csv"
+    path.write_bytes(_transactions())
+    keys = brokersync.Vault.generate_key("k1")
+    async with brokersync.BrokerSync(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", encryption_keys=keys) as engine:
+        await engine.upgrade_database()
+        result = await engine.import_file(
+            path, user_id="u", broker="schwab", account="XXX123", timezone="America/New_York"
+        )
+        assert result.format == "schwab-transactions"
+        assert result.problem_count == 0 and result.rows == 7
+        again = await engine.import_file(
+            path, user_id="u", broker="schwab", account="XXX123", timezone="America/New_York"
+        )
+        assert (again.format, again.imported, again.updated) == ("schwab-transactions", 0, 0)

@@ -45,6 +45,9 @@ def formats_for(facade: Broker) -> tuple[FileFormat, ...]:
 def choose_format(source: FileSource, formats: Iterable[FileFormat], wanted: str | None) -> FileFormat:
     """The format named by ``wanted``, else the one format whose sniff accepts the file.
 
+    The broker's own formats come first: brokersync's generic CSV (whose sniff accepts any header
+    with a date, symbol, quantity and price) is chosen only when none of them recognises the file.
+
     Raises:
         FileFormatError: unknown name, no match (listing the installed formats), or several
             matches (listing them and asking for ``--format``).
@@ -57,6 +60,7 @@ def choose_format(source: FileSource, formats: Iterable[FileFormat], wanted: str
                 return fmt
         raise FileFormatError(f"no file format {wanted!r} for this connection; the formats are {names}")
     matches = detect_format(source.head, known)
+    matches = [f for f in matches if f is not GENERIC_CSV] or matches
     if not matches:
         raise FileFormatError(f"{source.name} is not in a format brokersync knows here; the formats are {names}")
     if len(matches) > 1:
