@@ -166,3 +166,17 @@ def test_sha256_covers_the_whole_file():
     _, source = _executions(data)
     assert source.sha256 == hashlib.sha256(data).hexdigest()
     assert source.bytes_read == len(data)
+
+
+def test_binary_data_past_the_sniffed_start_is_a_problem_row_not_text():
+    # The binary check at detection sees the first 64 KiB; a NUL byte further down must not be
+    # imported as part of a symbol or a price.
+    filler = [("2024-11-05", "09:30:12", "AAPL", "1", "225.50", "Buy", "0")] * 3000
+    text = _csv([*filler, ("2024-11-05", "10:00:00", "AA\x00PL", "1", "226", "Sell", "0"), ROWS[2]])
+    assert len(text.split("\x00")[0].encode()) > 64 * 1024
+    executions, source = _executions(text.encode())
+    assert len(executions) == 3001
+    assert all("\x00" not in e.instrument.symbol for e in executions)
+    assert [(p.line, p.reason) for p in source.problems] == [
+        (3002, "holds binary data (a NUL byte); the row was not read")
+    ]

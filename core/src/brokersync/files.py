@@ -285,12 +285,18 @@ class FileSource:
             required: Columns the header must have; a missing one is a :class:`FileFormatError`
                 naming what was expected and what was found.
 
-        Rows with fewer cells than the header are padded; blank rows are skipped.
+        Rows with fewer cells than the header are padded; blank rows are skipped; a row holding a
+        NUL byte (binary data) is reported as a problem and skipped.
         """
         columns: list[str] | None = None
         lines = self.lines()
         for line in lines:
             if not line.strip():
+                continue
+            if "\x00" in line:  # binary data past the sniffed start: never imported as text
+                if columns is None:
+                    raise FileFormatError(f"{self.name}: line {self.line} holds binary data; this is not a CSV export")
+                self.problem(self.line, "holds binary data (a NUL byte); the row was not read")
                 continue
             if delimiter is None:
                 delimiter = _sniff_delimiter(line)
