@@ -55,11 +55,11 @@ async def _connect(db_url: str, keys: str, server: SimServer) -> str:
 
 
 @pytest.mark.parametrize(
-    ("grace", "finished"),
-    [("60", True), ("0", False)],
-    ids=["sigterm-finishes-the-sync", "sigterm-with-no-grace-abandons-it"],
+    ("grace", "finished", "sig"),
+    [("60", True, signal.SIGTERM), ("0", False, signal.SIGTERM), ("60", True, signal.SIGHUP)],
+    ids=["sigterm-finishes-the-sync", "sigterm-with-no-grace-abandons-it", "sighup-finishes-the-sync"],
 )
-async def test_sigterm_mid_sync_stops_the_scheduler_and_frees_the_lease(db_url, tmp_path, grace, finished):
+async def test_sigterm_mid_sync_stops_the_scheduler_and_frees_the_lease(db_url, tmp_path, grace, finished, sig):
     keys = Vault.generate_key("k1")
     api = SimAPI(seed=21, accounts=2, trades_per_account=2500, correction_rate=0, latency=0.05)
     with SimServer(api) as server:
@@ -69,7 +69,7 @@ async def test_sigterm_mid_sync_stops_the_scheduler_and_frees_the_lease(db_url, 
         )
         try:
             _wait_for(lambda: api.stats.by_path[TRADES] >= 2, "the scheduler to be mid-sync")
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(sig)
             out, err = process.communicate(timeout=60)
         finally:
             if process.poll() is None:

@@ -11,7 +11,7 @@ A job never overlaps itself: when a run takes longer than its interval, the next
 as it ends. Two jobs touching the same connection at once are safe: the engine's lease lets one sync
 run and the other reports "already running".
 
-Shutdown (SIGINT/SIGTERM, or :meth:`Scheduler.request_stop`): no new run starts; runs in flight get
+Shutdown (SIGINT/SIGTERM/SIGHUP, or :meth:`Scheduler.request_stop`): no new run starts; runs in flight get
 ``grace`` seconds to finish; then (or at once on a second signal) they are cancelled. Cancelling a
 sync rolls back its open batch, and the engine gives the connection's lease back on the way out, so
 the next process can sync it right away; the audit row is marked ``interrupted`` by the next run.
@@ -197,10 +197,16 @@ class Scheduler:
         return self._stop is not None and self._stop.is_set()
 
     def install_signal_handlers(self) -> Callable[[], None]:
-        """Make SIGINT and SIGTERM call :meth:`request_stop`; returns a function that undoes it."""
+        """Make SIGINT, SIGTERM and SIGHUP call :meth:`request_stop`; returns a function that undoes it.
+
+        SIGHUP is what closing the terminal sends a scheduler started from it: it stops the same
+        way (runs in flight finish within the grace period), never kills a sync mid-page.
+        """
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is None:  # pragma: no cover - Windows has no SIGHUP
+                continue
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows / not main thread

@@ -1,4 +1,4 @@
-"""``brokersync scheduler``: sync on an interval in the foreground until SIGINT/SIGTERM."""
+"""``brokersync scheduler``: sync on an interval in the foreground until SIGINT/SIGTERM/SIGHUP."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ async def _schedules(engine: BrokerSync, specs: list[tuple[str, str]]) -> list[C
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="On SIGINT/SIGTERM, seconds to let syncs in flight finish before abandoning them.",
+    help="On SIGINT/SIGTERM/SIGHUP, seconds to let syncs in flight finish before abandoning them.",
 )
 @click.option(
     "--once", is_flag=True, help="Run every job once, then exit (status 1 if a sync failed or was abandoned)."
@@ -125,7 +125,7 @@ def scheduler(
     base_url_specs: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Sync every active connection on an interval, in this process, until SIGINT/SIGTERM.
+    """Sync every active connection on an interval, in this process, until SIGINT/SIGTERM/SIGHUP.
 
     A stop signal lets syncs in flight finish (up to --grace seconds); a second one abandons them.
     Abandoned syncs roll back their open batch and release their connection, so another process
