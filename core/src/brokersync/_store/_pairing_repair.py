@@ -12,11 +12,12 @@ set of lots open there, and it is rebuilt from what is stored, without reading w
 Per opening execution, the quantity open at the point is the sum of its pieces (closed later or
 still open), its unassigned fee the sum of their opening fee shares (the shares add up exactly, all
 in the opening execution's fee currency); price, direction, time, fee exponent and fee currency come
-from the opening execution, which the change did not touch (it comes before the point). From there the instrument's live executions at or after the
-point are paired again in slices of :data:`SLICE` (memory holds a slice, not the history), and
-each slice is compared with the stored round trips closed in the same range of the pairing order:
-those whose values changed are updated, those gone get a tombstone, those back lose it. Round
-trips closed before the point are neither read nor written.
+from the opening execution, which the change did not touch (it comes before the point). From there
+the instrument's live executions at or after the point are paired again in slices of :data:`SLICE`
+(memory holds a slice, not the history), and each slice is compared with the stored round trips
+closed in the same range of the pairing order: those whose values changed are updated, those gone
+get a tombstone, those back lose it. Round trips closed before the point are neither read nor
+written.
 
 A round trip whose closing execution was corrected may move to another range (the correction moved
 the execution in time) or another instrument: those are compared over the whole page instead
