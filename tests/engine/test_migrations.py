@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import fakebroker
 import pytest
-from brokersync import BrokerSync
+from brokersync import Account, BrokerSync, Execution, Instrument
 from brokersync._store import Store
+from brokersync._store._instruments import instrument_json
 from engine_support import downgrade_schema
 from sqlalchemy import text
 
@@ -67,3 +70,70 @@ async def test_an_account_in_a_crypto_currency_is_stored_on_every_database(
     finally:
         await store.aclose()
     assert stored == ["USDT"]
+
+
+async def test_migration_0009_gives_open_lots_the_fee_currency_of_their_opening_execution(db_url: str) -> None:
+    # Lots stored before revision 0009 had fees without a currency; the upgrade takes it from the
+    # opening execution, and pairing then keeps a BNB fee out of a USDT round trip's fees.
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    opened = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
+    pair = Instrument(symbol="BTC/USDT", asset_class="crypto", currency="USDT", instrument_id="BTCUSDT")
+    store = Store(db_url)
+    try:
+        await store.upgrade("0008")
+        await store.create_connection(
+            {"id": "c1", "user_id": "u", "broker": "b", "environment": "live", "status": "active",
+             "created_at": now, "updated_at": now},
+            [Account(id="A1")],
+            now,
+        )  # fmt: skip
+        async with store.write() as conn:
+            for execution_id, fee_currency in (("B1", "BNB"), ("B2", None)):
+                params = {
+                    "id": execution_id,
+                    "key": pair.pairing_key,
+                    "instrument": instrument_json(pair),
+                    "at": _stored_time(db_url, opened),
+                    "now": _stored_time(db_url, now),
+                    "currency": fee_currency,
+                }
+                await conn.execute(
+                    text(
+                        "INSERT INTO executions (connection_id, account_id, broker_execution_id, instrument_key, "
+                        "instrument, side, quantity, price, executed_at, fees, fee_currency, kind, raw, fingerprint, "
+                        "first_seen_at, updated_at) VALUES ('c1', 'A1', :id, :key, :instrument, 'buy', 1, 42000, :at, "
+                        "0.00075, :currency, 'fill', '{}', 'f', :now, :now)"
+                    ),
+                    params,
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO open_lots (connection_id, account_id, instrument_key, broker_execution_id, "
+                        "position, direction, quantity, price, opened_at, fees, fee_quantum) VALUES ('c1', 'A1', "
+                        ":key, :id, :position, 'long', 1, 42000, :at, 0.00075, -5)"
+                    ),
+                    {**params, "position": int(execution_id[1]) - 1},
+                )
+        assert await store.upgrade() == ("0008", Store.head())
+        async with store.read() as conn:
+            rows = await conn.execute(text("SELECT broker_execution_id, fee_currency FROM open_lots"))
+            assert dict(rows.all()) == {"B1": "BNB", "B2": None}
+
+        close = Execution(
+            broker_execution_id="S1", account_id="A1", instrument=pair, side="sell", quantity=Decimal(2),
+            price=Decimal(43000), executed_at=opened + dt.timedelta(minutes=1), fees=Decimal("0.50"),
+            fee_currency="USDT",
+        )  # fmt: skip
+        await store.store_batch(connection_id="c1", account_id="A1", batch=(), executions=[close], now=now)
+        trips = {t.broker_trade_id: t async for t in store.iter_trades(connection_ids=["c1"])}
+        assert {k: (t.fees, t.raw.get("other_fees")) for k, t in trips.items()} == {
+            "B1>S1": (Decimal("0.25"), {"BNB": "0.00075"}),  # the BNB fee stays BNB
+            "B2>S1": (Decimal("0.25075"), None),  # NULL: the instrument's currency, USDT: added
+        }
+    finally:
+        await store.aclose()
+
+
+def _stored_time(db_url: str, value: dt.datetime) -> object:
+    """A time as the database stores it (SQLite: the fixed-width UTC text)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if db_url.startswith("sqlite") else value
