@@ -221,7 +221,7 @@ def _trusted_trade(
     return trade
 
 
-def _foreign_fees(
+def foreign_fees(
     raw: dict[str, object],
     currency: str,
     open_fee: Decimal,
@@ -311,7 +311,7 @@ def pair_fills(
                 if close_local and (lot_currency is None or lot_currency == currency):
                     trip_fees = open_fee + close_fee
                 else:
-                    trip_fees = _foreign_fees(raw, currency, open_fee, lot_currency, close_fee, fee_currency)
+                    trip_fees = foreign_fees(raw, currency, open_fee, lot_currency, close_fee, fee_currency)
                 append(
                     _trusted_trade(
                         round_trip_id(lot_id, execution_id),
