@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import tempfile
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -61,7 +62,16 @@ async def store(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[St
     await store.aclose()
 
 
-def _fill(n: int, side: str, quantity: int, price: str, second: int, instrument: Instrument = STOCK) -> Execution:
+def _fill(
+    n: int,
+    side: str,
+    quantity: int,
+    price: str,
+    second: int,
+    instrument: Instrument = STOCK,
+    fees: str = "1.01",
+    fee_currency: str | None = None,
+) -> Execution:
     return Execution(
         broker_execution_id=f"X{n:04d}",
         account_id=ACCOUNT,
@@ -70,7 +80,8 @@ def _fill(n: int, side: str, quantity: int, price: str, second: int, instrument:
         quantity=Decimal(quantity),
         price=Decimal(price),
         executed_at=T0 + dt.timedelta(seconds=second),
-        fees=Decimal("1.01"),
+        fees=Decimal(fees),
+        fee_currency=fee_currency,
     )
 
 
@@ -81,10 +92,16 @@ def _history() -> list[Execution]:
 
 
 def _values(trips: dict[str, object]) -> dict[str, tuple[object, ...]]:
+    """What a user sees of each round trip, fees in other currencies (``raw``) included."""
     return {
-        k: (t.quantity, t.entry_price, t.exit_price, t.realized_pnl, t.fees, t.opened_at, t.closed_at)  # type: ignore[attr-defined]
+        k: (t.quantity, t.entry_price, t.exit_price, t.realized_pnl, t.fees, t.opened_at, t.closed_at,  # type: ignore[attr-defined]
+            *(t.raw.get(name) for name in ("other_fees", "opening_fee_currency", "closing_fee_currency")))  # type: ignore[attr-defined]
         for k, t in trips.items()
-    }
+    }  # fmt: skip
+
+
+# a fee in the instrument's currency (implicit or named) or in another one, in its own exponent
+FEES = st.sampled_from([("1.01", None), ("0.25", "USD"), ("0.0003", "BNB"), ("0.00001", "BTC")])
 
 
 async def test_a_late_fill_in_the_middle_leaves_the_round_trips_closed_before_it_alone(store: Store) -> None:
@@ -149,7 +166,7 @@ def pages(draw: st.DrawFn) -> tuple[str, list[list[object]]]:
     count = draw(st.integers(1, 14))
     fills = [
         _fill(i, draw(st.sampled_from(["buy", "sell"])), draw(st.integers(1, 4)), str(draw(st.integers(90, 110))),
-              draw(st.integers(0, 30)), draw(st.sampled_from(INSTRUMENTS)))
+              draw(st.integers(0, 30)), draw(st.sampled_from(INSTRUMENTS)), *draw(FEES))
         for i in range(count)
     ]  # fmt: skip
     events: list[object] = list(draw(st.permutations(fills)))
@@ -160,7 +177,7 @@ def pages(draw: st.DrawFn) -> tuple[str, list[list[object]]]:
         else:
             n = int(target.broker_execution_id[1:])
             correction = _fill(n, target.side.value, draw(st.integers(1, 4)), str(target.price),
-                               draw(st.integers(0, 30)), draw(st.sampled_from(INSTRUMENTS)))  # fmt: skip
+                               draw(st.integers(0, 30)), draw(st.sampled_from(INSTRUMENTS)), *draw(FEES))  # fmt: skip
             events.insert(draw(st.integers(events.index(target) + 1, len(events))), correction)
     cuts = sorted(draw(st.lists(st.integers(0, len(events)), max_size=4)))
     split = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
@@ -193,13 +210,31 @@ async def _check(url: str, method: str, split: list[list[object]]) -> None:
         live = [e for k, e in final.items() if k not in busted]
         expected: dict[str, object] = {}
         position: dict[str, Decimal] = {}
+        lots: set[tuple[object, ...]] = set()
         for instrument in INSTRUMENTS:
             result = pair_executions([e for e in live if e.instrument == instrument], method=method)
             expected.update((t.broker_trade_id, t) for t in result.round_trips)
+            lots.update((instrument.pairing_key, lot.broker_execution_id, lot.quantity, lot.fees, lot.fee_currency)
+                        for lot in result.open_lots)  # fmt: skip
             if result.position:
                 position[instrument.pairing_key] = result.position
         stored = {t.broker_trade_id: t async for t in store.iter_trades(connection_ids=[cid])}
         assert _values(stored) == _values(expected)
+        stored_lots = await _open_lots(store, cid)
+        assert stored_lots == lots  # the unassigned fees keep their currency, across pages and re-pairs
+        # per currency, round trips and open lots hold exactly the live executions' fees
+        held: dict[str, Decimal] = defaultdict(Decimal)
+        for trip in stored.values():
+            held[trip.currency] += trip.fees
+            for currency, amount in trip.raw.get("other_fees", {}).items():
+                held[currency] += Decimal(amount)
+        by_id = {e.broker_execution_id: e for e in live}
+        for _, execution_id, _, fees, _ in stored_lots:
+            held[by_id[execution_id].fee_currency or by_id[execution_id].instrument.currency] += fees
+        paid: dict[str, Decimal] = defaultdict(Decimal)
+        for e in live:
+            paid[e.fee_currency or e.instrument.currency] += e.fees
+        assert {c: v for c, v in held.items() if v} == {c: v for c, v in paid.items() if v}
         positions = await store.positions(connection_ids=[cid], account_id=ACCOUNT)
         assert {p.instrument.pairing_key: p.quantity for p in positions} == position
         again = await store.store_batch(
@@ -208,6 +243,18 @@ async def _check(url: str, method: str, split: list[list[object]]) -> None:
         assert (again.imported, again.updated, again.cancelled) == (0, 0, 0)
     finally:
         await store.aclose()
+
+
+async def _open_lots(store: Store, cid: str) -> set[tuple[object, ...]]:
+    async with store.read() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT instrument_key, broker_execution_id, quantity, fees, fee_currency FROM open_lots "
+                "WHERE connection_id = :cid"
+            ),
+            {"cid": cid},
+        )
+        return {(key, opening, Decimal(str(q)), Decimal(str(f)), currency) for key, opening, q, f, currency in rows}
 
 
 def _run(url: str, examples: int) -> None:

@@ -27,6 +27,7 @@ PUT = Instrument(
     strike=Decimal(200),
     right="put",
 )
+BTC_USDT = Instrument(symbol="BTC/USDT", asset_class="crypto", currency="USDT", instrument_id="BTCUSDT")
 
 
 def ex(
@@ -40,6 +41,7 @@ def ex(
     kind: str = "fill",
     instrument: Instrument = STOCK,
     account: str = "U1",
+    fee_currency: str | None = None,
 ) -> Execution:
     return Execution(
         broker_execution_id=execution_id,
@@ -50,6 +52,7 @@ def ex(
         price=Decimal(price),
         executed_at=T0 + dt.timedelta(minutes=minute),
         fees=Decimal(fees),
+        fee_currency=fee_currency,
         kind=kind,
     )
 

@@ -6,13 +6,14 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from brokersync import Direction, Execution
 from brokersync.pairing import pair_executions
-from pairing_support import ES, PUT, ex
+from pairing_support import BTC_USDT, ES, PUT, ex
 
 # (name, executions, method, expected round trips (id, direction, qty, entry, exit, pnl, fees),
 #  expected open lots (opening id, signed qty, remaining fees))
@@ -175,6 +176,8 @@ def test_round_trips_built_by_the_loop_equal_validated_trades() -> None:
         ex("b2", "buy", 2, "9", 2, fees="0.01"),
         ex("x1", "sell", 1, "0", 3, kind="expiry", instrument=PUT),
         ex("b3", "buy", 1, "2.5", 4, instrument=PUT),
+        ex("c1", "buy", 2, "42000", 5, fees="0.0002", fee_currency="BTC", instrument=BTC_USDT),
+        ex("c2", "sell", 1, "43000", 6, fees="0.0001", fee_currency="BNB", instrument=BTC_USDT),
     ]
     trips = pair_executions(executions).round_trips + pair_executions(executions, method="lifo").round_trips
     assert len(trips) >= 3
@@ -186,3 +189,107 @@ def test_round_trips_built_by_the_loop_equal_validated_trades() -> None:
         for name, value in values.items():
             assert type(value) is type(getattr(validated, name)), name
             assert str(value) == str(getattr(validated, name)), name
+
+
+# Fees in other currencies (ADR 0010, amendment): a round trip's ``fees`` holds only the shares in its
+# own currency (USDT here); the others stay in ``raw["other_fees"]``, per currency, never converted.
+# (name, executions, expected round trips (id, pnl, fees, other fees, opening fee currency, closing
+#  fee currency), expected open lots (opening id, signed qty, remaining fees, fee currency))
+FOREIGN_FEES = [
+    (
+        "a spot buy pays its fee in the coin bought, the sell in the quote",
+        [
+            ex("A", "buy", "0.5", "42000", 1, fees="0.0005", fee_currency="BTC", instrument=BTC_USDT),
+            ex("B", "sell", "0.5", "43000", 2, fees="21.50", fee_currency="USDT", instrument=BTC_USDT),
+        ],
+        [("A>B", "500.0", "21.50", {"BTC": "0.0005"}, "BTC", None)],
+        [],
+    ),
+    (
+        "everything paid in BNB: no USDT fee at all",
+        [
+            ex("A", "buy", 1, "42000", 1, fees="0.00075", fee_currency="BNB", instrument=BTC_USDT),
+            ex("B", "sell", 1, "41000", 2, fees="0.00075", fee_currency="BNB", instrument=BTC_USDT),
+        ],
+        [("A>B", "-1000", "0", {"BNB": "0.00150"}, "BNB", "BNB")],
+        [],
+    ),
+    (
+        "mixed currencies over partial closes, a reversal and remainders",
+        [
+            ex("A", "buy", 2, "100", 1, fees="0.0010", fee_currency="BTC", instrument=BTC_USDT),
+            ex("B", "buy", 1, "101", 2, fees="0.05", instrument=BTC_USDT),  # None: the instrument's USDT
+            # C's 0.0015 BNB over 4: 2 of 4 -> 0.00075 -> 0.0008 (half-even); 1 of 2 -> 0.00035 -> 0.0004;
+            # the short of 1 it opens keeps 0.0003 BNB
+            ex("C", "sell", 4, "102", 3, fees="0.0015", fee_currency="BNB", instrument=BTC_USDT),
+            ex("D", "buy", 1, "99", 4, fees="0.02", fee_currency="USDT", instrument=BTC_USDT),
+            # E's 0.0010 BTC: 1 of 3 -> 0.000333 -> 0.0003; the open 2 keep 0.0007 BTC
+            ex("E", "buy", 3, "100", 5, fees="0.0010", fee_currency="BTC", instrument=BTC_USDT),
+            ex("F", "sell", 1, "103", 6, fees="0.01", instrument=BTC_USDT),
+        ],
+        [
+            ("A>C", "4", "0", {"BTC": "0.0010", "BNB": "0.0008"}, "BTC", "BNB"),
+            ("B>C", "1", "0.05", {"BNB": "0.0004"}, None, "BNB"),
+            ("C>D", "3", "0.02", {"BNB": "0.0003"}, "BNB", None),
+            ("E>F", "3", "0.01", {"BTC": "0.0003"}, "BTC", None),
+        ],
+        [("E", "2", "0.0007", "BTC")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("executions", "trips", "lots"), [e[1:] for e in FOREIGN_FEES], ids=[e[0] for e in FOREIGN_FEES]
+)
+def test_fees_in_other_currencies_stay_apart(
+    executions: list[Execution], trips: list[tuple[object, ...]], lots: list[tuple[str, ...]]
+) -> None:
+    result = pair_executions(reversed(executions))
+    got = [
+        (
+            t.broker_trade_id,
+            t.realized_pnl,
+            t.fees,
+            t.raw.get("other_fees"),
+            t.raw.get("opening_fee_currency"),
+            t.raw.get("closing_fee_currency"),
+        )
+        for t in result.round_trips
+    ]
+    want = [(i, Decimal(p), Decimal(f), other, oc, cc) for i, p, f, other, oc, cc in trips]  # type: ignore[arg-type]
+    assert got == want
+    assert all(t.currency == "USDT" for t in result.round_trips)
+    # raw other fees are exact text: the same digits as the shares, never a float
+    assert [t.raw.get("other_fees") for t in result.round_trips] == [w[3] for w in want]
+    assert [(lot.broker_execution_id, lot.signed_quantity, lot.fees, lot.fee_currency) for lot in result.open_lots] == [
+        (i, Decimal(q), Decimal(f), c) for i, q, f, c in lots
+    ]
+
+
+def test_a_lot_carries_its_fee_currency_to_the_next_call() -> None:
+    history = [
+        ex("A", "buy", 3, "100", 1, fees="0.0010", fee_currency="BTC", instrument=BTC_USDT),
+        ex("B", "sell", 1, "101", 2, fees="0.10", instrument=BTC_USDT),
+        ex("C", "sell", 2, "102", 3, fees="0.20", instrument=BTC_USDT),
+    ]
+    first = pair_executions(history[:2])
+    assert [(lot.fees, lot.fee_currency) for lot in first.open_lots] == [(Decimal("0.0007"), "BTC")]
+    rest = pair_executions(history[2:], open_lots=first.open_lots)
+    assert rest.round_trips == pair_executions(history).round_trips[1:]
+    (trip,) = rest.round_trips
+    assert (trip.fees, trip.raw["other_fees"]) == (Decimal("0.20"), {"BTC": "0.0007"})
+    # a lot built without a currency (code written before lots had one) is in the instrument's
+    legacy = attrs.evolve(first.open_lots[0], fee_currency=None)
+    (old,) = pair_executions(history[2:], open_lots=[legacy]).round_trips
+    assert (old.fees, "other_fees" in old.raw) == (Decimal("0.2007"), False)
+
+
+def test_a_round_trip_with_fees_in_its_own_currency_only_has_no_other_fees() -> None:
+    (trip,) = pair_executions(
+        [
+            ex("A", "buy", 1, "10", 1, fees="0.01", fee_currency="USDT", instrument=BTC_USDT),
+            ex("B", "sell", 1, "11", 2, fees="0.02", instrument=BTC_USDT),
+        ]
+    ).round_trips
+    assert trip.fees == Decimal("0.03")
+    assert not {"other_fees", "opening_fee_currency", "closing_fee_currency", "fee_currency"} & set(trip.raw)

@@ -32,6 +32,8 @@ def histories(draw: st.DrawFn) -> list[Execution]:
                 str(draw(st.decimals(min_value=0, max_value=500, places=2))),
                 draw(st.integers(min_value=0, max_value=8)),  # equal times happen: the id breaks the tie
                 fees=str(draw(st.decimals(min_value=0, max_value=5, places=draw(st.sampled_from([2, 3]))))),
+                # mostly the instrument's currency (implicit or named), sometimes a coin or BNB
+                fee_currency=draw(st.sampled_from([None, None, None, "USD", "BTC", "BNB"])),
                 kind=kind,
                 instrument=instrument,
             )
@@ -43,24 +45,49 @@ def _net(executions: list[Execution]) -> Decimal:
     return sum((e.signed_quantity for e in executions), Decimal(0))
 
 
+def _currency(e: Execution) -> str:
+    return e.fee_currency or e.instrument.currency
+
+
 def _check_conservation(executions: list[Execution], result: PairingResult) -> None:
     by_id = {e.broker_execution_id: e for e in executions}
     quantity: dict[str, Decimal] = defaultdict(Decimal)
     fees: dict[str, Decimal] = defaultdict(Decimal)
+    per_currency: dict[str, Decimal] = defaultdict(Decimal)  # what the round trips and lots hold
     for trip in result.round_trips:
         opening, closing = trip.raw["opening_execution_id"], trip.raw["closing_execution_id"]
         quantity[opening] += trip.quantity
         quantity[closing] += trip.quantity
-        fees[opening] += Decimal(trip.raw["opening_fee"])
-        fees[closing] += Decimal(trip.raw["closing_fee"])
-        assert trip.fees == Decimal(trip.raw["opening_fee"]) + Decimal(trip.raw["closing_fee"])
+        open_fee, close_fee = Decimal(trip.raw["opening_fee"]), Decimal(trip.raw["closing_fee"])
+        fees[opening] += open_fee
+        fees[closing] += close_fee
+        # fees holds the shares in the round trip's currency, other_fees the others per currency
+        shares: dict[str, Decimal] = defaultdict(Decimal)
+        for share, execution_id, name in ((open_fee, opening, "opening"), (close_fee, closing, "closing")):
+            currency = _currency(by_id[execution_id])
+            shares[currency] += share
+            named = trip.raw.get(f"{name}_fee_currency")
+            assert named == (None if currency == trip.currency else currency)
+        assert trip.fees == shares.pop(trip.currency, Decimal(0))
+        assert {c: Decimal(v) for c, v in trip.raw.get("other_fees", {}).items()} == shares
+        assert all(isinstance(v, str) for v in trip.raw.get("other_fees", {}).values())
+        per_currency[trip.currency] += trip.fees
+        for currency, amount in trip.raw.get("other_fees", {}).items():
+            per_currency[currency] += Decimal(amount)
     for lot in result.open_lots:
         quantity[lot.broker_execution_id] += lot.quantity
         fees[lot.broker_execution_id] += lot.fees
+        assert lot.fee_currency == by_id[lot.broker_execution_id].fee_currency
+        per_currency[_currency(by_id[lot.broker_execution_id])] += lot.fees
     # every unit of an execution closed something or opened a lot (closed later or still open) ...
     assert {k: v for k, v in quantity.items()} == {k: e.quantity for k, e in by_id.items()}
     # ... and its fees were shared out to the cent (the fee's own exponent), adding up exactly
     assert {k: fees[k] for k in by_id} == {k: e.fees for k, e in by_id.items()}
+    # ... and per currency, round trips plus open lots hold exactly the executions' fees
+    paid: dict[str, Decimal] = defaultdict(Decimal)
+    for e in executions:
+        paid[_currency(e)] += e.fees
+    assert {c: v for c, v in per_currency.items() if v} == {c: v for c, v in paid.items() if v}
     assert result.position == _net(executions)
     assert len({lot.direction for lot in result.open_lots}) <= 1
 

@@ -20,8 +20,16 @@ Rules (``docs/adr/0010-pairing.md``):
   pieces are taken: a piece taking ``q`` of the ``Q`` still unassigned gets the still-unassigned fee
   ``F`` times ``q / Q``, rounded half-even to the fee's own exponent; the piece that takes the last
   of the quantity gets whatever fee remains. So the pieces of an execution add up to its fees
-  exactly, in ``Decimal``. A round trip's fees are its opening piece's share plus its closing
-  piece's share; an open lot carries the opening fee not yet assigned.
+  exactly, in ``Decimal``, in the execution's own fee currency. An open lot carries the opening fee
+  not yet assigned, with its currency.
+- Fee currencies are never mixed or converted. A round trip's ``fees`` (in its ``currency``, the
+  instrument's) is the sum of its opening and closing shares that are in that currency (an
+  execution's ``fee_currency=None`` means the instrument's). A share in another currency (a spot
+  buy paying in the coin bought, everything paid in BNB) is not in ``fees``: ``raw["other_fees"]``
+  maps each other currency to the sum of the round trip's shares in it (text, exact, e.g.
+  ``{"BNB": "0.00075"}``), and ``raw["opening_fee_currency"]`` / ``raw["closing_fee_currency"]``
+  name the currency of ``raw["opening_fee"]`` / ``raw["closing_fee"]`` when it is not the round
+  trip's. A round trip whose shares are all in its currency has none of these three keys.
 - Ids: a round trip's ``broker_trade_id`` is ``"<opening id>><closing id>"``. One closing
   execution takes at most one piece of one lot, so the pair is unique; re-pairing the same
   executions gives the same ids (idempotent). An id longer than 255 characters is replaced by a
@@ -73,8 +81,9 @@ class Lot:
         quantity: The quantity still open (positive).
         price: The opening execution's price.
         opened_at: When the opening execution executed.
-        fees: The opening execution's fees not yet assigned to a round trip.
+        fees: The opening execution's fees not yet assigned to a round trip, in ``fee_currency``.
         fee_quantum: The exponent of the opening execution's fees (the rounding step of its shares).
+        fee_currency: The opening execution's fee currency (``None``: the instrument's currency).
     """
 
     broker_execution_id: str
@@ -84,6 +93,7 @@ class Lot:
     opened_at: dt.datetime
     fees: Decimal
     fee_quantum: int
+    fee_currency: str | None = None
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -140,7 +150,8 @@ def share_fee(fees: Decimal, quantity: Decimal, taken: Decimal, quantum: int) ->
 # (executed_at, broker_execution_id, direction, quantity, price, fees, kind value, fee_currency,
 #  account_id, instrument). ``price`` is the trade price: 0 for an expiry.
 Fill = tuple[dt.datetime, str, Direction, Decimal, Decimal, Decimal, str, "str | None", str, Instrument]
-# An open lot while pairing: [opening execution id, direction, quantity, price, opened_at, fees, fee quantum].
+# An open lot while pairing:
+# [opening execution id, direction, quantity, price, opened_at, fees, fee quantum, fee currency].
 OpenLot = list[Any]
 
 _EXPIRY = ExecutionKind.EXPIRY.value
@@ -210,6 +221,32 @@ def _trusted_trade(
     return trade
 
 
+def foreign_fees(
+    raw: dict[str, object],
+    currency: str,
+    open_fee: Decimal,
+    open_currency: str | None,
+    close_fee: Decimal,
+    close_currency: str | None,
+) -> Decimal:
+    """A round trip's ``fees`` when a share is in another currency; records the others in ``raw``.
+
+    The shares in ``currency`` add up to the result; each other currency's shares add up to its
+    entry in ``raw["other_fees"]`` (text); ``raw`` names the currency of a share that is not
+    ``currency`` beside it. Nothing is converted.
+    """
+    local = _ZERO
+    other: dict[str, Decimal] = {}
+    for name, fee, fee_currency in (("opening", open_fee, open_currency), ("closing", close_fee, close_currency)):
+        if fee_currency is None or fee_currency == currency:
+            local += fee
+        else:
+            raw[f"{name}_fee_currency"] = fee_currency
+            other[fee_currency] = other[fee_currency] + fee if fee_currency in other else fee
+    raw["other_fees"] = {name: str(amount) for name, amount in other.items()}
+    return local
+
+
 def pair_fills(
     fills: Sequence[Fill], lots: list[OpenLot], method: PairingMethod
 ) -> tuple[list[Trade], collections.deque[OpenLot]]:
@@ -249,9 +286,10 @@ def pair_fills(
                     str(instrument.multiplier),
                 )
             symbol, currency, multiplier, key, multiplier_text = described
+            close_local = fee_currency is None or fee_currency == currency
             while remaining > 0 and queue and queue[0][1] is not direction:
                 lot = queue[0] if fifo else queue[-1]
-                lot_id, lot_direction, lot_quantity, lot_price, opened_at, lot_fees, lot_quantum = lot
+                lot_id, lot_direction, lot_quantity, lot_price, opened_at, lot_fees, lot_quantum, lot_currency = lot
                 taken = remaining if remaining <= lot_quantity else lot_quantity  # min(): ties keep remaining
                 open_fee = share_fee(lot_fees, lot_quantity, taken, lot_quantum)
                 close_fee = share_fee(fees, remaining, taken, quantum)
@@ -270,8 +308,10 @@ def pair_fills(
                     "opening_fee": str(open_fee),
                     "closing_fee": str(close_fee),
                 }
-                if fee_currency is not None and fee_currency != currency:
-                    raw["fee_currency"] = fee_currency
+                if close_local and (lot_currency is None or lot_currency == currency):
+                    trip_fees = open_fee + close_fee
+                else:
+                    trip_fees = foreign_fees(raw, currency, open_fee, lot_currency, close_fee, fee_currency)
                 append(
                     _trusted_trade(
                         round_trip_id(lot_id, execution_id),
@@ -284,7 +324,7 @@ def pair_fills(
                         exit_price,
                         taken,
                         pnl,
-                        open_fee + close_fee,
+                        trip_fees,
                         currency,
                         raw,
                     )
@@ -299,7 +339,7 @@ def pair_fills(
                     else:
                         queue.pop()
         if remaining > 0:  # scale-in, a new position, or the rest of a reversal
-            queue.append([execution_id, direction, remaining, exit_price, executed_at, fees, quantum])
+            queue.append([execution_id, direction, remaining, exit_price, executed_at, fees, quantum, fee_currency])
     return trips, queue
 
 
@@ -323,7 +363,16 @@ def pair_executions(
     method = PairingMethod(method)
     fills = sorted(map(fill_of, executions), key=fill_order)
     lots = [
-        [lot.broker_execution_id, lot.direction, lot.quantity, lot.price, lot.opened_at, lot.fees, lot.fee_quantum]
+        [
+            lot.broker_execution_id,
+            lot.direction,
+            lot.quantity,
+            lot.price,
+            lot.opened_at,
+            lot.fees,
+            lot.fee_quantum,
+            lot.fee_currency,
+        ]
         for lot in open_lots
     ]
     trips, left = pair_fills(fills, lots, method)
@@ -332,7 +381,7 @@ def pair_executions(
 
 def lot_of(lot: OpenLot) -> Lot:
     """The public ``Lot`` of a loop lot."""
-    execution_id, direction, quantity, price, opened_at, fees, quantum = lot
+    execution_id, direction, quantity, price, opened_at, fees, quantum, fee_currency = lot
     return Lot(
         broker_execution_id=execution_id,
         direction=direction,
@@ -341,4 +390,5 @@ def lot_of(lot: OpenLot) -> Lot:
         opened_at=opened_at,
         fees=fees,
         fee_quantum=quantum,
+        fee_currency=fee_currency,
     )

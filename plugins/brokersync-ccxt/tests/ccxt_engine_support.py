@@ -1,8 +1,10 @@
 """Ground truth for the end-to-end tests: the fakes' fills, paired by an independent FIFO written here.
 
 The core pairs per instrument, FIFO, in (time, execution id) order, P&L gross in the instrument's
-currency times its multiplier (docs/adr/0010-pairing.md); this is a second, plain implementation of
-those rules over the fakes' own records, never over what the plugin parsed.
+currency times its multiplier, each fill's fee prorated by quantity (half-even to the fee's exponent,
+the last piece taking the rest), a round trip's ``fees`` holding only the shares in its own currency
+and the others kept per currency (docs/adr/0010-pairing.md); this is a second, plain implementation
+of those rules over the fakes' own records, never over what the plugin parsed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import datetime as dt
 import sqlite3
 import urllib.parse
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +42,45 @@ def credentials(key: str, fake: FakeExchange) -> dict[str, str]:
     return dict(KEY)
 
 
-def fifo(truth: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, Decimal]]:
-    """Round trips by id (``"<opening>><closing>"``) and the signed open quantity per symbol."""
+def _share(fee: Decimal, left: Decimal, taken: Decimal) -> Decimal:
+    """The fee share of a piece taking ``taken`` of the ``left`` units still unassigned (``fee`` unassigned)."""
+    if taken == left:
+        return fee
+    step = Decimal(1).scaleb(fee.as_tuple().exponent)  # type: ignore[arg-type]
+    return (fee * taken / left).quantize(step, rounding=ROUND_HALF_EVEN)
+
+
+def fifo(
+    truth: list[dict[str, Any]], stored_fees: dict[str, Decimal] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Decimal]]:
+    """Round trips by id (``"<opening>><closing>"``) and the signed open quantity per symbol.
+
+    A fee's shares are rounded to the exponent of the fee as the execution carries it: ccxt writes
+    numbers its own way (the exchange's ``0.00090`` arrives as ``0.0009``), so ``stored_fees`` (the
+    executions' fees as stored, equal in value to the records' ones) gives that exponent.
+    """
     by_symbol: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for fill in truth:
         by_symbol[fill["symbol"]].append(fill)
     trips: dict[str, dict[str, Any]] = {}
     open_qty: dict[str, Decimal] = {}
     for symbol, fills in by_symbol.items():
-        lots: list[list[Any]] = []  # [id, +1/-1, quantity left, price]
+        lots: list[list[Any]] = []  # [id, +1/-1, quantity left, price, fee left, fee currency]
         for fill in sorted(fills, key=lambda f: (f["time"], f["id"])):
             sign = 1 if fill["side"] == "buy" else -1
-            left = fill["quantity"]
+            left, fee = fill["quantity"], (stored_fees or {}).get(fill["id"], fill["fee"])
+            assert fee == fill["fee"]
             while left and lots and lots[0][1] != sign:
                 lot = lots[0]
                 taken = min(left, lot[2])
                 pnl = (fill["price"] - lot[3]) * taken * fill["multiplier"] * lot[1]
+                opening, closing = _share(lot[4], lot[2], taken), _share(fee, left, taken)
+                fees, other = Decimal(0), defaultdict(Decimal)
+                for share, currency in ((opening, lot[5]), (closing, fill["fee_currency"])):
+                    if currency == fill["currency"]:
+                        fees += share
+                    else:
+                        other[currency] += share
                 trips[f"{lot[0]}>{fill['id']}"] = {
                     "symbol": symbol,
                     "direction": "long" if lot[1] == 1 else "short",
@@ -64,13 +89,17 @@ def fifo(truth: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[s
                     "exit_price": fill["price"],
                     "realized_pnl": pnl,
                     "currency": fill["currency"],
+                    "fees": fees,
+                    "other_fees": dict(other),
                 }
                 lot[2] -= taken
+                lot[4] -= opening
                 left -= taken
+                fee -= closing
                 if not lot[2]:
                     lots.pop(0)
             if left:
-                lots.append([fill["id"], sign, left, fill["price"]])
+                lots.append([fill["id"], sign, left, fill["price"], fee, fill["fee_currency"]])
         net = sum((lot[2] * lot[1] for lot in lots), Decimal(0))
         if net:
             open_qty[symbol] = net
@@ -88,6 +117,8 @@ def trip_rows(trades: list[Any]) -> dict[str, dict[str, Any]]:
             "exit_price": t.exit_price,
             "realized_pnl": t.realized_pnl,
             "currency": t.currency,
+            "fees": t.fees,
+            "other_fees": {currency: Decimal(amount) for currency, amount in t.raw.get("other_fees", {}).items()},
         }
         for t in trades
     }

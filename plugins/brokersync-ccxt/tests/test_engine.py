@@ -63,6 +63,10 @@ async def connected(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         yield setup, engine, result.connection_id
 
 
+def fees_of(executions: dict[str, tuple[str, Decimal, str | None]]) -> dict[str, Decimal]:
+    return {execution_id: fees for execution_id, (_, fees, _) in executions.items()}
+
+
 async def trips_of(engine: BrokerSync, connection_id: str) -> dict[str, dict[str, Any]]:
     return trip_rows([t async for t in engine.iter_trades(connection_id=connection_id)])
 
@@ -82,7 +86,7 @@ async def test_a_full_sync_stores_every_fill_once_and_pairs_them_like_an_indepen
         _, fees, fee_currency = executions[record["id"]]
         assert (fees, fee_currency) == (record["fee"], record["fee_currency"])
 
-    want_trips, want_open = fifo(truth)
+    want_trips, want_open = fifo(truth, fees_of(executions))
     stored = await trips_of(engine, cid)
     assert stored == want_trips  # ids, quantities, prices and gross P&L, exact
     assert first.imported == len(want_trips)  # fills arrive in time order: no round trip made and undone
@@ -113,13 +117,34 @@ async def test_a_fee_paid_in_bnb_stays_bnb_and_the_usdt_pnl_is_gross(connected) 
     await engine.sync_broker_trades(cid, "ann")
     trades = [t async for t in engine.iter_trades(connection_id=cid)]
     spot = [t for t in trades if t.symbol == "BTC/USDT"]
-    assert spot and all(t.currency == "USDT" and t.raw["fee_currency"] == "BNB" for t in spot)
+    assert spot and all(t.currency == "USDT" for t in spot)
     for t in spot:  # the P&L is the prices' difference alone: no BNB amount subtracted from USDT
         sign = 1 if t.direction.value == "long" else -1
         assert t.realized_pnl == (t.exit_price - t.entry_price) * t.quantity * sign
-        assert t.fees == Decimal(t.raw["opening_fee"]) + Decimal(t.raw["closing_fee"])
+        # no USDT fee was paid, so realized_pnl - fees is the USDT result; the BNB is kept apart, exactly
+        assert t.fees == 0
+        assert t.raw["other_fees"] == {"BNB": str(Decimal(t.raw["opening_fee"]) + Decimal(t.raw["closing_fee"]))}
+        assert (t.raw["opening_fee_currency"], t.raw["closing_fee_currency"]) == ("BNB", "BNB")
     perps = [t for t in trades if t.symbol == "BTC/USDT:USDT"]
-    assert perps and all("fee_currency" not in t.raw and t.currency == "USDT" for t in perps)  # USDⓈ-M pays USDT
+    assert perps and all(t.currency == "USDT" and t.fees > 0 for t in perps)  # USDⓈ-M pays USDT
+    assert not any({"other_fees", "opening_fee_currency", "closing_fee_currency"} & set(t.raw) for t in perps)
+
+
+@pytest.mark.parametrize("connected", ["okx", "bybit"], indirect=True)
+async def test_a_spot_buy_paying_in_the_coin_and_a_sell_in_the_quote_keep_each_fee_in_its_currency(
+    connected,
+) -> None:
+    setup, engine, cid = connected
+    truth = {r["id"]: r for r in setup.fake.truth()}  # type: ignore[attr-defined]
+    await engine.sync_broker_trades(cid, "ann")
+    spot = [t async for t in engine.iter_trades(connection_id=cid, symbol="BTC/USDT")]
+    mixed = [t for t in spot if t.raw.get("opening_fee_currency") == "BTC"]
+    assert mixed  # long round trips: bought paying BTC, sold paying USDT
+    for t in mixed:
+        closing = truth[t.raw["closing_execution_id"]]
+        assert closing["fee_currency"] == "USDT" and "closing_fee_currency" not in t.raw
+        assert t.fees == Decimal(t.raw["closing_fee"])  # the USDT share only
+        assert t.raw["other_fees"] == {"BTC": t.raw["opening_fee"]}
 
 
 @pytest.mark.parametrize("connected", ["okx"], indirect=True)
@@ -152,7 +177,7 @@ async def test_scheduled_syncs_take_only_new_fills_and_none_sharing_the_last_one
         now = set(stored_executions(setup.database, cid))
         assert sorted(now - stored) == sorted(new_ids) and stored <= now
         stored = now
-        want_trips, want_open = fifo(fake.truth())  # type: ignore[attr-defined]
+        want_trips, want_open = fifo(fake.truth(), fees_of(stored_executions(setup.database, cid)))  # type: ignore[attr-defined]
         assert await trips_of(engine, cid) == want_trips
         assert result.imported == len(set(want_trips) - set(before_trips))
         assert {p.symbol: p.quantity for p in await engine.positions(connection_id=cid)} == want_open
@@ -215,7 +240,7 @@ async def test_a_sync_stopped_halfway_stores_no_gap_and_the_next_loses_nothing(c
     result = await engine.sync_broker_trades(cid, "ann", trigger="scheduled")
     assert result.status.value == "succeeded"
     assert sorted(stored_executions(setup.database, cid)) == sorted(r["id"] for r in truth)
-    assert await trips_of(engine, cid) == fifo(truth)[0]
+    assert await trips_of(engine, cid) == fifo(truth, fees_of(stored_executions(setup.database, cid)))[0]
 
 
 def test_the_ground_truth_has_what_the_tests_claim() -> None:
@@ -228,6 +253,9 @@ def test_the_ground_truth_has_what_the_tests_claim() -> None:
         assert any(t["direction"] == "short" for t in trips.values()), key  # a sell beyond the position reverses it
         if key in ("binance", "bybit", "okx"):
             assert {"BTC/USDT", "BTC/USDT:USDT"} <= {r["symbol"] for r in truth}, key
+        # fees in another currency than the round trip's: everything in BNB, or a coin bought and the quote
+        foreign = {currency for t in trips.values() for currency in t["other_fees"]}
+        assert foreign == {"binance": {"BNB"}, "bybit": {"BTC", "ETH"}, "okx": {"BTC", "ETH"}}.get(key, set()), key
 
 
 @pytest.mark.parametrize("connected", ["binance", "kraken"], indirect=True)

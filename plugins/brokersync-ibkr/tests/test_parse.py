@@ -128,6 +128,26 @@ def test_a_wrong_ib_pnl_is_reported(parsed: tuple[list[Fill], object]) -> None:
     assert mismatches[0].ib - mismatches[0].ours == 5
 
 
+@pytest.mark.parametrize(("opening_fee_currency", "checked"), [(None, True), ("USD", True), ("EUR", False)])
+def test_a_close_of_a_lot_whose_commission_is_in_another_currency_is_not_checked(
+    opening_fee_currency: str | None, checked: bool
+) -> None:
+    # The core keeps a EUR commission out of a USD round trip's fees (raw other_fees); IB's figure has
+    # it converted into USD, so the two cannot be compared and no false mismatch is reported.
+    def execution(execution_id: str, side: str, price: str, minute: int, **extra: object) -> Execution:
+        return Execution(
+            broker_execution_id=execution_id, account_id="U1", instrument={"symbol": "AAPL", "currency": "USD"},
+            side=side, quantity=Decimal(10), price=Decimal(price), fees=Decimal("1.00"),
+            executed_at=dt.datetime(2025, 1, 6, 14, minute, tzinfo=dt.UTC), **extra,
+        )  # fmt: skip
+
+    buy = execution("B", "buy", "100", 30, fee_currency=opening_fee_currency)
+    # IB: 10 x 1.00 gross, less 1.00 USD closing and 1.08 USD (the EUR commission, converted)
+    sell = execution("S", "sell", "101", 31, open_close=OpenClose.CLOSE, raw={"fifoPnlRealized": "7.92"})
+    mismatches = check_fifo_pnl([buy, sell])
+    assert [m.broker_execution_id for m in mismatches] == (["S"] if checked else [])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

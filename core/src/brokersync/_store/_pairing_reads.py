@@ -122,14 +122,14 @@ async def open_lots_of(
     if conn.dialect.name == "sqlite":
         rows = await lite.select_in(
             await lite.driver_of(conn),
-            "SELECT instrument_key, broker_execution_id, direction, quantity, price, opened_at, fees, fee_quantum "
-            "FROM open_lots WHERE connection_id = ? AND account_id = ? AND instrument_key",
+            "SELECT instrument_key, broker_execution_id, direction, quantity, price, opened_at, fees, fee_quantum, "
+            "fee_currency FROM open_lots WHERE connection_id = ? AND account_id = ? AND instrument_key",
             (connection_id, account_id),
             keys,
             " ORDER BY instrument_key, position",
         )
         money, utc = lite.money, lite.utc
-        for key, execution_id, direction, quantity, price, opened_at, fees, quantum in rows:
+        for key, execution_id, direction, quantity, price, opened_at, fees, quantum, fee_currency in rows:
             found[key].append(
                 [
                     execution_id,
@@ -139,6 +139,7 @@ async def open_lots_of(
                     utc(opened_at),
                     money(fees),
                     quantum,
+                    fee_currency,
                 ]
             )
         return found
@@ -159,6 +160,7 @@ async def open_lots_of(
                     row.opened_at,
                     row.fees,
                     row.fee_quantum,
+                    row.fee_currency,
                 ]
             )
     return found

@@ -10,13 +10,14 @@ set of lots open there, and it is rebuilt from what is stored, without reading w
 - the lots opened before the point and still open now are in ``open_lots``.
 
 Per opening execution, the quantity open at the point is the sum of its pieces (closed later or
-still open), its unassigned fee the sum of their opening fee shares (the shares add up exactly);
-price, direction, time and fee exponent come from the opening execution, which the change did not
-touch (it comes before the point). From there the instrument's live executions at or after the
-point are paired again in slices of :data:`SLICE` (memory holds a slice, not the history), and
-each slice is compared with the stored round trips closed in the same range of the pairing order:
-those whose values changed are updated, those gone get a tombstone, those back lose it. Round
-trips closed before the point are neither read nor written.
+still open), its unassigned fee the sum of their opening fee shares (the shares add up exactly, all
+in the opening execution's fee currency); price, direction, time, fee exponent and fee currency come
+from the opening execution, which the change did not touch (it comes before the point). From there
+the instrument's live executions at or after the point are paired again in slices of :data:`SLICE`
+(memory holds a slice, not the history), and each slice is compared with the stored round trips
+closed in the same range of the pairing order: those whose values changed are updated, those gone
+get a tombstone, those back lose it. Round trips closed before the point are neither read nor
+written.
 
 A round trip whose closing execution was corrected may move to another range (the correction moved
 the execution in time) or another instrument: those are compared over the whole page instead
@@ -178,10 +179,10 @@ async def _lots_at(conn: AsyncConnection, connection_id: str, account_id: str, k
     lots: list[OpenLot] = []
     c = executions.c
     for chunk in chunks(list(quantity)):
-        query = select(c.broker_execution_id, c.side, c.price, c.executed_at, c.fees, c.kind).where(
+        query = select(c.broker_execution_id, c.side, c.price, c.executed_at, c.fees, c.kind, c.fee_currency).where(
             c.connection_id == connection_id, c.account_id == account_id, c.broker_execution_id.in_(chunk)
         )
-        for opening, side, price, executed_at, opening_fees, kind in await conn.execute(query):
+        for opening, side, price, executed_at, opening_fees, kind, fee_currency in await conn.execute(query):
             exponent = opening_fees.as_tuple().exponent
             lots.append(
                 [
@@ -192,6 +193,7 @@ async def _lots_at(conn: AsyncConnection, connection_id: str, account_id: str, k
                     executed_at,
                     fees[opening],
                     exponent,
+                    fee_currency,
                 ]
             )
     lots.sort(key=lambda lot: (lot[4], lot[0]))

@@ -51,7 +51,7 @@ async def _replace_lots_sqlite(
         )
     text, time = lite.money_text, lite.time_text
     rows = [
-        (key, lot[0], position, lot[1].value, text(lot[2]), text(lot[3]), time(lot[4]), text(lot[5]), lot[6])
+        (key, lot[0], position, lot[1].value, text(lot[2]), text(lot[3]), time(lot[4]), text(lot[5]), lot[6], lot[7])
         for key, key_lots in lots.items()
         for position, lot in enumerate(key_lots)
     ]
@@ -60,7 +60,7 @@ async def _replace_lots_sqlite(
     await lite.insert_rows(
         driver,
         "INSERT INTO open_lots (connection_id, account_id, instrument_key, broker_execution_id, position, direction, "
-        "quantity, price, opened_at, fees, fee_quantum)",
+        "quantity, price, opened_at, fees, fee_quantum, fee_currency)",
         "ON CONFLICT DO NOTHING",
         shared,
         rows,
@@ -114,6 +114,7 @@ async def replace_lots(
             "opened_at": lot[4],
             "fees": lot[5],
             "fee_quantum": lot[6],
+            "fee_currency": lot[7],
         }
         for key, key_lots in lots.items()
         for position, lot in enumerate(key_lots)

@@ -237,6 +237,7 @@ open_lots = Table(
     Column("opened_at", UTCDateTime, nullable=False),
     Column("fees", Money, nullable=False),  # the opening fee not yet assigned to a round trip
     Column("fee_quantum", Integer, nullable=False),
+    Column("fee_currency", String(12)),  # of ``fees``: the opening execution's (revision 0009; NULL: the instrument's)
 )
 
 pairing_state = Table(

@@ -10,8 +10,10 @@ closes must equal ``fifoPnlRealized`` (within :data:`TOLERANCE`).
 (:func:`brokersync.pairing.pair_executions`: the same order, FIFO, reversals, expiries and fee
 proration the engine stores), over the statement's executions. A closing execution whose opening
 lots are not in the same statement (opened before the period) cannot be checked and is left out;
-so are forex rows (IB reports their P&L elsewhere) and rows whose commission is in another currency
-than the instrument's. ``docs/adr/0013-sync-warnings.md`` says why the check runs here.
+so are forex rows (IB reports their P&L elsewhere) and closes whose round trips carry a commission
+in another currency than the instrument's, opening or closing (the core keeps it out of ``fees``,
+in ``raw["other_fees"]``, while IB converts it into its figure). ``docs/adr/0013-sync-warnings.md``
+says why the check runs here.
 
 :func:`fifo_realized` is an independent FIFO of the same figures, kept for tests that check the
 core's pairing against it.
@@ -113,16 +115,24 @@ def paired_realized(executions: Iterable[Execution]) -> dict[str, tuple[Decimal,
         For each closing execution: the quantity it closed, and the net P&L (``realized_pnl - fees``)
         of the round trips it closed.
     """
+    return _paired(executions)[0]
+
+
+def _paired(executions: Iterable[Execution]) -> tuple[dict[str, tuple[Decimal, Decimal]], set[str]]:
+    """:func:`paired_realized`, and the closing executions whose round trips have fees in another currency."""
     groups: dict[tuple[str, str], list[Execution]] = defaultdict(list)
     for execution in executions:
         groups[(execution.account_id, execution.instrument.pairing_key)].append(execution)
     closed: dict[str, tuple[Decimal, Decimal]] = {}
+    foreign: set[str] = set()
     for group in groups.values():
         for trip in pair_executions(group).round_trips:
             closing = str(trip.raw["closing_execution_id"])
             quantity, net = closed.get(closing, (Decimal(0), Decimal(0)))
             closed[closing] = (quantity + trip.quantity, net + (trip.realized_pnl or Decimal(0)) - trip.fees)
-    return closed
+            if "other_fees" in trip.raw:
+                foreign.add(closing)
+    return closed, foreign
 
 
 def check_fifo_pnl(
@@ -142,7 +152,7 @@ def check_fifo_pnl(
     for execution in executions:
         latest[(execution.account_id, execution.broker_execution_id)] = execution
     kept = [e for key, e in latest.items() if key not in cancelled]
-    realized = paired_realized(kept)
+    realized, foreign = _paired(kept)
     mismatches: list[PnlMismatch] = []
     for execution in kept:
         pair = realized.get(execution.broker_execution_id)
@@ -151,8 +161,8 @@ def check_fifo_pnl(
         quantity, net = pair
         if execution.open_close is OpenClose.CLOSE and quantity < execution.quantity:
             continue  # part of what it closed was opened before the statement's period
-        if execution.fee_currency not in (None, execution.instrument.currency):
-            continue
+        if execution.broker_execution_id in foreign:
+            continue  # a commission in another currency: not in fees, converted in IB's figure
         try:
             ib = _decimal(dict(execution.raw), "fifoPnlRealized")
         except ValueError:
