@@ -180,3 +180,33 @@ def test_binary_data_past_the_sniffed_start_is_a_problem_row_not_text():
     assert [(p.line, p.reason) for p in source.problems] == [
         (3002, "holds binary data (a NUL byte); the row was not read")
     ]
+
+
+def test_a_fee_paid_in_another_currency_survives_export_and_import():
+    # A round trip whose closing fee was paid in BNB (kept out of its USDT fees by the pairing)
+    # is written with a Fee Currency column, and reading that file gives the BNB fee back.
+    from brokersync import Direction, Trade
+    from brokersync._generic_csv import EXPORT_COLUMNS, export_rows
+
+    opened = dt.datetime(2024, 11, 5, 14, 30, tzinfo=dt.UTC)
+    trade = Trade(
+        broker_trade_id="f1>f2",
+        account_id="U1",
+        symbol="BTC/USDT",
+        direction=Direction.LONG,
+        opened_at=opened,
+        closed_at=opened + dt.timedelta(minutes=5),
+        entry_price=Decimal("60000"),
+        exit_price=Decimal("60100"),
+        quantity=Decimal("0.5"),
+        realized_pnl=Decimal("50"),
+        fees=Decimal("0.06"),
+        currency="USDT",
+        raw={"opening_fee": "0.06", "closing_fee": "0.0004", "closing_fee_currency": "BNB"},
+    )
+    rows = export_rows(trade)
+    assert [dict(zip(EXPORT_COLUMNS, r, strict=True))["Fee Currency"] for r in rows] == ["USDT", "BNB"]
+    text = "\r\n".join(",".join(r) for r in [EXPORT_COLUMNS, *rows]) + "\r\n"
+    executions, source = _executions(text.encode(), timezone="UTC")
+    assert not source.problems
+    assert [(e.fees, e.fee_currency) for e in executions] == [(Decimal("0.06"), "USDT"), (Decimal("0.0004"), "BNB")]

@@ -2,9 +2,10 @@
 
 Columns (header names are matched case-insensitively; a column mapping renames a file's own
 headers to these): ``Date``, ``Time``, ``Symbol``, ``Quantity``, ``Price``, ``Side``; optional
-``Commission``, ``Fees``, ``Execution ID``, ``Account``, ``Currency``, ``Asset Class``,
-``Multiplier``. Dates are ``yyyy-mm-dd`` or ``mm/dd/yyyy`` (never day-first), times 24-hour, in
-the time zone given at import. Without a ``Side`` column, a negative quantity is a sell.
+``Commission``, ``Fees``, ``Fee Currency`` (when the fees are not paid in ``Currency``),
+``Execution ID``, ``Account``, ``Currency``, ``Asset Class``, ``Multiplier``. Dates are
+``yyyy-mm-dd`` or ``mm/dd/yyyy`` (never day-first), times 24-hour, in the time zone given at import.
+Without a ``Side`` column, a negative quantity is a sell.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COLUMNS = (
     "Side",
     "Commission",
     "Fees",
+    "Fee Currency",
     "Execution ID",
     "Account",
     "Currency",
@@ -175,6 +177,7 @@ class _Reader:
             price=price,
             executed_at=executed_at,
             fees=abs(fees),
+            fee_currency=row.get("Fee Currency", "").strip() or None,
             raw={**row, "_line": line},
         )
 
@@ -192,7 +195,7 @@ GENERIC_CSV = FileFormat(
 #: What ``brokersync trades --format generic-csv`` writes (``Time`` in UTC: import it with ``--timezone UTC``).
 EXPORT_COLUMNS = [
     "Date", "Time", "Symbol", "Quantity", "Price", "Side", "Commission", "Execution ID", "Account", "Currency",
-    "Multiplier",
+    "Multiplier", "Fee Currency",
 ]  # fmt: skip
 
 
@@ -211,10 +214,11 @@ def _multiplier(trade: Any) -> Decimal:
 def export_rows(trade: Any) -> list[list[str]]:
     """A stored round trip as generic CSV fills: its opening fill, and its closing fill when closed.
 
-    Fees are split as the pairing recorded them (opening and closing shares), else all on the
-    closing row. Importing the file into another installation pairs the fills again (FIFO), so
-    round trips that overlapped in time may be paired differently there; P&L and fees per
-    instrument are the same.
+    Fees are split as the pairing recorded them (opening and closing shares, each with its own
+    currency: a share paid in another currency than the trade's is written with it in
+    ``Fee Currency``), else all on the closing row. Importing the file into another installation
+    pairs the fills again (FIFO), so round trips that overlapped in time may be paired differently
+    there; P&L and fees per instrument are the same.
     """
     long = str(getattr(trade.direction, "value", trade.direction)) == "long"
     raw = trade.raw if isinstance(trade.raw, dict) else {}
@@ -223,12 +227,15 @@ def export_rows(trade: Any) -> list[list[str]]:
     close_fee = raw.get("closing_fee", str(trade.fees - Decimal(str(open_fee))))
     common = [trade.account_id, trade.currency, str(_multiplier(trade))]
 
-    def row(when: Any, price: Any, side: str, fee: Any, suffix: str) -> list[str]:
+    def row(when: Any, price: Any, side: str, fee: Any, suffix: str, fee_currency: Any) -> list[str]:
         day, clock = when.strftime("%Y-%m-%d"), when.strftime("%H:%M:%S.%f")
         fill_id = f"{trade.broker_trade_id}:{suffix}"
-        return [day, clock, trade.symbol, str(trade.quantity), str(price), side, str(fee), fill_id, *common]
+        cells = [day, clock, trade.symbol, str(trade.quantity), str(price), side, str(fee), fill_id, *common]
+        return [*cells, str(fee_currency or trade.currency)]
 
-    rows = [row(trade.opened_at, trade.entry_price, "Buy" if long else "Sell", open_fee, "open")]
+    opening_side, closing_side = ("Buy", "Sell") if long else ("Sell", "Buy")
+    rows = [row(trade.opened_at, trade.entry_price, opening_side, open_fee, "open", raw.get("opening_fee_currency"))]
     if closed:
-        rows.append(row(trade.closed_at, trade.exit_price, "Sell" if long else "Buy", close_fee, "close"))
+        closing_currency = raw.get("closing_fee_currency")
+        rows.append(row(trade.closed_at, trade.exit_price, closing_side, close_fee, "close", closing_currency))
     return rows
