@@ -116,7 +116,13 @@ def check_sources(trades: list[dict[str, Any]], xml: Path, first: str) -> None:
         assert txid in file_ids | api_ids
         if came == "api":
             return {"kind": "api"}
-        return {"kind": "file", "file": xml.name, "sha256": sha256, "format": "ibkr-flex-xml"}
+        return {"kind": "file", "file": xml.name, "sha256": sha256, "format": "ibkr-flex-xml", "line": line_of(txid)}
+
+    def line_of(txid: str) -> int:  # the line of the file's Trade row for this execution
+        [line] = [n for n, text in enumerate(xml_lines, 1) if f'transactionID="{txid}"' in text]
+        return line
+
+    xml_lines = xml.read_text(encoding="utf-8").splitlines()
 
     for trade in trades:
         opening, closing = trade["broker_trade_id"].split(">")  # paired by brokersync: its two fills
