@@ -19,7 +19,6 @@ from pathlib import Path
 import attrs
 import pytest
 from brokersync import BrokerAuthError, BrokerSync, Direction, Resilience, StoredPosition, StoredTrade, SyncResult
-from brokersync_ibkr.plugin import PNL_MISMATCH
 from fake_flex import FakeFlex
 from flexgen import Fill, fifo, live_fills, scenario, statement_xml
 from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
@@ -64,6 +63,7 @@ def test_connect_and_sync_through_the_engine(tmp_path: Path, fake: FakeFlex, vt:
     assert (first.warnings, first.warning_count) == ((), 0)  # type: ignore[attr-defined]
 
 
+PNL_MISMATCH = "brokersync.pnl_mismatch"  # the core's code: it checks IB's figure
 FILLS, ACCOUNTS = scenario()
 TRUTH = fifo(live_fills(FILLS))
 
@@ -148,10 +148,11 @@ def test_a_disagreeing_fifo_pnl_realized_is_a_warning_of_the_sync(tmp_path: Path
     [warning] = result.warnings
     closing = fills_of("1003")
     _, net = TRUTH[1]["1003"]
+    # the core checks IB's fifoPnlRealized (Execution.broker_realized_pnl) against the round trips it paired
     assert (warning.account_id, warning.record_id, warning.code) == (closing.account, "1003", PNL_MISMATCH)
     assert warning.message == (
-        f"{closing.symbol}, closing execution: brokersync's FIFO P&L net of commissions is {net:.2f} USD, "
-        f"IB reports fifoPnlRealized {net + 5:.2f} USD (difference 5.00 USD)"
+        f"{closing.symbol}, closing execution: the round trips brokersync paired realized {net:.2f} USD net of "
+        f"fees, the broker reports {net + 5:.2f} USD (difference 5.00 USD)"
     )
     assert run.warnings == result.warnings and run.warning_count == 1  # type: ignore[attr-defined]
 
