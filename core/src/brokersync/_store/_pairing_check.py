@@ -24,6 +24,7 @@ Not checked (each leaves the figure unused, never a warning):
   broker's figure includes and the core's cannot;
 - an execution whose round trips carry a fee share in another currency (``raw["other_fees"]``):
   the core keeps it out of ``fees`` and converts nothing, while the broker's figure converted it.
+- an execution of an account whose broker pairs by itself (nothing is paired, nothing compared).
 """
 
 from __future__ import annotations
