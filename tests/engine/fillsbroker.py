@@ -6,8 +6,10 @@ The API keeps an event log per account, like a broker's execution journal:
 * ``GET /accounts`` -> [{id, currency}].
 * ``GET /fills?account=&after=&limit=`` -> {"fills": [...], "busts": [...], "cursor": "<seq>", "more": bool}.
   A fill is re-published (same ``id``, new ``seq``, its old version gone) when the broker corrects
-  it; a bust is an event of its own. ``after`` returns the events with a higher ``seq``. Numbers are JSON strings,
-  as brokers send money; a fill may be malformed on purpose (the tests add such rows).
+  it; a bust is an event of its own. A fill may carry ``realized`` (the broker's realized P&L of what
+  it closed, net of commissions), ``commission_currency`` and ``open_close``. ``after`` returns the
+  events with a higher ``seq``. Numbers are JSON strings, as brokers send money; a fill may be
+  malformed on purpose (the tests add such rows).
 
 ``reports`` picks what the plugin declares: executions for the core to pair (the default), or
 round trips with a position snapshot (``positions`` rows) for a broker that pairs by itself;
@@ -125,7 +127,12 @@ def _execution(fill: dict[str, Any], account: str) -> dict[str, Any]:
         "executed_at": fill["time"],
         "fees": fill["commission"],
         "raw": fill,
+        # optional: the broker's own realized P&L of what the fill closed, its fee currency, its intent
+        **{name: fill[key] for key, name in _OPTIONAL.items() if key in fill},
     }
+
+
+_OPTIONAL = {"realized": "broker_realized_pnl", "commission_currency": "fee_currency", "open_close": "open_close"}
 
 
 class FillsPlugin:

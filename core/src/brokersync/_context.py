@@ -181,7 +181,7 @@ class BrokerContext:
             account_id: The broker account it concerns; in ``get_trades`` the core fills in the
                 account being synced when this is ``None``.
             record_id: The broker's id of the record it concerns (a trade, an execution).
-            code: A stable kind, namespaced by the plugin (e.g. ``"ibkr.pnl_mismatch"``), for
+            code: A stable kind, namespaced by the plugin (e.g. ``"ibkr.unreadable_row"``), for
                 code that filters warnings.
 
         Raises:

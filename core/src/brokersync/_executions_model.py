@@ -230,6 +230,14 @@ class Execution:
             follows the position, so a ``C;O`` reversal is paired correctly either way).
         kind: A fill, or an option expiry, assignment or exercise.
         raw: The broker's own record, kept for audit.
+        broker_realized_pnl: The broker's own realized P&L for what this execution closed, where it
+            reports one (IB's ``fifoPnlRealized``): in the instrument's currency, **net of fees**
+            (the closing execution's fees and the share of the opening executions' fees, as IB
+            reports it). The core compares it with the round trips it pairs for this execution
+            (``realized_pnl - fees``, summed) and reports a disagreement as a sync warning
+            (``brokersync.pnl_mismatch``, ADR 0013); it changes no stored value and is not part
+            of what makes a correction. ``None`` (the default): nothing to check. A broker that
+            reports its P&L gross, or in another currency, leaves it ``None``.
     """
 
     broker_execution_id: str = attrs.field(converter=as_text, validator=check_text)
@@ -249,6 +257,9 @@ class Execution:
     kind: ExecutionKind = attrs.field(default=ExecutionKind.FILL, converter=ExecutionKind)
     raw: Mapping[str, Any] = attrs.field(
         factory=dict, converter=as_mapping, validator=check_mapping, repr=False, eq=False
+    )
+    broker_realized_pnl: Decimal | None = attrs.field(
+        default=None, converter=as_decimal_optional, validator=check_decimal
     )
 
     @property

@@ -25,7 +25,7 @@ class SyncWarning:
             core fills in that account when the plugin gives none).
         record_id: The broker's id of the record it concerns (a trade, an execution), if any.
         code: A stable machine-readable kind, namespaced by who reports it (e.g.
-            ``"ibkr.pnl_mismatch"``), if any.
+            ``"ibkr.unreadable_row"``; the core's own start with ``brokersync.``), if any.
     """
 
     message: str

@@ -19,9 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 from brokersync import BrokerAuthError, BrokerSync, Direction, Resilience, StoredPosition, StoredTrade, SyncResult
-from brokersync_ibkr.plugin import PNL_MISMATCH
 from fake_flex import FakeFlex
-from flexgen import Fill, fifo, live_fills, scenario, statement_xml
+from flexgen import Fill, fifo, live_fills, scenario, statement_xml, with_ib_pnl
+from flexgen import utc as utc_time
 from ibkr_support import CREDENTIALS, QUERY, TOKEN, VirtualTime
 
 EXE = str(Path(sys.executable).parent / "brokersync")
@@ -64,6 +64,7 @@ def test_connect_and_sync_through_the_engine(tmp_path: Path, fake: FakeFlex, vt:
     assert (first.warnings, first.warning_count) == ((), 0)  # type: ignore[attr-defined]
 
 
+PNL_MISMATCH = "brokersync.pnl_mismatch"  # the core's code: it checks IB's figure
 FILLS, ACCOUNTS = scenario()
 TRUTH = fifo(live_fills(FILLS))
 
@@ -148,10 +149,11 @@ def test_a_disagreeing_fifo_pnl_realized_is_a_warning_of_the_sync(tmp_path: Path
     [warning] = result.warnings
     closing = fills_of("1003")
     _, net = TRUTH[1]["1003"]
+    # the core checks IB's fifoPnlRealized (Execution.broker_realized_pnl) against the round trips it paired
     assert (warning.account_id, warning.record_id, warning.code) == (closing.account, "1003", PNL_MISMATCH)
     assert warning.message == (
-        f"{closing.symbol}, closing execution: brokersync's FIFO P&L net of commissions is {net:.2f} USD, "
-        f"IB reports fifoPnlRealized {net + 5:.2f} USD (difference 5.00 USD)"
+        f"{closing.symbol}, closing execution: the round trips brokersync paired realized {net:.2f} USD net of "
+        f"fees, the broker reports {net + 5:.2f} USD (difference 5.00 USD)"
     )
     assert run.warnings == result.warnings and run.warning_count == 1  # type: ignore[attr-defined]
 
@@ -247,3 +249,41 @@ def test_a_downloaded_flex_xml_converges_with_the_api_sync(tmp_path: Path, fake:
         return (t.account_id, t.broker_trade_id, t.quantity, t.entry_price, t.exit_price, t.realized_pnl, t.fees)
 
     assert sorted(map(key, files)) == sorted(map(key, api))
+
+
+def test_a_lot_from_before_the_statement_added_to_and_closed_in_it_gives_no_false_warning(
+    tmp_path: Path, vt: VirtualTime
+) -> None:
+    # IB's period moves on: the first statement holds the opening buy, the second the add and the
+    # close. IB's fifoPnlRealized (computed over the whole history, as IB does) is right; pairing the
+    # second statement alone would not give it, the core's lots kept across syncs do.
+    def fill(txid: str, quantity: str, price: str, when: str, open_close: str) -> Fill:
+        return Fill(
+            account="U1111111", txid=txid, conid="265598", symbol="AAPL", asset="STK", currency="USD",
+            quantity=Decimal(quantity), price=Decimal(price), commission=Decimal("-1.00"), when=utc_time(when),
+            open_close=open_close,
+        )  # fmt: skip
+
+    history = with_ib_pnl(
+        [
+            fill("7001", "100", "10.00", "2024-03-01T15:00:00", "O"),
+            fill("7002", "50", "11.00", "2024-03-04T15:00:00", "O"),
+            fill("7003", "-150", "12.00", "2024-03-05T15:00:00", "C"),
+        ]
+    )
+    assert history[2].fifo_pnl == Decimal("247.00")  # 250 gross, less three commissions of 1.00
+    accounts = {"U1111111": "USD"}
+    fake = FakeFlex(statements={QUERY: statement_xml(history[:1], accounts)}, clock=vt.clock)
+
+    async def main() -> tuple[SyncResult, SyncResult, list[StoredTrade]]:
+        async with engine(tmp_path, fake, vt) as bs:
+            connected = await bs.connect_broker("ann", "ibkr", CREDENTIALS)
+            first = await bs.sync_broker_trades(connected.connection_id, "ann")
+            fake.statements[QUERY] = statement_xml(history[1:], accounts, from_date="20240304")
+            second = await bs.sync_broker_trades(connected.connection_id, "ann")
+            return first, second, [t async for t in bs.iter_trades(connection_id=connected.connection_id)]
+
+    first, second, trades = asyncio.run(main())
+    assert (first.imported, second.imported) == (0, 2)
+    assert sorted(t.broker_trade_id for t in trades) == ["7001>7003", "7002>7003"]
+    assert (second.warnings, second.warning_count) == ((), 0)

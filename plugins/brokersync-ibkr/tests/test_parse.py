@@ -6,12 +6,13 @@ import datetime as dt
 import io
 import time
 import tracemalloc
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from decimal import Decimal
 
 import attrs
 import pytest
 from brokersync import AssetClass, Execution, ExecutionKind, OpenClose, OptionRight, Side
-from brokersync_ibkr.check import check_fifo_pnl, fifo_realized
 from brokersync_ibkr.parse import FlexFormatError, RowError, iter_statement, parse_flex_time, parse_statement
 from flexgen import Fill, d, fifo, file_order, live_fills, scenario, statement_xml, utc
 
@@ -20,6 +21,56 @@ from flexgen import Fill, d, fifo, file_order, live_fills, scenario, statement_x
 def parsed() -> tuple[list[Fill], object]:
     fills, accounts = scenario()
     return fills, parse_statement(statement_xml(fills, accounts))
+
+
+# An independent FIFO of the parsed executions (the core's pairing is checked against it).
+
+
+@attrs.define
+class _Lot:
+    quantity: Decimal  # signed: + long, - short
+    price: Decimal
+    fee_per_unit: Decimal
+
+
+def fifo_realized(executions: Iterable[Execution]) -> dict[str, tuple[Decimal, Decimal] | None]:
+    """FIFO per (account, instrument) in time order: for each closing execution, (gross P&L, net P&L).
+
+    The value is ``None`` for a close whose opening lots were not among ``executions``.
+    """
+    ordered = sorted(enumerate(executions), key=lambda pair: (pair[1].executed_at, pair[0]))
+    books: dict[tuple[str, str], deque[_Lot]] = defaultdict(deque)
+    result: dict[str, tuple[Decimal, Decimal] | None] = {}
+    for _, execution in ordered:
+        book = books[(execution.account_id, execution.instrument.pairing_key)]
+        signed = execution.signed_quantity
+        remaining = abs(signed)
+        fee_per_unit = execution.fees / execution.quantity
+        gross = Decimal(0)
+        opening_fees = Decimal(0)
+        closed = Decimal(0)
+        while remaining > 0 and book and (book[0].quantity > 0) != (signed > 0):
+            lot = book[0]
+            take = min(remaining, abs(lot.quantity))
+            direction = 1 if lot.quantity > 0 else -1
+            gross += (execution.price - lot.price) * take * direction * execution.instrument.multiplier
+            opening_fees += lot.fee_per_unit * take
+            closed += take
+            remaining -= take
+            lot.quantity -= take * direction
+            if lot.quantity == 0:
+                book.popleft()
+        if remaining > 0 and execution.open_close is OpenClose.CLOSE:
+            # IB says this closes, but the lots it closes are not here (opened before the period).
+            result[execution.broker_execution_id] = None
+            continue
+        if remaining > 0:
+            lot_quantity = remaining if signed > 0 else -remaining
+            book.append(_Lot(quantity=lot_quantity, price=execution.price, fee_per_unit=fee_per_unit))
+        if closed > 0:
+            net = gross - opening_fees - fee_per_unit * closed
+            result[execution.broker_execution_id] = (gross, net)
+    return result
 
 
 def by_id(executions: object) -> dict[tuple[str, str], Execution]:
@@ -101,15 +152,23 @@ def test_round_trips_from_parsed_executions_equal_the_table_fifo(parsed: tuple[l
     assert es[0].gross == (d("4812.50") - d("4800.25")) * 2 * 50
 
 
-def test_ib_fifo_pnl_agrees_once_commissions_are_added_back(parsed: tuple[list[Fill], object]) -> None:
+def test_ib_fifo_pnl_is_carried_for_the_core_to_check(parsed: tuple[list[Fill], object]) -> None:
     fills, statement = parsed
     _, truth_close = fifo(live_fills(fills))
-    assert check_fifo_pnl(statement.executions, statement.cancellations) == []  # type: ignore[attr-defined]
+    checked = 0
     for execution in statement.executions:  # type: ignore[attr-defined]
-        if execution.broker_execution_id in truth_close and execution.instrument.asset_class is not AssetClass.FOREX:
-            ib = Decimal(execution.raw["fifoPnlRealized"])
+        if execution.instrument.asset_class is AssetClass.FOREX:
+            assert execution.broker_realized_pnl is None  # IB reports forex P&L elsewhere: nothing to check
+            continue
+        assert execution.broker_realized_pnl == Decimal(execution.raw["fifoPnlRealized"])
+        if execution.broker_execution_id in truth_close:
+            checked += 1
             gross = truth_close[execution.broker_execution_id][0]
-            assert abs(ib + _commissions(fills, execution.broker_execution_id) - gross) <= Decimal("0.01")
+            # net of commissions: add them back and it is the table's gross FIFO P&L
+            assert abs(execution.broker_realized_pnl + _commissions(fills, execution.broker_execution_id) - gross) <= (
+                Decimal("0.01")
+            )
+    assert checked
 
 
 def _commissions(fills: list[Fill], txid: str) -> Decimal:
@@ -119,33 +178,21 @@ def _commissions(fills: list[Fill], txid: str) -> Decimal:
     return gross - net
 
 
-def test_a_wrong_ib_pnl_is_reported(parsed: tuple[list[Fill], object]) -> None:
+def test_a_tampered_ib_pnl_reaches_the_execution_and_an_unreadable_one_is_left_out(
+    parsed: tuple[list[Fill], object],
+) -> None:
     fills, _ = parsed
     tampered = [attrs.evolve(f, fifo_pnl=f.fifo_pnl + 5) if f.txid == "1003" else f for f in fills]
     statement = parse_statement(statement_xml(tampered, {"U1111111": "USD", "U2222222": "EUR"}))
-    mismatches = check_fifo_pnl(statement.executions, statement.cancellations)
-    assert [m.broker_execution_id for m in mismatches] == ["1003"]
-    assert mismatches[0].ib - mismatches[0].ours == 5
-
-
-@pytest.mark.parametrize(("opening_fee_currency", "checked"), [(None, True), ("USD", True), ("EUR", False)])
-def test_a_close_of_a_lot_whose_commission_is_in_another_currency_is_not_checked(
-    opening_fee_currency: str | None, checked: bool
-) -> None:
-    # The core keeps a EUR commission out of a USD round trip's fees (raw other_fees); IB's figure has
-    # it converted into USD, so the two cannot be compared and no false mismatch is reported.
-    def execution(execution_id: str, side: str, price: str, minute: int, **extra: object) -> Execution:
-        return Execution(
-            broker_execution_id=execution_id, account_id="U1", instrument={"symbol": "AAPL", "currency": "USD"},
-            side=side, quantity=Decimal(10), price=Decimal(price), fees=Decimal("1.00"),
-            executed_at=dt.datetime(2025, 1, 6, 14, minute, tzinfo=dt.UTC), **extra,
-        )  # fmt: skip
-
-    buy = execution("B", "buy", "100", 30, fee_currency=opening_fee_currency)
-    # IB: 10 x 1.00 gross, less 1.00 USD closing and 1.08 USD (the EUR commission, converted)
-    sell = execution("S", "sell", "101", 31, open_close=OpenClose.CLOSE, raw={"fifoPnlRealized": "7.92"})
-    mismatches = check_fifo_pnl([buy, sell])
-    assert [m.broker_execution_id for m in mismatches] == (["S"] if checked else [])
+    [execution] = [e for e in statement.executions if e.broker_execution_id == "1003"]
+    original = next(f for f in fills if f.txid == "1003")
+    assert execution.broker_realized_pnl == original.fifo_pnl + 5
+    garbled = statement_xml(fills, {"U1111111": "USD", "U2222222": "EUR"}).replace(
+        f'fifoPnlRealized="{original.fifo_pnl:.2f}"'.encode(), b'fifoPnlRealized="n/a"', 1
+    )
+    assert garbled != statement_xml(fills, {"U1111111": "USD", "U2222222": "EUR"})
+    [execution] = [e for e in parse_statement(garbled).executions if e.broker_execution_id == "1003"]
+    assert execution.broker_realized_pnl is None  # the figure is a check: the execution itself is kept
 
 
 @pytest.mark.parametrize(

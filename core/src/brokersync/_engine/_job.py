@@ -232,6 +232,12 @@ class SyncJob:
             cancellations=batch.cancellations,
             **execution_kwargs(self._broker.metadata.capabilities, batch),
         )
+        # what pairing found (a broker's P&L the round trips disagree with) takes the plugin's ctx.warn
+        # path, now that the page is stored: redacted, logged, and kept by :meth:`warn`
+        for warning in counts.warnings:
+            self._broker.context.warn(
+                warning.message, account_id=warning.account_id, record_id=warning.record_id, code=warning.code
+            )
         totals = self._totals
         totals.counts = totals.counts + counts
         totals.cancelled += counts.cancelled

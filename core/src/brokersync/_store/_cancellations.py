@@ -22,6 +22,7 @@ from sqlalchemy.sql import Select
 from brokersync._store._schema import trade_cancellations, trades
 from brokersync._store._upsert import UpsertCounts, dialect_insert
 from brokersync.models import TradeCancellation
+from brokersync.results import SyncWarning
 
 __all__ = ["BatchCounts", "cancellations_query", "record_cancellations", "with_cancellations"]
 
@@ -30,9 +31,11 @@ _LOOKUP_CHUNK = 500  # SQLite caps bound parameters per statement
 
 @attrs.frozen
 class BatchCounts(UpsertCounts):
-    """How a page landed: its trades (imported/skipped/updated) and its newly recorded tombstones."""
+    """How a page landed: its trades (imported/skipped/updated), its newly recorded tombstones, and the
+    warnings pairing found (a broker's realized P&L the round trips disagree with: ``_pairing_check``)."""
 
     cancelled: int = 0
+    warnings: tuple[SyncWarning, ...] = ()
 
 
 def _json_default(value: Any) -> Any:

@@ -17,6 +17,9 @@ Per page (the caller's one transaction also stores the page's trades, cursor and
      before that point are neither read nor written; of the others, those whose values change
      are updated, those that no longer exist get a tombstone (``trade_cancellations``, reason
      :data:`REPAIRED`), and a round trip that comes back loses that tombstone.
+3. The page's executions that carry the broker's own realized P&L (``broker_realized_pnl``) and
+   whose round trips were derived in step 2 are checked against them (``_pairing_check``); the
+   mismatches come back as ``BatchCounts.warnings``.
 
 Round trips are ordinary ``trades`` rows, so listings, exports, audit and counts treat them like
 reported trades; ``round_trips`` records which executions and instrument each came from.
@@ -50,6 +53,7 @@ from brokersync._store._execution_rows import (
     write_executions,
 )
 from brokersync._store._instruments import instrument_json
+from brokersync._store._pairing_check import PnlCheck
 from brokersync._store._pairing_reads import (
     open_lots_of,
     pairing_method,
@@ -96,6 +100,10 @@ async def store_executions(
     stored = await stored_executions(conn, connection_id, account_id, ids)
     new_busts = await record_execution_tombstones(conn, connection_id, account_id, busts, now) if busts else []
     dead = await tombstoned(conn, connection_id, account_id, ids) if ids else set()
+    check = PnlCheck()  # the broker's realized P&L of the page's live executions, where it gives one
+    for execution_id, e in latest.items():
+        if e.broker_realized_pnl is not None and execution_id not in dead:
+            check.figures[execution_id] = (e.broker_realized_pnl, e.quantity, e.open_close)
     points: dict[str, Point] = {}  # instrument key -> the earliest execution a change affects
 
     def affects(key: str, point: Point) -> None:
@@ -154,6 +162,7 @@ async def store_executions(
         for key in incremental:
             fills = sorted(fresh[key], key=fill_order)
             trips, left = pair_fills(fills, lots_before.get(key, []), method)
+            check.take(trips)
             work.trips.extend((key, trip) for trip in trips)
             work.lots[key] = left
             last = fills[-1]
@@ -162,12 +171,13 @@ async def store_executions(
         await lite.finish(writing)
     counts = await write_work(conn, connection_id, account_id, work, now)
     for key in sorted(points):
-        more = await repair_from(conn, connection_id, account_id, key, points[key], method, now, pinned)
+        more = await repair_from(conn, connection_id, account_id, key, points[key], method, now, pinned, check)
         counts = add_counts(counts, more)
     gone = sorted(pinned.before - pinned.after)  # closed by a corrected execution, and no more
     cancelled = await forget_round_trips(conn, connection_id, account_id, gone, now)
     # re-paired round trips that did not change are not news: only executions sent again count as skipped
-    return BatchCounts(counts.imported, skipped, counts.updated, counts.cancelled + cancelled)
+    warnings = check.warnings(account_id) if check.trips else ()
+    return BatchCounts(counts.imported, skipped, counts.updated, counts.cancelled + cancelled, warnings)
 
 
 async def repair_connection(conn: AsyncConnection, *, connection_id: str, now: dt.datetime) -> int:

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from brokersync._pairing import Fill, OpenLot, PairingMethod, pair_fills
 from brokersync._store._cancellations import BatchCounts
 from brokersync._store._instruments import instrument_json, instrument_of
+from brokersync._store._pairing_check import PnlCheck
 from brokersync._store._pairing_reads import chunks
 from brokersync._store._pairing_writes import (
     LastPaired,
@@ -315,8 +316,12 @@ async def repair_from(
     method: PairingMethod,
     now: dt.datetime,
     pinned: Pinned,
+    check: PnlCheck | None = None,
 ) -> BatchCounts:
-    """Re-pair ``key`` from ``point`` (None: from its first execution) and write what changed."""
+    """Re-pair ``key`` from ``point`` (None: from its first execution) and write what changed.
+
+    ``check`` keeps the round trips closed by the executions whose broker P&L it checks.
+    """
     lots = await _lots_at(conn, connection_id, account_id, key, point) if point is not None else []
     lower, inclusive = point, True
     counts = BatchCounts(0, 0, 0, 0)
@@ -328,6 +333,8 @@ async def repair_from(
         before = {trip_id for trip_id, closing in stored if closing not in pinned.corrected}
         trips, queue = pair_fills(fills, lots, method)
         lots = list(queue)
+        if check is not None:
+            check.take(trips)
         remember: list[tuple[str, Trade]] = []  # sources to record: new ones, and every moved one
         revived: list[str] = []
         after: set[str] = set()

@@ -24,7 +24,7 @@ from brokersync._store._schema import executions, round_trips, sync_cursors, tra
 from brokersync._store._sql import run_sql
 from brokersync._store._upsert import upsert_trades
 from brokersync.models import Execution, ExecutionCancellation, Position, Trade, TradeCancellation
-from brokersync.results import StoredCancellation, StoredTrade
+from brokersync.results import StoredCancellation, StoredTrade, SyncWarning
 
 __all__ = ["TradeStore"]
 
@@ -62,13 +62,15 @@ class TradeStore(Database):
         ``watermark`` are only written when given (a page without a cursor keeps the last one).
         ``executions`` and their busts are stored and (``pair``) paired into round trips, and
         ``positions`` (when not ``None``) replaces the account's snapshot, in the same transaction
-        (see ``_executions.py``).
+        (see ``_executions.py``). The counts carry the warnings pairing found (``BatchCounts.warnings``),
+        for the caller to report once the transaction committed.
         """
         async with self.write() as conn:
             if lease is not None:
                 await renew_lease(conn, connection_id, lease[0], lease[1], now)
             counts = await upsert_trades(conn, connection_id=connection_id, account_id=account_id, batch=batch, now=now)
             cancelled = 0
+            warnings: tuple[SyncWarning, ...] = ()
             if cancellations:
                 cancelled = await record_cancellations(
                     conn, connection_id=connection_id, account_id=account_id, cancellations=cancellations, now=now
@@ -83,14 +85,14 @@ class TradeStore(Database):
                     now=now,
                     pair=pair,
                 )
-                counts, cancelled = counts + paired, cancelled + paired.cancelled
+                counts, cancelled, warnings = counts + paired, cancelled + paired.cancelled, paired.warnings
             if positions is not None:
                 await replace_positions(
                     conn, connection_id=connection_id, account_id=account_id, positions=positions, now=now
                 )
             if cursor is not None or watermark is not None:
                 await run_sql(conn, _CURSOR_UPSERT, (connection_id, account_id, cursor, watermark, now))
-            return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled)
+            return BatchCounts(counts.imported, counts.skipped, counts.updated, cancelled, warnings)
 
     async def reset_sync_cursors(
         self, connection_id: str, *, holder: str, now: dt.datetime, ttl: dt.timedelta

@@ -2,9 +2,9 @@
 
 Modules: :mod:`~brokersync_ibkr.plugin` (metadata and hooks), :mod:`~brokersync_ibkr.client` (the
 two-step Flex flow), :mod:`~brokersync_ibkr.parse` (the Flex XML parser, also for saved files),
-:mod:`~brokersync_ibkr.files` (the Activity Statement CSV) and :mod:`~brokersync_ibkr.check` (IB's
-FIFO P&L against an independent FIFO). The parser's names load on first use, so discovering the
-plugin stays light.
+:mod:`~brokersync_ibkr.files` (the Activity Statement CSV). IB's own FIFO P&L travels on each
+execution (``Execution.broker_realized_pnl``) for the core to check. The parser's names load on
+first use, so discovering the plugin stays light.
 """
 
 from __future__ import annotations

@@ -430,10 +430,11 @@ class _Reader:
             notes = {n.strip() for n in (a.get("notes") or "").split(";")}
             kind = next((k for code, k in _KINDS if code in notes), ExecutionKind.FILL)
         executed_at = self.when(a, raw)
+        instrument = self.instrument(a)
         return Execution(
             broker_execution_id=key,
             account_id=account_id,
-            instrument=self.instrument(a),
+            instrument=instrument,
             side=side,
             quantity=abs(quantity),
             price=price,
@@ -444,6 +445,7 @@ class _Reader:
             open_close=_OPEN_CLOSE.get((a.get("openCloseIndicator") or "").strip()),
             kind=kind,
             raw=raw,
+            broker_realized_pnl=_realized(a, instrument),
         )
 
     def cancellation(self, account_id: str, a: dict[str, str], target: str) -> ExecutionCancellation:
@@ -455,6 +457,20 @@ class _Reader:
             reason=_text(a.get("transactionType")) or "Ca",
             raw=raw,
         )
+
+
+def _realized(a: dict[str, str], instrument: Instrument) -> Decimal | None:
+    """IB's ``fifoPnlRealized`` (net of commissions), for the core to check its round trips against.
+
+    ``None`` (nothing to check) for forex, whose P&L IB reports elsewhere, and for a value that is
+    missing or unreadable: the figure is a check, an unreadable one does not cost the execution.
+    """
+    if instrument.asset_class is AssetClass.FOREX:
+        return None
+    try:
+        return _decimal(a, "fifoPnlRealized")
+    except ValueError:
+        return None
 
 
 _DATE_ONLY = re.compile(rf"^(?:{_DATE_PART})$")

@@ -7,10 +7,12 @@
   ``ctx.cache``, once per account: connect costs one statement, a sync one statement per query.
 * :func:`get_trades` streams the statement's executions for one account (pages of
   :data:`PAGE_SIZE`), then its cancellations; the core pairs executions into round trips and
-  dedupes overlapping statements by (account, execution id). A closing execution whose FIFO P&L
-  disagrees with IB's ``fifoPnlRealized`` (:func:`brokersync_ibkr.check.check_fifo_pnl`), and a
-  trade row that could not be read, are reported with ``ctx.warn``: the user sees them in
-  ``SyncResult.warnings`` and ``brokersync sync``.
+  dedupes overlapping statements by (account, execution id). Each execution carries IB's
+  ``fifoPnlRealized`` as ``Execution.broker_realized_pnl``: the core checks it against the round
+  trips it pairs, with the lots it keeps across syncs, and warns on a mismatch
+  (``brokersync.pnl_mismatch``; the plugin option ``check_pnl = false`` leaves the figure out). A
+  trade row that could not be read is reported with ``ctx.warn`` (:data:`UNREADABLE_ROW`): the user
+  sees both in ``SyncResult.warnings`` and ``brokersync sync``.
 * :func:`validate_response` is :func:`brokersync_ibkr.client.check_envelope`: IB's error codes
   become brokersync errors inside the core's retry, wherever they arrive.
 """
@@ -22,6 +24,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import attrs
 from brokersync import (
     Account,
     AuthResult,
@@ -61,7 +64,6 @@ DEFAULT_TIME_ZONE = "America/New_York"
 __all__ = [
     "METADATA",
     "PAGE_SIZE",
-    "PNL_MISMATCH",
     "UNREADABLE_ROW",
     "authenticate",
     "broker_metadata",
@@ -76,10 +78,6 @@ PAGE_SIZE = 1000
 #: Activity data refreshes once a day (IB: "not suitable for active polling"); syncing every six
 #: hours picks the day's statement up within six hours of IB publishing it, at 2 requests a sync.
 MIN_SYNC_INTERVAL = 6 * 3600.0
-#: The P&L check keeps an account's executions in memory; above this many it is skipped.
-CHECK_LIMIT = 50_000
-#: The code of the warning a P&L mismatch gives (``SyncResult.warnings``).
-PNL_MISMATCH = "ibkr.pnl_mismatch"
 #: The code of the warning for a trade row of a statement that could not be read.
 UNREADABLE_ROW = "ibkr.unreadable_row"
 _PREPARED = "ibkr.prepared"
@@ -261,7 +259,6 @@ async def get_trades(
     A ``TradeCorrect`` row reports the execution it corrects again, under the same id: within one
     fetch each execution id appears once, with its last (corrected) values, in first-seen order.
     """
-    from brokersync_ibkr.check import check_fifo_pnl
     from brokersync_ibkr.parse import FlexFormatError, RowError, StatementInfo, iter_statement
 
     ids, time_zone, max_wait = _settings(ctx, auth)
@@ -269,9 +266,7 @@ async def get_trades(
     last_transaction: int | None = None
     executions: dict[str, Execution] = {}
     cancellations: list[ExecutionCancellation] = []
-    checked: list[Execution] = []
-    checked_cancels: list[ExecutionCancellation] = []
-    check = bool(ctx.options.get("check_pnl", True))
+    check = bool(ctx.options.get("check_pnl", True))  # False: the core does not check IB's P&L
     for query_id in ids:
         content = await _statement(ctx, auth, query_id, max_wait, account=account.id)
         try:
@@ -282,15 +277,11 @@ async def get_trades(
                         number = int(transaction)
                         last_transaction = number if last_transaction is None else max(last_transaction, number)
                 if isinstance(item, Execution):
+                    if not check and item.broker_realized_pnl is not None:
+                        item = attrs.evolve(item, broker_realized_pnl=None)
                     executions[item.broker_execution_id] = item
-                    if check:
-                        checked.append(item)
-                        if len(checked) > CHECK_LIMIT:
-                            ctx.logger.info("P&L check skipped: more than {n} executions", n=CHECK_LIMIT)
-                            check, checked = False, []
                 elif isinstance(item, ExecutionCancellation):
                     cancellations.append(item)
-                    checked_cancels.append(item)
                 elif isinstance(item, StatementInfo) and item.to_date is not None:
                     period_end = max(period_end, item.to_date) if period_end else item.to_date
                 elif isinstance(item, RowError):
@@ -302,13 +293,6 @@ async def get_trades(
                     )
         except FlexFormatError as exc:
             raise _unreadable(query_id, exc) from None
-    for mismatch in check_fifo_pnl(checked, checked_cancels) if check else ():
-        ctx.warn(
-            f"{mismatch.symbol}, closing execution: {mismatch.message()}",
-            account_id=mismatch.account_id,
-            record_id=mismatch.broker_execution_id,
-            code=PNL_MISMATCH,
-        )
     ctx.logger.info(
         "IB statements of account {account}: period end {period_end}, last transaction {last_transaction}",
         account=account.id,
