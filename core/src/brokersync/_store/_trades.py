@@ -36,6 +36,12 @@ _CURSOR_UPSERT = (
 )  # a cursor or watermark given as None keeps the stored one (a page without a cursor)
 
 
+_EXISTING_TRADE_TABLES = text(
+    "SELECT name FROM unnest(ARRAY['trades', 'executions', 'round_trips', 'open_lots']) AS name "
+    "WHERE to_regclass(name) IS NOT NULL"
+)
+
+
 class TradeStore(Database):
     """The ``trades``, ``trade_cancellations`` and (write side) ``sync_cursors`` rows."""
 
@@ -114,7 +120,9 @@ class TradeStore(Database):
             return
         self._analyze_at = 2 * self._written
         async with self.write() as conn:
-            await conn.execute(text("ANALYZE trades, executions, round_trips, open_lots"))
+            names = (await conn.execute(_EXISTING_TRADE_TABLES)).scalars().all()  # older schemas lack some
+            if names:
+                await conn.execute(text(f"ANALYZE {', '.join(names)}"))
 
     async def reset_sync_cursors(
         self, connection_id: str, *, holder: str, now: dt.datetime, ttl: dt.timedelta
